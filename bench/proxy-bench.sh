@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# switchd against HAProxy (and the backend directly) on loopback, in one run.
+# Run by `make bench`; writes bench/out/latest.md and prints it.
+#
+# Throughput: wrk, keep-alive, 64 connections, 1 thread, against a fast
+# backend (nginx, one process, fixed "ok\n" body, no access log). Targets are
+# interleaved round by round (direct, switchd, haproxy; ROUNDS rounds of
+# DURATION seconds after a short warm-up) and the medians are reported:
+# requests/s, p99 latency, and CPU time per request of the proxy (utime +
+# stime from /proc/PID/stat around each round, divided by wrk's request
+# count). The proxy under test runs on CPU 0; wrk and the backend on CPU 1.
+#
+# Memory: a fresh instance of each proxy (switchd, HAProxy, nginx as a proxy;
+# one process or thread each) gets IDLE_CONNS keep-alive client connections,
+# one request each, held open; VmRSS before and after, divided by the count.
+#
+# Environment: BENCH_DURATION (s, default 10), BENCH_ROUNDS (3), BENCH_CONNS
+# (64), BENCH_IDLE_CONNS (5000), SWITCHD_BIN (build/switchd).
+#
+# Everything listens on 127.0.0.1 only, every step has a time bound, and every
+# process started here is stopped on exit, also on an error or Ctrl-C.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNS:-64}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+SWITCHD=${SWITCHD_BIN:-build/switchd}
+PY=/usr/bin/python3
+OUT_DIR=bench/out
+OUT=$OUT_DIR/latest.md
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+for cmd in wrk haproxy nginx taskset curl "$PY"; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd is missing; run \`make deps\`"
+done
+
+# --- processes ---------------------------------------------------------------
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchd-bench.XXXXXX")
+declare -A PID=() PORT=()
+ALL_PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${ALL_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 30); do
+    local alive=0
+    for pid in "${ALL_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${ALL_PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+NCPU=$(nproc)
+if ((NCPU >= 2)); then
+  PROXY_CPU=0
+  LOAD_CPU=1
+else
+  log "warning: one CPU only; the proxy, wrk and the backend share it"
+  PROXY_CPU=0
+  LOAD_CPU=0
+fi
+
+# Idle connections need a descriptor each in the client and in the proxy, and
+# HAProxy reserves two per connection of its maxconn: raise the open-file
+# limit as far as allowed.
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] && hard=1048576
+((hard > 1048576)) && hard=1048576
+ulimit -n "$hard" 2>/dev/null || true
+nofile=$(ulimit -n)
+if ((nofile < 2 * (IDLE_CONNS + 1000) + 100)); then
+  IDLE_CONNS=$(((nofile - 100) / 2 - 1000))
+  ((IDLE_CONNS > 0)) || die "the open-file limit ($nofile) is too low"
+  log "warning: open-file limit is $nofile; idle connections lowered to $IDLE_CONNS"
+fi
+MAXCONN=$((IDLE_CONNS + 1000))
+
+# busy_cpus: how many CPUs' worth of time other processes used over 1 s.
+# Anything else running skews every figure, so the report says so.
+busy_cpus() {
+  local a b
+  a=$(awk '/^cpu /{ print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu /{ print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    busy = y[1] - x[1]; idle = y[2] - x[2]
+    printf "%.2f\n", (busy + idle) ? n * busy / (busy + idle) : 0 }'
+}
+
+# free_ports N: N currently free loopback ports.
+free_ports() {
+  "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# render TEMPLATE NAME: the template with @DIR@, @PORT@ (NAME's port) and
+# @BACKEND_PORT@ filled in, written to $TMP/NAME.conf; prints its path.
+render() {
+  local out="$TMP/$2.conf"
+  sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|${PORT[$2]}|g" \
+    -e "s|@BACKEND_PORT@|${PORT[backend]}|g" -e "s|@MAXCONN@|$MAXCONN|g" \
+    "$1" >"$out"
+  echo "$out"
+}
+
+# start NAME CPU COMMAND...: starts a server pinned to CPU; taskset execs it,
+# so $! is the server's own pid.
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  taskset -c "$cpu" "$@" </dev/null >"$TMP/$name.out" 2>&1 &
+  PID[$name]=$!
+  ALL_PIDS+=("$!")
+}
+
+# ready NAME: waits until NAME answers "ok" through its port (5 s at most).
+ready() {
+  local name=$1 body
+  for _ in $(seq 50); do
+    if ! kill -0 "${PID[$name]}" 2>/dev/null; then
+      log "$name exited at startup:"
+      tail -n 20 "$TMP/$name.out" >&2 || true
+      return 1
+    fi
+    body=$(curl -s -m 1 "http://127.0.0.1:${PORT[$name]}/" 2>/dev/null || true)
+    [[ $body == ok ]] && return 0
+    sleep 0.1
+  done
+  log "$name does not answer on port ${PORT[$name]}"
+  tail -n 20 "$TMP/$name.out" >&2 || true
+  return 1
+}
+
+stop() {
+  local pid=${PID[$1]:-}
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 30); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$1]"
+}
+
+# cpu_ticks PID: utime + stime in clock ticks (all threads of the process).
+cpu_ticks() {
+  # Fields after the parenthesised command name; utime and stime are fields
+  # 14 and 15 of the whole line, 12 and 13 after it.
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }
+  awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# start_proxy NAME CPU: starts one of switchd, haproxy, nginx-proxy.
+start_proxy() {
+  local name=$1 cpu=$2 conf
+  case $name in
+    switchd)
+      conf=$(render bench/switchd.conf.in switchd)
+      start switchd "$cpu" "$SWITCHD" -c "$conf"
+      ;;
+    haproxy)
+      conf=$(render bench/haproxy.cfg.in haproxy)
+      start haproxy "$cpu" haproxy -db -f "$conf"
+      ;;
+    nginx-proxy)
+      conf=$(render bench/nginx-proxy.conf.in nginx-proxy)
+      start nginx-proxy "$cpu" nginx -p "$TMP" -e "$TMP/nginx-proxy-startup.log" -c "$conf"
+      ;;
+  esac
+  ready "$name"
+}
+
+BUSY_BEFORE=$(busy_cpus)
+if awk -v b="$BUSY_BEFORE" 'BEGIN { exit !(b > 0.1) }'; then
+  log "warning: other processes use $BUSY_BEFORE CPUs; the figures will be skewed"
+fi
+
+# --- setup -------------------------------------------------------------------
+
+read -r -a ports < <(free_ports 4)
+PORT[backend]=${ports[0]}
+PORT[direct]=${ports[0]}
+PORT[switchd]=${ports[1]}
+PORT[haproxy]=${ports[2]}
+PORT[nginx-proxy]=${ports[3]}
+
+conf=$(render bench/backend-nginx.conf.in backend)
+start backend "$LOAD_CPU" nginx -p "$TMP" -e "$TMP/backend-startup.log" -c "$conf"
+ready backend || die "the backend nginx did not start"
+PID[direct]=${PID[backend]}
+
+TARGETS=(direct)
+SKIPPED=()
+if [[ ! -x $SWITCHD ]]; then
+  log "$SWITCHD not found; switchd is left out (make bench builds it)"
+  SKIPPED+=("switchd: $SWITCHD not built")
+elif start_proxy switchd "$PROXY_CPU"; then
+  TARGETS+=(switchd)
+else
+  SKIPPED+=("switchd: did not start or answer (see its log above)")
+fi
+if start_proxy haproxy "$PROXY_CPU"; then
+  TARGETS+=(haproxy)
+else
+  SKIPPED+=("haproxy: did not start or answer")
+fi
+
+# --- throughput --------------------------------------------------------------
+
+RESULTS=$TMP/results.tsv
+: >"$RESULTS"
+
+# wrk_run TARGET SECONDS OUTFILE
+wrk_run() {
+  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
+    wrk -t1 -c"$CONNS" -d"$2"s --latency "http://127.0.0.1:${PORT[$1]}/" >"$3" 2>&1
+}
+
+# to_us VALUE: wrk's "850.00us" / "1.23ms" / "1.02s" in microseconds.
+to_us() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) print n
+    else if (v ~ /ms$/) print n * 1000
+    else if (v ~ /m$/) print n * 60000000
+    else if (v ~ /s$/) print n * 1000000
+    else print "nan" }'
+}
+
+log "warm-up: 2 s per target (${TARGETS[*]})"
+for t in "${TARGETS[@]}"; do
+  wrk_run "$t" 2 "$TMP/warmup-$t.txt" || log "warm-up of $t failed"
+done
+
+for round in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    log "round $round/$ROUNDS: $t, ${DURATION}s, $CONNS connections"
+    out=$TMP/wrk-$t-$round.txt
+    proxy_pid=${PID[$t]}
+    p0=$(cpu_ticks "$proxy_pid")
+    b0=$(cpu_ticks "${PID[backend]}")
+    if ! wrk_run "$t" "$DURATION" "$out"; then
+      log "wrk against $t failed:"
+      cat "$out" >&2
+      continue
+    fi
+    p1=$(cpu_ticks "$proxy_pid")
+    b1=$(cpu_ticks "${PID[backend]}")
+    requests=$(awk '/ requests in /{ print $1 }' "$out")
+    rps=$(awk '/^Requests\/sec:/{ print $2 }' "$out")
+    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/{ print $NF }' "$out")
+    sockerr=$(awk '/Socket errors:/{ gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
+    errors=$((${non2xx:-0} + ${sockerr:-0}))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$round" "${rps:-0}" \
+      "$p99" "${requests:-0}" $((p1 - p0)) $((b1 - b0)) "$errors" >>"$RESULTS"
+    log "  $rps req/s, p99 ${p99} us, $errors errors"
+  done
+done
+
+# --- memory per idle keep-alive connection -----------------------------------
+
+stop switchd
+stop haproxy
+MEMORY=$TMP/memory.jsonl
+: >"$MEMORY"
+
+MEM_TARGETS=()
+[[ -x $SWITCHD ]] && MEM_TARGETS+=(switchd)
+MEM_TARGETS+=(haproxy nginx-proxy)
+for t in "${MEM_TARGETS[@]}"; do
+  log "memory: $IDLE_CONNS idle keep-alive connections to a fresh $t"
+  if ! start_proxy "$t" "$PROXY_CPU"; then
+    printf '{"target": "%s", "error": "did not start"}\n' "$t" >>"$MEMORY"
+    stop "$t"
+    continue
+  fi
+  json=$(timeout --kill-after=5 120 taskset -c "$LOAD_CPU" \
+    "$PY" bench/idle-clients.py "${PORT[$t]}" "${PID[$t]}" "$IDLE_CONNS" || true)
+  [[ -n $json ]] || json='{"error": "client timed out"}'
+  log "  $json"
+  printf '{"target": "%s", %s\n' "$t" "${json#\{}" >>"$MEMORY"
+  stop "$t"
+done
+
+stop backend
+BUSY_AFTER=$(busy_cpus)
+
+# --- report ------------------------------------------------------------------
+
+mkdir -p "$OUT_DIR"
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
+export BENCH_REV=$rev BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS \
+  BENCH_CONNS=$CONNS BENCH_IDLE_CONNS=$IDLE_CONNS PROXY_CPU LOAD_CPU
+BENCH_CPU_MODEL=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
+BENCH_KERNEL=$(uname -r)
+BENCH_HAPROXY=$(haproxy -v 2>&1 | awk 'NR == 1 { print $3 }')
+BENCH_NGINX=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+BENCH_CLK_TCK=$(getconf CLK_TCK)
+BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}")
+export BUSY_BEFORE BUSY_AFTER BENCH_CPU_MODEL BENCH_KERNEL BENCH_HAPROXY BENCH_NGINX BENCH_CLK_TCK \
+  BENCH_SKIPPED
+
+"$PY" - "$RESULTS" "$MEMORY" "$OUT" <<'EOF'
+import json, os, statistics, sys, time
+
+results_path, memory_path, out_path = sys.argv[1:4]
+env = os.environ
+tck = int(env["BENCH_CLK_TCK"])
+
+rows = {}
+for line in open(results_path):
+    t, rnd, rps, p99, reqs, pticks, bticks, errs = line.rstrip("\n").split("\t")
+    reqs = int(reqs)
+    rows.setdefault(t, []).append({
+        "rps": float(rps), "p99": float(p99), "reqs": reqs,
+        "cpu": int(pticks) * 1e6 / tck / reqs if reqs else float("nan"),
+        "bcpu": int(bticks) * 1e6 / tck / reqs if reqs else float("nan"),
+        "errors": int(errs)})
+
+def med(t, key):
+    return statistics.median(r[key] for r in rows[t])
+
+names = {"direct": "direct to the backend",
+         "switchd": "switchd " + env["BENCH_REV"],
+         "haproxy": "HAProxy %s, nbthread 1" % env["BENCH_HAPROXY"]}
+out = []
+out.append("# Proxy benchmark, %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
+out.append("")
+out.append("%s, %d CPUs, Linux %s. Loopback only. wrk: keep-alive, %s "
+           "connections, 1 thread; %s interleaved rounds of %s s per target "
+           "after a 2 s warm-up; medians. Backend: nginx %s, one process, "
+           "fixed 3-byte body, no access log. Proxy on CPU %s, wrk and backend "
+           "on CPU %s."
+           % (env["BENCH_CPU_MODEL"], os.cpu_count(), env["BENCH_KERNEL"],
+              env["BENCH_CONNS"], env["BENCH_ROUNDS"], env["BENCH_DURATION"],
+              env["BENCH_NGINX"], env["PROXY_CPU"], env["LOAD_CPU"]))
+out.append("")
+out.append("| target | req/s | vs direct | p99 (ms) | proxy CPU µs/req "
+           "| backend CPU µs/req | errors | req/s per round |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+direct = med("direct", "rps") if "direct" in rows else None
+for t in ("direct", "switchd", "haproxy"):
+    if t not in rows:
+        continue
+    rps = med(t, "rps")
+    ratio = "%.2f" % (rps / direct) if direct else "-"
+    cpu = "-" if t == "direct" else "%.1f" % med(t, "cpu")
+    out.append("| %s | %.0f | %s | %.3f | %s | %.1f | %d | %s |" % (
+        names[t], rps, ratio, med(t, "p99") / 1000, cpu, med(t, "bcpu"),
+        sum(r["errors"] for r in rows[t]),
+        " / ".join("%.0f" % r["rps"] for r in rows[t])))
+if "switchd" in rows and "haproxy" in rows:
+    out.append("")
+    out.append("switchd ÷ HAProxy: req/s %.2f, p99 %.2f, CPU per request %.2f "
+               "(target: req/s ≥ 1, p99 ≤ 1)." % (
+                   med("switchd", "rps") / med("haproxy", "rps"),
+                   med("switchd", "p99") / med("haproxy", "p99"),
+                   med("switchd", "cpu") / med("haproxy", "cpu")))
+
+out.append("")
+out.append("## Memory per idle keep-alive client connection")
+out.append("")
+out.append("A fresh instance of each proxy; %s client connections, one "
+           "request each, response read, kept open; VmRSS of the proxy "
+           "process before and after, after 1 s to settle."
+           % env["BENCH_IDLE_CONNS"])
+out.append("")
+out.append("| proxy | connections held | RSS before (KiB) | RSS after (KiB) "
+           "| per connection (KiB) |")
+out.append("|---|---:|---:|---:|---:|")
+mnames = {"switchd": "switchd", "haproxy": "HAProxy, nbthread 1",
+          "nginx-proxy": "nginx as a proxy, one process"}
+for line in open(memory_path):
+    m = json.loads(line)
+    name = mnames.get(m["target"], m["target"])
+    if "error" in m:
+        out.append("| %s | failed: %s | | | |" % (name, m["error"]))
+        continue
+    out.append("| %s | %d of %d | %d | %d | %.2f |" % (
+        name, m["alive"], m["n"], m["before_kb"], m["after_kb"],
+        m["per_conn_bytes"] / 1024))
+
+busy = max(float(env["BUSY_BEFORE"]), float(env["BUSY_AFTER"]))
+if busy > 0.1:
+    out.append("")
+    out.append("**Warning:** other processes used %.2f CPUs just before or after "
+               "this run; the figures above are skewed by them." % busy)
+
+skipped = [s for s in env.get("BENCH_SKIPPED", "").splitlines() if s]
+if skipped:
+    out.append("")
+    out.append("Not measured: " + "; ".join(skipped) + ".")
+
+text = "\n".join(out) + "\n"
+with open(out_path, "w") as f:
+    f.write(text)
+print(text)
+EOF
+
+log "written to $OUT"
+# A run that could not measure switchd is not a successful benchmark.
+((${#SKIPPED[@]} == 0))

@@ -1,0 +1,73 @@
+/* Pure HTTP helpers shared by the client and upstream sides: header
+ * storage, token lists, hop-by-hop names, reason phrases. No I/O here, so
+ * everything in this module is unit-tested alone. */
+#ifndef SW_HTTP_H
+#define SW_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sw_buf.h"
+
+/* One header as offsets into the head's raw storage (offsets survive the
+ * storage being reallocated while it grows). */
+typedef struct sw_hdr_s {
+  uint32_t name_off;
+  uint32_t name_len;
+  uint32_t value_off;
+  uint32_t value_len;
+} sw_hdr_t;
+
+/* A parsed message head: the raw bytes of the names and values, and the
+ * header index. Bounded by the raw buffer's max and by max_headers. */
+typedef struct sw_head_s {
+  sw_buf_t raw;
+  sw_hdr_t *hdrs;
+  uint32_t n;
+  uint32_t cap;
+  uint32_t max;      /* header count limit */
+  uint8_t in_value;  /* the last callback was a value */
+  uint8_t fold;      /* an obs-fold was seen */
+  const char *value_end; /* end of the last value span seen */
+  uint8_t value_at_end;  /* that span ended at the end of its input */
+} sw_head_t;
+
+void sw_head_init(sw_head_t *h, size_t max_bytes, uint32_t max_headers);
+void sw_head_reset(sw_head_t *h);
+void sw_head_free(sw_head_t *h);
+/* Parser callback helpers. Return 0, SW_ELIMIT (too large or too many) or
+ * SW_EPARSE (invalid byte in a name or value, or an obs-fold). `input_end`
+ * is the end of the buffer being parsed, to tell a span split across reads
+ * from a folded line. */
+int sw_head_field(sw_head_t *h, const char *at, size_t len);
+int sw_head_value(sw_head_t *h, const char *at, size_t len,
+                  const char *input_start, const char *input_end);
+/* Ends the current value (trims trailing whitespace). */
+void sw_head_value_done(sw_head_t *h);
+
+static inline const char *sw_head_name(const sw_head_t *h, uint32_t i) {
+  return h->raw.data + h->hdrs[i].name_off;
+}
+static inline const char *sw_head_val(const sw_head_t *h, uint32_t i) {
+  return h->raw.data + h->hdrs[i].value_off;
+}
+
+/* Case-insensitive comparison of a counted string with a literal. */
+int sw_http_ieq(const char *s, size_t len, const char *lit);
+/* Case-insensitive prefix test. */
+int sw_http_iprefix(const char *s, size_t len, const char *lit);
+/* Whether a comma-separated token list contains token (case-insensitive). */
+int sw_http_list_has(const char *list, size_t len, const char *token);
+/* Whether name is one of the fixed hop-by-hop headers. */
+int sw_http_is_hop(const char *name, size_t len);
+/* Whether name is listed by any Connection header of h. */
+int sw_http_connection_lists(const sw_head_t *h, const char *name,
+                             size_t len);
+/* Index of the first header named `name`, or -1; *count gets how many. */
+int sw_http_find(const sw_head_t *h, const char *name, int *count);
+
+const char *sw_http_reason(int status);
+/* Whether a request method may be replayed (RFC 9110 idempotent methods). */
+int sw_http_idempotent(const char *method);
+
+#endif

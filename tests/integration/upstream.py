@@ -1,0 +1,582 @@
+#!/usr/bin/python3
+"""A purpose-built HTTP/1.1 upstream for switchd's integration tests.
+
+    upstream.py --port P --name NAME [--close-after N] [--drop-after N]
+                [--serial] [--sndbuf BYTES]
+
+Listens on 127.0.0.1:P, one thread per connection, raw sockets. Keep-alive is
+supported and Connection: close / HTTP/1.0 are honoured. What a request gets is
+chosen by its path:
+
+  /  (and any path not below)  200, body "NAME\\n"
+  /status/CODE                 that status (body "NAME CODE\\n" unless 1xx/204/304)
+  /delay/MS                    waits MS milliseconds, then 200 "NAME\\n"
+  /echo                        200, JSON: method, path, version, headers (list of
+                               [name, value] in order received), body_len,
+                               body_sha256, name, conn, raw_head, t_head, t_body
+  /bytes/N                     N bytes of the deterministic pattern, Content-Length,
+                               streamed in chunks (never held whole in memory)
+  /chunked/N                   the same with Transfer-Encoding: chunked
+  /close-delimited/N           the same with neither: the end is the close
+  /reset-mid                   headers (Content-Length 1000000) and 100000 bytes of
+                               body, then RST (SO_LINGER 0)
+  /stall-mid                   headers and 100000 bytes of body, then nothing ever
+  /stall                       never answers
+  /drop                        reads the request, closes without a byte
+  /reset                       reads the request, RST without a byte
+  /garbage                     answers bytes that are not HTTP, then closes
+  /hop                         200 carrying hop-by-hop response headers
+                               (Connection: X-Hop, X-Hop, Keep-Alive,
+                               Proxy-Connection) and X-Keep: yes
+  /ws                          Upgrade: websocket -> 101, then echoes raw bytes
+  /sse?n=N&interval=MS         text/event-stream, chunked, an event every MS ms
+                               (default 10 events every 100 ms); each event's data
+                               carries its index and the server's send time
+  /stats                       JSON counters (control request, not counted)
+  /log                         JSON list of the requests seen (control request)
+
+Query options on any path: sndbuf=BYTES sets SO_SNDBUF on the connection before
+the response (so the kernel cannot absorb a large response).
+
+Options:
+  --close-after N   close each connection after N responses without announcing
+                    it (no Connection: close), like an upstream idle close
+  --drop-after N    after N responses on a connection, read the next request
+                    then close without answering: the idle-close race as seen by
+                    a proxy that just sent a request on a pooled connection
+  --serial          one request at a time in the whole server and Connection:
+                    close after each response, like a Gunicorn sync worker
+  --sndbuf BYTES    SO_SNDBUF for every accepted connection
+
+Every response carries X-Upstream: NAME and X-Conn: <connection number>.
+Control requests (/stats, /log) are not counted as requests and a connection
+whose first request is a control request is not counted as a connection.
+
+The pattern: byte i of every generated body is PATTERN[i % len(PATTERN)];
+pattern_chunk() and pattern_sha256() are importable for the tests.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+
+PERIOD = 65521  # a prime, so that chunk boundaries never align with it
+CHUNK = 65536
+
+
+def _make_pattern():
+    out = bytearray()
+    i = 0
+    while len(out) < PERIOD:
+        out += hashlib.sha256(b"switchd-pattern-%d" % i).digest()
+        i += 1
+    return bytes(out[:PERIOD])
+
+
+PATTERN = _make_pattern()
+_PATTERN3 = PATTERN * 3
+
+
+def pattern_chunk(offset, n):
+    """n (<= CHUNK) bytes of the pattern starting at absolute offset."""
+    assert n <= CHUNK
+    o = offset % PERIOD
+    return _PATTERN3[o:o + n]
+
+
+def pattern_iter(total, chunk=CHUNK):
+    off = 0
+    while off < total:
+        n = min(chunk, total - off)
+        yield pattern_chunk(off, n)
+        off += n
+
+
+def pattern_bytes(total):
+    return b"".join(pattern_iter(total))
+
+
+_sha_cache = {}
+
+
+def pattern_sha256(total):
+    if total not in _sha_cache:
+        h = hashlib.sha256()
+        for c in pattern_iter(total):
+            h.update(c)
+        _sha_cache[total] = h.hexdigest()
+    return _sha_cache[total]
+
+
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
+    202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+    304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
+    418: "I'm a teapot", 429: "Too Many Requests", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+CONTROL_PATHS = ("/stats", "/log")
+
+
+class PeerClosed(Exception):
+    pass
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.name = args.name
+        self.lock = threading.Lock()
+        self.serial_lock = threading.Lock()
+        self.accepted = 0
+        self.control_conns = 0
+        self.open = 0
+        self.requests = 0
+        self.responses = 0
+        self.dropped = 0
+        self.log = []
+        self.next_conn = 0
+
+    def stats(self):
+        with self.lock:
+            return {
+                "name": self.name,
+                "accepted": self.accepted,
+                "connections": self.accepted - self.control_conns,
+                "open": self.open,
+                "requests": self.requests,
+                "responses": self.responses,
+                "dropped": self.dropped,
+            }
+
+    def serve(self):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.args.port))
+        ls.listen(512)
+        print("upstream %s listening on 127.0.0.1:%d" % (self.name, self.args.port),
+              flush=True)
+        while True:
+            s, addr = ls.accept()
+            with self.lock:
+                self.accepted += 1
+                self.open += 1
+                self.next_conn += 1
+                cid = self.next_conn
+            t = threading.Thread(target=self.conn_main, args=(s, cid), daemon=True)
+            t.start()
+
+    def conn_main(self, s, cid):
+        c = Conn(self, s, cid)
+        try:
+            c.run()
+        except (PeerClosed, ConnectionError, socket.timeout, OSError, BadRequest):
+            pass
+        except Exception as e:  # a bug here must be visible in the test output
+            print("upstream %s conn %d: %r" % (self.name, cid, e), file=sys.stderr,
+                  flush=True)
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+            with self.lock:
+                self.open -= 1
+
+
+class Conn:
+    def __init__(self, server, sock, cid):
+        self.srv = server
+        self.s = sock
+        self.cid = cid
+        self.buf = bytearray()
+        self.nresp = 0
+        self.first = True
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if server.args.sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.args.sndbuf)
+
+    # -- reading -----------------------------------------------------------
+    def fill(self):
+        d = self.s.recv(262144)
+        if not d:
+            raise PeerClosed()
+        self.buf += d
+
+    def read_head(self):
+        while True:
+            i = self.buf.find(b"\r\n\r\n")
+            j = self.buf.find(b"\n\n")
+            ends = [(i, 4), (j, 2)]
+            ends = [e for e in ends if e[0] >= 0]
+            if ends:
+                pos, ln = min(ends)
+                head = bytes(self.buf[:pos])
+                del self.buf[:pos + ln]
+                return head
+            if len(self.buf) > 1 << 20:
+                raise BadRequest("head too large")
+            self.fill()
+
+    def read_line(self):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return line.rstrip(b"\r\n")
+            if len(self.buf) > 65536:
+                raise BadRequest("line too long")
+            self.fill()
+
+    def read_body(self, headers, sink):
+        """Reads the request body per its framing, feeding sink(bytes)."""
+        te = [v for n, v in headers if n.lower() == "transfer-encoding"]
+        cl = [v for n, v in headers if n.lower() == "content-length"]
+        if te and te[-1].strip().lower().split(",")[-1].strip() == "chunked":
+            while True:
+                line = self.read_line()
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.read_line() != b"":  # trailers
+                        pass
+                    return "chunked"
+                self.read_exact(size, sink)
+                if self.read_line() != b"":
+                    raise BadRequest("bad chunk end")
+        if cl:
+            self.read_exact(int(cl[0].strip()), sink)
+            return "content-length"
+        return "none"
+
+    def read_exact(self, n, sink):
+        while n > 0:
+            if not self.buf:
+                self.fill()
+            take = min(n, len(self.buf))
+            sink(bytes(self.buf[:take]))
+            del self.buf[:take]
+            n -= take
+
+    def wait_close(self):
+        """Stalls until the peer closes, discarding whatever it sends."""
+        self.buf.clear()
+        while True:
+            d = self.s.recv(65536)
+            if not d:
+                return
+
+    # -- writing -----------------------------------------------------------
+    def send_head(self, req, status, headers, close):
+        reason = REASONS.get(status, "Status")
+        lines = ["HTTP/1.1 %d %s" % (status, reason),
+                 "X-Upstream: %s" % self.srv.name,
+                 "X-Conn: %d" % self.cid]
+        for n, v in headers:
+            lines.append("%s: %s" % (n, v))
+        if close:
+            lines.append("Connection: close")
+        elif req["version"] == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        self.s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def respond(self, req, status, body=b"", headers=(), close=False):
+        hs = list(headers)
+        if status >= 200 and status not in (204, 304):
+            hs.append(("Content-Length", str(len(body))))
+        self.send_head(req, status, hs, close)
+        if body and req["method"] != "HEAD" and status not in (204, 304):
+            self.s.sendall(body)
+
+    # -- the loop ----------------------------------------------------------
+    def run(self):
+        srv = self.srv
+        while True:
+            head = self.read_head()
+            req = parse_head(head)
+            req["conn"] = self.cid
+            req["t_head"] = time.time()
+            control = req["path"] in CONTROL_PATHS
+            if self.first and control:
+                with srv.lock:
+                    srv.control_conns += 1
+            self.first = False
+            if control:
+                self.read_body(req["headers"], lambda b: None)
+                data = srv.stats() if req["path"] == "/stats" else list(srv.log)
+                with srv.lock:
+                    data = json.loads(json.dumps(data))
+                self.respond(req, 200, json.dumps(data).encode(),
+                             [("Content-Type", "application/json")],
+                             close=not req["keepalive"])
+                if not req["keepalive"]:
+                    return
+                continue
+
+            entry = {k: req[k] for k in ("method", "target", "path", "version",
+                                         "headers", "conn", "t_head")}
+            entry["request_id"] = req_header(req, "x-request-id")
+            entry["dropped"] = False
+            entry["t_done"] = None
+            entry["status"] = None
+            with srv.lock:
+                srv.requests += 1
+                srv.log.append(entry)
+
+            if srv.args.serial:
+                srv.serial_lock.acquire()
+            try:
+                keep = self.handle(req, entry)
+            finally:
+                if srv.args.serial:
+                    srv.serial_lock.release()
+            if not keep:
+                return
+
+    def handle(self, req, entry):
+        """Answers one request; returns whether the connection continues."""
+        srv = self.srv
+        h = hashlib.sha256()
+        n = [0]
+
+        def sink(b):
+            n[0] += len(b)
+            h.update(b)
+
+        try:
+            entry["framing"] = self.read_body(req["headers"], sink)
+        except ValueError:
+            raise BadRequest("bad framing")
+        entry["body_len"] = n[0]
+        entry["body_sha256"] = h.hexdigest()
+        entry["t_body"] = time.time()
+
+        args = srv.args
+        if args.drop_after is not None and self.nresp >= args.drop_after:
+            with srv.lock:
+                srv.dropped += 1
+            entry["dropped"] = True
+            return False
+
+        q = req["query"]
+        if "sndbuf" in q:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(q["sndbuf"]))
+
+        close = not req["keepalive"] or args.serial
+        path = req["path"]
+        parts = path.strip("/").split("/")
+        status = 200
+        keep = not close
+        answered = True
+
+        if path == "/echo":
+            body = json.dumps({
+                "name": srv.name, "method": req["method"], "path": req["target"],
+                "version": req["version"], "headers": req["headers"],
+                "body_len": n[0], "body_sha256": h.hexdigest(), "conn": self.cid,
+                "framing": entry["framing"], "raw_head": req["raw_head"],
+                "t_head": entry["t_head"], "t_body": entry["t_body"],
+            }).encode()
+            self.respond(req, 200, body, [("Content-Type", "application/json")],
+                         close)
+        elif parts[0] == "status" and len(parts) == 2:
+            status = int(parts[1])
+            body = ("%s %d\n" % (srv.name, status)).encode()
+            if status < 200:
+                body = b""
+            self.respond(req, status, body, [("Content-Type", "text/plain")], close)
+        elif parts[0] == "delay" and len(parts) == 2:
+            time.sleep(int(parts[1]) / 1000.0)
+            self.respond(req, 200, ("%s\n" % srv.name).encode(),
+                         [("Content-Type", "text/plain")], close)
+        elif parts[0] in ("bytes", "chunked", "close-delimited") and len(parts) == 2:
+            total = int(parts[1])
+            chunk = int(q.get("chunk", CHUNK))
+            head_only = req["method"] == "HEAD"
+            if parts[0] == "bytes":
+                self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                          ("Content-Length", str(total))], close)
+                if not head_only:
+                    for c in pattern_iter(total, chunk):
+                        self.s.sendall(c)
+            elif parts[0] == "chunked" and req["version"] == "HTTP/1.1":
+                self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                          ("Transfer-Encoding", "chunked")], close)
+                if not head_only:
+                    for c in pattern_iter(total, chunk):
+                        self.s.sendall(b"%x\r\n%s\r\n" % (len(c), c))
+                    self.s.sendall(b"0\r\n\r\n")
+            else:
+                self.send_head(req, 200, [("Content-Type", "application/octet-stream")],
+                               True)
+                if not head_only:
+                    for c in pattern_iter(total, chunk):
+                        self.s.sendall(c)
+                keep = False
+        elif path == "/reset-mid":
+            answered = False
+            self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", "1000000")], False)
+            self.s.sendall(pattern_bytes(100000))
+            time.sleep(0.3)
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+            keep = False
+        elif path == "/stall-mid":
+            answered = False
+            self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", "1000000")], False)
+            self.s.sendall(pattern_bytes(100000))
+            self.wait_close()
+            keep = False
+        elif path == "/stall":
+            answered = False
+            self.wait_close()
+            keep = False
+        elif path == "/drop":
+            answered = False
+            keep = False
+        elif path == "/reset":
+            answered = False
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+            keep = False
+        elif path == "/garbage":
+            answered = False
+            self.s.sendall(b"this is not HTTP at all\r\n\r\n")
+            keep = False
+        elif path == "/hop":
+            self.send_head(req, 200, [("Content-Type", "text/plain"),
+                                      ("Connection", "X-Hop"),
+                                      ("X-Hop", "secret"),
+                                      ("Keep-Alive", "timeout=5"),
+                                      ("Proxy-Connection", "keep-alive"),
+                                      ("X-Keep", "yes"),
+                                      ("Content-Length", "4")], close)
+            self.s.sendall(b"hop\n")
+        elif path == "/ws":
+            up = (req_header(req, "upgrade") or "").lower()
+            if up != "websocket":
+                self.respond(req, 400, b"not an upgrade\n", close=True)
+                return False
+            hs = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+            key = req_header(req, "sec-websocket-key")
+            if key:
+                acc = base64.b64encode(hashlib.sha1(
+                    (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+                hs.append(("Sec-WebSocket-Accept", acc.decode()))
+            lines = ["HTTP/1.1 101 Switching Protocols", "X-Upstream: %s" % srv.name,
+                     "X-Conn: %d" % self.cid] + ["%s: %s" % x for x in hs]
+            self.s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            entry["status"] = 101
+            entry["t_done"] = time.time()
+            with srv.lock:
+                srv.responses += 1
+            if self.buf:
+                self.s.sendall(bytes(self.buf))
+                self.buf.clear()
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return False
+                self.s.sendall(d)
+        elif path == "/sse":
+            count = int(q.get("n", 10))
+            interval = int(q.get("interval", 100)) / 1000.0
+            self.send_head(req, 200, [("Content-Type", "text/event-stream"),
+                                      ("Cache-Control", "no-cache"),
+                                      ("Transfer-Encoding", "chunked")], close)
+            for i in range(count):
+                if i:
+                    time.sleep(interval)
+                ev = ("id: %d\ndata: %d %.6f\n\n" % (i, i, time.time())).encode()
+                self.s.sendall(b"%x\r\n%s\r\n" % (len(ev), ev))
+            self.s.sendall(b"0\r\n\r\n")
+        else:
+            self.respond(req, 200, ("%s\n" % srv.name).encode(),
+                         [("Content-Type", "text/plain")], close)
+
+        if entry["status"] is None and answered:
+            entry["status"] = status
+            entry["t_done"] = time.time()
+            with srv.lock:
+                srv.responses += 1
+        self.nresp += 1
+        if args.close_after is not None and self.nresp >= args.close_after:
+            return False
+        return keep
+
+
+def req_header(req, name):
+    for n, v in req["headers"]:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def parse_head(head):
+    text = head.decode("latin-1")
+    lines = text.replace("\r\n", "\n").split("\n")
+    try:
+        method, target, version = lines[0].split(" ", 2)
+    except ValueError:
+        raise BadRequest("bad request line")
+    headers = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:
+            headers[-1][1] += " " + line.strip()
+            continue
+        if ":" not in line:
+            raise BadRequest("bad header line")
+        n, v = line.split(":", 1)
+        headers.append([n, v.strip()])
+    u = urllib.parse.urlsplit(target)
+    query = dict(urllib.parse.parse_qsl(u.query))
+    conn_tokens = []
+    for n, v in headers:
+        if n.lower() == "connection":
+            conn_tokens += [t.strip().lower() for t in v.split(",")]
+    if version == "HTTP/1.0":
+        keepalive = "keep-alive" in conn_tokens
+    else:
+        keepalive = "close" not in conn_tokens
+    return {
+        "method": method, "target": target, "path": u.path, "query": query,
+        "version": version, "headers": headers, "keepalive": keepalive,
+        "raw_head": text,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--close-after", type=int, default=None)
+    ap.add_argument("--drop-after", type=int, default=None)
+    ap.add_argument("--serial", action="store_true")
+    ap.add_argument("--sndbuf", type=int, default=0)
+    args = ap.parse_args()
+    threading.stack_size(512 * 1024)
+    try:
+        Server(args).serve()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
