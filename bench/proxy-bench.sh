@@ -223,7 +223,9 @@ PID[direct]=${PID[backend]}
 
 TARGETS=(direct)
 SKIPPED=()
-if [[ ! -x $SWITCHD ]]; then
+HAVE_SWITCHD=0
+[[ -x $SWITCHD ]] && HAVE_SWITCHD=1
+if ((!HAVE_SWITCHD)); then
   log "$SWITCHD not found; switchd is left out (make bench builds it)"
   SKIPPED+=("switchd: $SWITCHD not built")
 elif start_proxy switchd "$PROXY_CPU"; then
@@ -298,7 +300,7 @@ MEMORY=$TMP/memory.jsonl
 : >"$MEMORY"
 
 MEM_TARGETS=()
-[[ -x $SWITCHD ]] && MEM_TARGETS+=(switchd)
+((HAVE_SWITCHD)) && MEM_TARGETS+=(switchd)
 MEM_TARGETS+=(haproxy nginx-proxy)
 for t in "${MEM_TARGETS[@]}"; do
   log "memory: $IDLE_CONNS idle keep-alive connections to a fresh $t"

@@ -64,6 +64,10 @@ def make_upstream(colour):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "demo-" + colour
+        # http.server writes the head and the body separately; without
+        # TCP_NODELAY the body waits for the proxy's delayed ACK (40 ms) on a
+        # reused keep-alive connection.
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             body = ("hello from %s\n" % colour).encode()
@@ -216,17 +220,26 @@ class Demo:
             time.sleep(0.01)
         say("reload applied: %s answers %.0f ms after the signal"
             % (paint(colour), (time.monotonic() - start) * 1000))
-        self.show_new_log_lines()
+        self.show_new_log_lines(wait_for="reloaded")
 
-    def show_new_log_lines(self):
-        """What switchd wrote to its error log since the last call."""
-        try:
-            with open(self.error_log, errors="replace") as f:
-                f.seek(self.log_seen)
-                text = f.read()
-                self.log_seen = f.tell()
-        except OSError:
-            return
+    def show_new_log_lines(self, wait_for=None):
+        """What switchd wrote to its error log since the last call. switchd
+        flushes info lines every 200 ms, so wait up to a second for a line
+        containing `wait_for`."""
+        text = ""
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                with open(self.error_log, errors="replace") as f:
+                    f.seek(self.log_seen)
+                    text += f.read()
+                    self.log_seen = f.tell()
+            except OSError:
+                pass
+            if wait_for is None or wait_for in text or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         for line in text.splitlines():
             if line.strip():
                 say("switchd log: " + line)
@@ -275,7 +288,7 @@ class Demo:
                                      start_new_session=True)
         self.wait_listening()
         say("switchd pid %d is listening" % self.proc.pid)
-        self.show_new_log_lines()
+        self.show_new_log_lines(wait_for="started")
 
         step("Requests go to the live colour, blue")
         self.keepalive = KeepAlive(self.port)

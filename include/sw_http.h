@@ -42,6 +42,8 @@ void sw_head_free(sw_head_t *h);
 int sw_head_field(sw_head_t *h, const char *at, size_t len);
 int sw_head_value(sw_head_t *h, const char *at, size_t len,
                   const char *input_start, const char *input_end);
+/* Ends the current name; an empty name is SW_EPARSE. */
+int sw_head_field_done(sw_head_t *h);
 /* Ends the current value (trims trailing whitespace). */
 void sw_head_value_done(sw_head_t *h);
 
@@ -65,6 +67,18 @@ int sw_http_connection_lists(const sw_head_t *h, const char *name,
                              size_t len);
 /* Index of the first header named `name`, or -1; *count gets how many. */
 int sw_http_find(const sw_head_t *h, const char *name, int *count);
+
+/* Scans a request head for bare LF line ends, which llhttp tolerates in
+ * places. State carries across reads; zero it for each request. */
+typedef struct sw_headscan_s {
+  uint8_t prev; /* last byte seen */
+  uint8_t nl;   /* line ends in a row */
+  uint8_t text; /* a byte other than CR or LF was seen */
+  uint8_t done; /* the blank line ending the head was seen */
+} sw_headscan_t;
+
+/* Returns SW_EPARSE on a bare LF, else 0. Stops at the end of the head. */
+int sw_http_scan_head(sw_headscan_t *st, const char *p, size_t len);
 
 const char *sw_http_reason(int status);
 /* Whether a request method may be replayed (RFC 9110 idempotent methods). */

@@ -158,6 +158,10 @@ typedef struct sw_req_s {
   uint8_t up_done;        /* the upstream response is complete */
   uint8_t extra_bytes;    /* bytes followed the upstream response */
   int last_fail;          /* 502 or 504, for when no server is left */
+  uint8_t chunk_check;    /* a chunk just ended: check its CRLF */
+  uint8_t last_chunk;     /* the chunk being parsed has size 0 */
+  char tail[2];           /* last two bytes of the previous input */
+  sw_headscan_t scan;     /* bare-LF check of the request head */
   sw_framing_t resp_framing;
   uint64_t content_length; /* declared, or UINT64_MAX */
   uint64_t body_bytes;     /* request body bytes received */

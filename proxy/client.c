@@ -539,6 +539,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+static int on_header_field_complete(llhttp_t *p) {
+  sw_req_t *r = p->data;
+  return sw_head_field_done(&r->head) == 0 ? 0 : http_error(r, 400);
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
   sw_head_value_done(&r->head);
@@ -637,6 +642,19 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+static int on_chunk_header(llhttp_t *p) {
+  sw_req_t *r = p->data;
+  r->last_chunk = p->content_length == 0;
+  return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p) {
+  sw_req_t *r = p->data;
+  if (r->last_chunk) return 0;
+  r->chunk_check = 1;
+  return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
   r->complete = 1;
@@ -648,10 +666,13 @@ static void settings_init(void) {
   req_settings.on_url = on_url;
   req_settings.on_header_field = on_header_field;
   req_settings.on_header_value = on_header_value;
+  req_settings.on_header_field_complete = on_header_field_complete;
   req_settings.on_header_value_complete = on_header_value_complete;
   req_settings.on_headers_complete = on_headers_complete;
   req_settings.on_body = on_body;
   req_settings.on_message_complete = on_message_complete;
+  req_settings.on_chunk_header = on_chunk_header;
+  req_settings.on_chunk_complete = on_chunk_complete;
   settings_ready = 1;
 }
 
@@ -671,11 +692,42 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
     c->req = r;
     sw_timeq_add(&sw.tq[SW_TQ_HEADER], &c->tn);
   }
-  r->input_start = data;
-  r->input_end = data + len;
-  err = llhttp_execute(&r->parser, data, len);
-  used = err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&r->parser) - data);
-  if (used > len) used = len;
+  if (r->state == SW_REQ_HEAD &&
+      sw_http_scan_head(&r->scan, data, len) != 0) {
+    sw_info("client", c->id, "bad request: bare LF in the head");
+    client_error(c, 400);
+    return;
+  }
+  for (size_t off = 0;;) {
+    r->input_start = data + off;
+    r->input_end = data + len;
+    err = llhttp_execute(&r->parser, data + off, len - off);
+    used = err == HPE_OK ? len
+                         : (size_t)(llhttp_get_error_pos(&r->parser) - data);
+    if (used > len) used = len;
+    if (err != HPE_PAUSED || !r->chunk_check) break;
+    /* llhttp 8 does not insist on CRLF after chunk data; we do, since a
+     * framing two parsers read differently is how requests are smuggled. */
+    r->chunk_check = 0;
+    {
+      char b1 = used >= 2 ? data[used - 2] : used == 1 ? r->tail[1] : r->tail[0];
+      char b2 = used >= 1 ? data[used - 1] : r->tail[1];
+      if (b1 != '\r' || b2 != '\n') {
+        sw_info("client", c->id, "bad request: chunk data not ended by CRLF");
+        client_error(c, 400);
+        return;
+      }
+    }
+    llhttp_resume(&r->parser);
+    off = used;
+  }
+  if (len >= 2) {
+    r->tail[0] = data[len - 2];
+    r->tail[1] = data[len - 1];
+  } else if (len == 1) {
+    r->tail[0] = r->tail[1];
+    r->tail[1] = data[0];
+  }
 
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     /* The request is complete; bytes after it wait for the next exchange
@@ -700,8 +752,9 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
     sw_upstream_dispatch(r);
     return;
   }
-  if (err == HPE_USER) {
-    client_error(c, r->error != 0 ? r->error : 400);
+  if (r->error != 0) {
+    /* A callback refused the request with a status of its own. */
+    client_error(c, r->error);
     return;
   }
   if (err != HPE_OK) {

@@ -91,7 +91,8 @@ int sw_head_value(sw_head_t *h, const char *at, size_t len,
                   const char *input_start, const char *input_end) {
   int err;
 
-  if (h->n == 0) return SW_EPARSE;
+  /* A value with no name before it: an empty header name. */
+  if (h->n == 0 || (h->in_value && h->value_end == NULL)) return SW_EPARSE;
   /* llhttp reports an obs-fold as a second value span of the same header
    * that neither continues the previous span nor starts a new read. A span
    * split only by the end of a read ends at that input's end and the next
@@ -112,6 +113,12 @@ int sw_head_value(sw_head_t *h, const char *at, size_t len,
   h->hdrs[h->n - 1].value_len += (uint32_t)len;
   h->value_end = at + len;
   h->value_at_end = at + len == input_end;
+  return 0;
+}
+
+int sw_head_field_done(sw_head_t *h) {
+  if (h->n == 0 || h->in_value || h->hdrs[h->n - 1].name_len == 0)
+    return SW_EPARSE;
   return 0;
 }
 
@@ -190,6 +197,22 @@ int sw_http_find(const sw_head_t *h, const char *name, int *count) {
   }
   if (count != NULL) *count = n;
   return first;
+}
+
+int sw_http_scan_head(sw_headscan_t *st, const char *p, size_t len) {
+  for (size_t i = 0; i < len && !st->done; i++) {
+    uint8_t b = (uint8_t)p[i];
+    if (b == '\n') {
+      if (st->prev != '\r') return SW_EPARSE;
+      /* Empty lines before the request line are allowed and skipped. */
+      if (st->text && ++st->nl == 2) st->done = 1;
+    } else if (b != '\r') {
+      st->nl = 0;
+      st->text = 1;
+    }
+    st->prev = b;
+  }
+  return 0;
 }
 
 const char *sw_http_reason(int status) {

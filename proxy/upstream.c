@@ -484,6 +484,11 @@ static int on_rheader_value(llhttp_t *p, const char *at, size_t len) {
              : resp_error(r);
 }
 
+static int on_rheader_field_complete(llhttp_t *p) {
+  sw_req_t *r = p->data;
+  return sw_head_field_done(&r->rhead) == 0 ? 0 : resp_error(r);
+}
+
 static int on_rheader_value_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
   sw_head_value_done(&r->rhead);
@@ -586,6 +591,8 @@ static int on_rmessage_complete(llhttp_t *p) {
     r->reason_len = 0;
     return 0;
   }
+  /* After a 101 llhttp stops by itself with HPE_PAUSED_UPGRADE. */
+  if (p->upgrade) return 0;
   r->up_done = 1;
   return HPE_PAUSED;
 }
@@ -598,6 +605,7 @@ static void resp_settings_init(void) {
   resp_settings.on_status = on_status;
   resp_settings.on_header_field = on_rheader_field;
   resp_settings.on_header_value = on_rheader_value;
+  resp_settings.on_header_field_complete = on_rheader_field_complete;
   resp_settings.on_header_value_complete = on_rheader_value_complete;
   resp_settings.on_headers_complete = on_rheaders_complete;
   resp_settings.on_body = on_rbody;

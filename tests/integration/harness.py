@@ -377,7 +377,7 @@ class Switchd:
 
     def assert_exited_ok(self, timeout=None):
         """After a SIGTERM already sent: the exit must be 0 within timeout."""
-        timeout = timeout if timeout is not None else 5 * SLOW
+        timeout = (timeout if timeout is not None else 5) * SLOW
         rc = self.wait_exit(timeout)
         self.stopped = True
         if rc is None:

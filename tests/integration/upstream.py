@@ -145,6 +145,7 @@ class Server:
         self.serial_lock = threading.Lock()
         self.accepted = 0
         self.control_conns = 0
+        self.control_open = 0
         self.open = 0
         self.requests = 0
         self.responses = 0
@@ -158,7 +159,7 @@ class Server:
                 "name": self.name,
                 "accepted": self.accepted,
                 "connections": self.accepted - self.control_conns,
-                "open": self.open,
+                "open": self.open - self.control_open,
                 "requests": self.requests,
                 "responses": self.responses,
                 "dropped": self.dropped,
@@ -182,8 +183,9 @@ class Server:
             t.start()
 
     def conn_main(self, s, cid):
-        c = Conn(self, s, cid)
+        c = None
         try:
+            c = Conn(self, s, cid)
             c.run()
         except (PeerClosed, ConnectionError, socket.timeout, OSError, BadRequest):
             pass
@@ -197,6 +199,8 @@ class Server:
                 pass
             with self.lock:
                 self.open -= 1
+                if c is not None and c.control:
+                    self.control_open -= 1
 
 
 class Conn:
@@ -207,6 +211,7 @@ class Conn:
         self.buf = bytearray()
         self.nresp = 0
         self.first = True
+        self.control = False
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if server.args.sndbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.args.sndbuf)
@@ -313,8 +318,10 @@ class Conn:
             req["t_head"] = time.time()
             control = req["path"] in CONTROL_PATHS
             if self.first and control:
+                self.control = True
                 with srv.lock:
                     srv.control_conns += 1
+                    srv.control_open += 1
             self.first = False
             if control:
                 self.read_body(req["headers"], lambda b: None)
