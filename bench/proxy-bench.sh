@@ -351,6 +351,7 @@ for line in open(results_path):
         "rps": float(rps), "p99": float(p99), "reqs": reqs,
         "cpu": int(pticks) * 1e6 / tck / reqs if reqs else float("nan"),
         "bcpu": int(bticks) * 1e6 / tck / reqs if reqs else float("nan"),
+        "busy": int(pticks) / tck / int(env["BENCH_DURATION"]),
         "errors": int(errs)})
 
 def med(t, key):
@@ -372,8 +373,8 @@ out.append("%s, %d CPUs, Linux %s. Loopback only. wrk: keep-alive, %s "
               env["BENCH_NGINX"], env["PROXY_CPU"], env["LOAD_CPU"]))
 out.append("")
 out.append("| target | req/s | vs direct | p99 (ms) | proxy CPU µs/req "
-           "| backend CPU µs/req | errors | req/s per round |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+           "| proxy core busy | backend CPU µs/req | errors | req/s per round |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 direct = med("direct", "rps") if "direct" in rows else None
 for t in ("direct", "switchd", "haproxy"):
     if t not in rows:
@@ -381,8 +382,9 @@ for t in ("direct", "switchd", "haproxy"):
     rps = med(t, "rps")
     ratio = "%.2f" % (rps / direct) if direct else "-"
     cpu = "-" if t == "direct" else "%.1f" % med(t, "cpu")
-    out.append("| %s | %.0f | %s | %.3f | %s | %.1f | %d | %s |" % (
-        names[t], rps, ratio, med(t, "p99") / 1000, cpu, med(t, "bcpu"),
+    busy = "-" if t == "direct" else "%.0f %%" % (100 * med(t, "busy"))
+    out.append("| %s | %.0f | %s | %.3f | %s | %s | %.1f | %d | %s |" % (
+        names[t], rps, ratio, med(t, "p99") / 1000, cpu, busy, med(t, "bcpu"),
         sum(r["errors"] for r in rows[t]),
         " / ".join("%.0f" % r["rps"] for r in rows[t])))
 if "switchd" in rows and "haproxy" in rows:
@@ -393,6 +395,9 @@ if "switchd" in rows and "haproxy" in rows:
                    med("switchd", "p99") / med("haproxy", "p99"),
                    med("switchd", "cpu") / med("haproxy", "cpu")))
 
+out.append("")
+out.append("Proxy core busy: the proxy's CPU time over the round's wall time; "
+           "below about 95 % the proxy was not CPU-bound (it waited).")
 out.append("")
 out.append("## Memory per idle keep-alive client connection")
 out.append("")

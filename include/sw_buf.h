@@ -13,9 +13,26 @@ typedef struct sw_buf_s {
   size_t max; /* hard bound on len */
 } sw_buf_t;
 
+#include <stdint.h>
+#include <string.h>
+
 void sw_buf_init(sw_buf_t *b, size_t max);
-/* Returns 0, SW_ELIMIT when len would pass max, or UV_ENOMEM. */
-int sw_buf_append(sw_buf_t *b, const void *data, size_t len);
+/* The slow path of sw_buf_append: grows the allocation. */
+int sw_buf_append_grow(sw_buf_t *b, const void *data, size_t len);
+
+/* Returns 0, SW_ELIMIT when len would pass max, or UV_ENOMEM. Inline
+ * because building every message head is a series of small appends. */
+static inline int sw_buf_append(sw_buf_t *b, const void *data, size_t len) {
+  if (len <= b->cap - b->len) {
+    if (len > 0) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+  }
+  return sw_buf_append_grow(b, data, len);
+}
+
+/* Appends the decimal text of v. */
+int sw_buf_append_u64(sw_buf_t *b, uint64_t v);
 int sw_buf_appendf(sw_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Makes room for n more bytes without changing len. */

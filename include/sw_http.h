@@ -54,17 +54,35 @@ static inline const char *sw_head_val(const sw_head_t *h, uint32_t i) {
   return h->raw.data + h->hdrs[i].value_off;
 }
 
-/* Case-insensitive comparison of a counted string with a literal. */
+/* Case-insensitive comparison of a counted string with a lower-case
+ * literal. */
 int sw_http_ieq(const char *s, size_t len, const char *lit);
 /* Case-insensitive prefix test. */
 int sw_http_iprefix(const char *s, size_t len, const char *lit);
-/* Whether a comma-separated token list contains token (case-insensitive). */
+/* Whether a comma-separated list contains a lower-case token. */
 int sw_http_list_has(const char *list, size_t len, const char *token);
 /* Whether name is one of the fixed hop-by-hop headers. */
 int sw_http_is_hop(const char *name, size_t len);
 /* Whether name is listed by any Connection header of h. */
 int sw_http_connection_lists(const sw_head_t *h, const char *name,
                              size_t len);
+/* The names listed by a head's Connection headers that are not hop-by-hop
+ * already: computed once per message so that filtering its headers is one
+ * pass, not a pass per header. */
+#define SW_CONN_TOKENS 8
+typedef struct sw_conn_tokens_s {
+  uint32_t n;
+  uint8_t overflow; /* more than SW_CONN_TOKENS: fall back to the slow test */
+  struct {
+    uint32_t off, len; /* in the head's raw storage */
+  } t[SW_CONN_TOKENS];
+} sw_conn_tokens_t;
+
+void sw_http_conn_tokens(const sw_head_t *h, sw_conn_tokens_t *out);
+/* Whether a header name must be dropped because Connection lists it. */
+int sw_http_conn_listed(const sw_head_t *h, const sw_conn_tokens_t *t,
+                        const char *name, size_t len);
+
 /* Index of the first header named `name`, or -1; *count gets how many. */
 int sw_http_find(const sw_head_t *h, const char *name, int *count);
 

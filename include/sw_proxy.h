@@ -232,6 +232,8 @@ void sw_listener_close_all(void);
 void sw_client_accept(uv_stream_t *server);
 void sw_client_shutdown_idle(sw_client_t *c);
 void sw_client_close(sw_client_t *c);
+/* Frees the cache of exchange objects, at exit. */
+void sw_client_cache_free(void);
 void sw_client_expire(sw_tnode_t *n);
 /* Called by upstream.c: */
 int sw_client_send(sw_client_t *c, const uv_buf_t *bufs, unsigned n);

@@ -34,7 +34,7 @@ int sw_buf_reserve(sw_buf_t *b, size_t n) {
   return 0;
 }
 
-int sw_buf_append(sw_buf_t *b, const void *data, size_t len) {
+int sw_buf_append_grow(sw_buf_t *b, const void *data, size_t len) {
   int err;
   if (len == 0) return 0;
   err = sw_buf_reserve(b, len);
@@ -42,6 +42,16 @@ int sw_buf_append(sw_buf_t *b, const void *data, size_t len) {
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
+}
+
+int sw_buf_append_u64(sw_buf_t *b, uint64_t v) {
+  char tmp[24];
+  int i = sizeof(tmp);
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  return sw_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
 int sw_buf_appendf(sw_buf_t *b, const char *fmt, ...) {

@@ -56,7 +56,21 @@ int sw_client_high_water(const sw_client_t *c) {
   return (int)rb;
 }
 
+/* The client address as text. IPv4 is formatted by hand: it is needed
+ * for every request (X-Forwarded-For) and inet_ntop goes through printf. */
 static void peer_text(const sw_client_t *c, char *out, size_t cap) {
+  if (c->family == AF_INET && cap >= 16) {
+    char *p = out;
+    for (int i = 0; i < 4; i++) {
+      unsigned v = c->peer[i];
+      if (v >= 100) *p++ = (char)('0' + v / 100);
+      if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+      *p++ = (char)('0' + v % 10);
+      if (i < 3) *p++ = '.';
+    }
+    *p = '\0';
+    return;
+  }
   if (uv_inet_ntop(c->family, c->peer, out, cap) != 0) snprintf(out, cap, "-");
 }
 
@@ -182,13 +196,52 @@ static void log_access(sw_req_t *r) {
   sw_log_access(&a);
 }
 
+/* Freed exchanges are kept for reuse with their head buffers, which
+ * saves several allocations per request. The cache is small and the body
+ * buffer is never kept, so it holds little memory. */
+#define SW_REQ_CACHE 32
+static sw_req_t *req_cache[SW_REQ_CACHE];
+static int req_cached;
+
 static void req_free(sw_req_t *r) {
   if (r->budgeted) sw.buffered -= r->body.cap;
+  sw_buf_free(&r->body);
+  if (req_cached < SW_REQ_CACHE && !sw.stopping) {
+    req_cache[req_cached++] = r;
+    return;
+  }
   sw_head_free(&r->head);
   sw_head_free(&r->rhead);
   sw_buf_free(&r->out);
-  sw_buf_free(&r->body);
   free(r);
+}
+
+void sw_client_cache_free(void) {
+  while (req_cached > 0) {
+    sw_req_t *r = req_cache[--req_cached];
+    sw_head_free(&r->head);
+    sw_head_free(&r->rhead);
+    sw_buf_free(&r->out);
+    free(r);
+  }
+}
+
+/* A zeroed exchange, reusing a cached one's allocations when it can. */
+static sw_req_t *req_alloc(void) {
+  sw_req_t *r;
+  sw_head_t head, rhead;
+  sw_buf_t outb;
+
+  if (req_cached == 0) return calloc(1, sizeof(sw_req_t));
+  r = req_cache[--req_cached];
+  head = r->head;
+  rhead = r->rhead;
+  outb = r->out;
+  memset(r, 0, sizeof(*r));
+  r->head = head;
+  r->rhead = rhead;
+  r->out = outb;
+  return r;
 }
 
 static void start_reading(sw_client_t *c) {
@@ -337,10 +390,9 @@ void sw_client_accept(uv_stream_t *server) {
 
 void sw_client_expire(sw_tnode_t *n) {
   sw_client_t *c = sw_container_of(n, sw_client_t, tn);
-  sw_timeq_t *q = n->q == NULL ? NULL : n->q;
   sw_req_t *r = c->req;
   uint64_t now = uv_now(sw.loop);
-  (void)q;
+  uint64_t elapsed, rate;
 
   if (c->flags & SW_CF_CLOSING) return;
   if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN | SW_CF_TUNNEL) ||
@@ -355,34 +407,32 @@ void sw_client_expire(sw_tnode_t *n) {
     client_error(c, 408);
     return;
   }
-  if (r->state == SW_REQ_BUFFERING ||
-      (r->state == SW_REQ_STREAMING && (c->flags & SW_CF_READING))) {
-    uint64_t elapsed = now - r->rate_start;
-    uint64_t rate = sw.cfg->min_send_rate;
-    if (now - r->last_body >= sw.cfg->body_timeout_ms) {
-      sw_info("client", c->id, "body timeout, answering 408");
-      client_error(c, 408);
-      return;
-    }
-    if (rate > 0 && elapsed > 0 && r->rate_bytes * 1000 < rate * elapsed) {
-      sw_info("client", c->id,
-              "body slower than min_send_rate (%llu bytes in %llu ms), "
-              "answering 408",
-              (unsigned long long)r->rate_bytes,
-              (unsigned long long)elapsed);
-      client_error(c, 408);
-      return;
-    }
-    r->rate_bytes = 0;
-    r->rate_start = now;
-    sw_timeq_add(&sw.tq[SW_TQ_BODY], &c->tn);
-    return;
-  }
-  if (n == &c->tn && r->state != SW_REQ_HEAD) {
-    /* The send timeout: the client has not read for too long. */
+  if (r->state != SW_REQ_BUFFERING && r->state != SW_REQ_STREAMING) {
+    /* The send timeout: the client has not read our response for too
+     * long. Nothing can be answered any more. */
     sw_info("client", c->id, "send timeout, closing");
     sw_client_close(c);
+    return;
   }
+  /* Reading a body: it must keep coming, and at min_send_rate. */
+  elapsed = now - r->rate_start;
+  rate = sw.cfg->min_send_rate;
+  if (now - r->last_body >= sw.cfg->body_timeout_ms) {
+    sw_info("client", c->id, "body timeout, answering 408");
+    client_error(c, 408);
+    return;
+  }
+  if (rate > 0 && elapsed > 0 && r->rate_bytes * 1000 < rate * elapsed) {
+    sw_info("client", c->id,
+            "body slower than min_send_rate (%llu bytes in %llu ms), "
+            "answering 408",
+            (unsigned long long)r->rate_bytes, (unsigned long long)elapsed);
+    client_error(c, 408);
+    return;
+  }
+  r->rate_bytes = 0;
+  r->rate_start = now;
+  sw_timeq_add(&sw.tq[SW_TQ_BODY], &c->tn);
 }
 
 /* --- reading ------------------------------------------------------------- */
@@ -460,7 +510,7 @@ void sw_client_resume_body(sw_req_t *r) {
     if (c->flags & SW_CF_TUNNEL) start_reading(c);
     return;
   }
-  if (r->state != SW_REQ_STREAMING) return;
+  if (r->state != SW_REQ_STREAMING || r->up == NULL) return;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&r->up->tcp) >=
       SW_STREAM_HIGH_WATER)
     return;
@@ -480,7 +530,7 @@ void sw_client_resume_body(sw_req_t *r) {
 }
 
 static sw_req_t *req_new(sw_client_t *c) {
-  sw_req_t *r = calloc(1, sizeof(*r));
+  sw_req_t *r = req_alloc();
   const sw_config_t *cfg = sw.cfg;
   if (r == NULL) return NULL;
   r->client = c;
@@ -488,11 +538,21 @@ static sw_req_t *req_new(sw_client_t *c) {
   llhttp_init(&r->parser, HTTP_REQUEST, &req_settings);
   r->parser.data = r;
   /* The URL is stored in the same bounded area as the headers, so the
-   * bound is the sum; each limit is checked on its own as it grows. */
-  sw_head_init(&r->head, cfg->max_header_size + cfg->max_url,
-               (uint32_t)cfg->max_headers);
-  sw_head_init(&r->rhead, 64 * 1024, 256);
-  sw_buf_init(&r->out, cfg->max_header_size + cfg->max_url + 4096);
+   * bound is the sum; each limit is checked on its own as it grows. The
+   * bounds are set anew because a reload may have changed them. */
+  if (r->head.raw.max == 0) {
+    sw_head_init(&r->head, 0, 0);
+    sw_head_init(&r->rhead, 0, 0);
+    sw_buf_init(&r->out, 0);
+  }
+  sw_head_reset(&r->head);
+  sw_head_reset(&r->rhead);
+  sw_buf_reset(&r->out);
+  r->head.raw.max = cfg->max_header_size + cfg->max_url;
+  r->head.max = (uint32_t)cfg->max_headers;
+  r->rhead.raw.max = 64 * 1024;
+  r->rhead.max = 256;
+  r->out.max = cfg->max_header_size + cfg->max_url + 4096;
   sw_buf_init(&r->body, cfg->request_buffer + 2 * 64 * 1024);
   r->content_length = UINT64_MAX;
   r->rid_idx = -1;
@@ -555,7 +615,7 @@ static int on_headers_complete(llhttp_t *p) {
   sw_client_t *c = r->client;
   const sw_config_t *cfg = sw.cfg;
   const char *url = r->head.raw.data + r->url_off;
-  int nhost, nte, idx;
+  int nhost = 0, nte = 0, idx = -1;
 
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
@@ -567,14 +627,30 @@ static int on_headers_complete(llhttp_t *p) {
       !(url[0] == '/' ||
         (r->url_len == 1 && url[0] == '*' && p->method == HTTP_OPTIONS)))
     return http_error(r, 400);
-  sw_http_find(&r->head, "host", &nhost);
+  /* One pass over the headers for the few this proxy acts on. */
+  for (uint32_t i = 0; i < r->head.n; i++) {
+    const char *name = sw_head_name(&r->head, i);
+    uint32_t nlen = r->head.hdrs[i].name_len;
+    switch (nlen) {
+      case 4:
+        if (sw_http_ieq(name, nlen, "host")) nhost++;
+        break;
+      case 6:
+        if (idx < 0 && sw_http_ieq(name, nlen, "expect")) idx = (int)i;
+        break;
+      case 12:
+        if (r->rid_idx < 0 && sw_http_ieq(name, nlen, "x-request-id") &&
+            r->head.hdrs[i].value_len > 0)
+          r->rid_idx = (int)i;
+        break;
+      case 17:
+        if (sw_http_ieq(name, nlen, "transfer-encoding")) nte++;
+        break;
+    }
+  }
   if (nhost > 1 || (nhost == 0 && p->http_minor == 1))
     return http_error(r, 400);
-  sw_http_find(&r->head, "transfer-encoding", &nte);
   if (nte > 0 && p->http_minor == 0) return http_error(r, 400);
-  r->rid_idx = sw_http_find(&r->head, "x-request-id", NULL);
-  if (r->rid_idx >= 0 && r->head.hdrs[r->rid_idx].value_len == 0)
-    r->rid_idx = -1;
   if (r->rid_idx < 0) make_request_id(r->rid);
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   r->head_method = p->method == HTTP_HEAD;
@@ -584,7 +660,6 @@ static int on_headers_complete(llhttp_t *p) {
   if (r->content_length != UINT64_MAX && r->content_length > cfg->max_body)
     return http_error(r, 413);
 
-  idx = sw_http_find(&r->head, "expect", NULL);
   if (idx >= 0) {
     if (!sw_http_ieq(sw_head_val(&r->head, (uint32_t)idx),
                      r->head.hdrs[idx].value_len, "100-continue"))
@@ -619,6 +694,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
+  size_t before;
   int err;
 
   r->body_bytes += len;
@@ -628,15 +704,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   if (r->state == SW_REQ_STREAMING)
     return sw_upstream_body(r, at, len, 0) == 0 ? 0 : http_error(r, 502);
   /* Buffering; one read past the buffer's size is allowed so the switch to
-   * streaming happens after this read, outside the parser. */
-  if (!r->budgeted) {
-    r->budgeted = 1;
-  }
-  {
-    size_t before = r->body.cap;
-    err = sw_buf_append(&r->body, at, len);
-    sw.buffered += r->body.cap - before;
-  }
+   * streaming happens after this read, outside the parser. The allocation
+   * counts against the global budget until the request is freed. */
+  before = r->body.cap;
+  err = sw_buf_append(&r->body, at, len);
+  sw.buffered += r->body.cap - before;
+  r->budgeted = 1;
   if (err != 0) return http_error(r, 413);
   if (r->body.len > sw.cfg->request_buffer) r->need_stream = 1;
   return 0;
@@ -801,6 +874,7 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
   sw_client_t *c = r->client;
   struct sockaddr_storage ss;
   int trusted, err = 0, host = -1, xfp = -1, xfh = -1;
+  sw_conn_tokens_t listed;
   char peer[64];
   sw_buf_t xff;
 
@@ -819,13 +893,15 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
   err |= sw_buf_append(b, " ", 1);
   err |= sw_buf_append(b, h->raw.data + r->url_off, r->url_len);
   err |= sw_buf_append(b, " HTTP/1.1\r\n", 11);
+  sw_http_conn_tokens(h, &listed);
   for (uint32_t i = 0; i < h->n; i++) {
     const char *name = sw_head_name(h, i);
     size_t nlen = h->hdrs[i].name_len;
     const char *val = sw_head_val(h, i);
     size_t vlen = h->hdrs[i].value_len;
 
-    if (sw_http_is_hop(name, nlen) || sw_http_connection_lists(h, name, nlen) ||
+    if (sw_http_is_hop(name, nlen) ||
+        sw_http_conn_listed(h, &listed, name, nlen) ||
         sw_http_ieq(name, nlen, "content-length") ||
         sw_http_ieq(name, nlen, "expect") ||
         sw_http_iprefix(name, nlen, "x-switchd-"))
@@ -872,9 +948,11 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
       err |= append_header(b, "Upgrade", 7, sw_head_val(h, (uint32_t)u),
                            h->hdrs[u].value_len);
   }
-  if (framing == SW_FRAME_LENGTH)
-    err |= sw_buf_appendf(b, "Content-Length: %llu\r\n",
-                          (unsigned long long)length);
+  if (framing == SW_FRAME_LENGTH) {
+    err |= sw_buf_append(b, "Content-Length: ", 16);
+    err |= sw_buf_append_u64(b, length);
+    err |= sw_buf_append(b, "\r\n", 2);
+  }
   else if (framing == SW_FRAME_CHUNKED)
     err |= sw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
   err |= sw_buf_append(b, "\r\n", 2);

@@ -137,8 +137,13 @@ void sw_head_value_done(sw_head_t *h) {
 }
 
 int sw_http_ieq(const char *s, size_t len, const char *lit) {
-  size_t n = strlen(lit);
-  return n == len && strncasecmp(s, lit, len) == 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char a = (unsigned char)s[i], b = (unsigned char)lit[i];
+    if (b == 0) return 0;
+    if (a >= 'A' && a <= 'Z') a |= 0x20;
+    if (a != b) return 0;
+  }
+  return lit[len] == 0;
 }
 
 int sw_http_iprefix(const char *s, size_t len, const char *lit) {
@@ -164,26 +169,73 @@ int sw_http_list_has(const char *list, size_t len, const char *token) {
 }
 
 int sw_http_is_hop(const char *name, size_t len) {
-  static const char *const hop[] = {
-      "connection", "keep-alive", "proxy-connection", "te",
-      "trailer",    "transfer-encoding", "upgrade", NULL,
-  };
-  for (int i = 0; hop[i] != NULL; i++)
-    if (sw_http_ieq(name, len, hop[i])) return 1;
-  return 0;
+  /* Dispatch on length first: this runs for every header of every
+   * message, and most names are not hop-by-hop. */
+  switch (len) {
+    case 2: return sw_http_ieq(name, len, "te");
+    case 7: return sw_http_ieq(name, len, "trailer") ||
+                   sw_http_ieq(name, len, "upgrade");
+    case 10: return sw_http_ieq(name, len, "connection") ||
+                    sw_http_ieq(name, len, "keep-alive");
+    case 16: return sw_http_ieq(name, len, "proxy-connection");
+    case 17: return sw_http_ieq(name, len, "transfer-encoding");
+    default: return 0;
+  }
 }
 
 int sw_http_connection_lists(const sw_head_t *h, const char *name,
                              size_t len) {
   char tok[128];
   if (len >= sizeof(tok)) return 0;
-  memcpy(tok, name, len);
+  for (size_t i = 0; i < len; i++)
+    tok[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] | 0x20 : name[i]);
   tok[len] = '\0';
   for (uint32_t i = 0; i < h->n; i++) {
     if (sw_http_ieq(sw_head_name(h, i), h->hdrs[i].name_len, "connection") &&
         sw_http_list_has(sw_head_val(h, i), h->hdrs[i].value_len, tok))
       return 1;
   }
+  return 0;
+}
+
+void sw_http_conn_tokens(const sw_head_t *h, sw_conn_tokens_t *out) {
+  out->n = 0;
+  out->overflow = 0;
+  for (uint32_t i = 0; i < h->n; i++) {
+    const char *v;
+    uint32_t len, k = 0;
+    if (!sw_http_ieq(sw_head_name(h, i), h->hdrs[i].name_len, "connection"))
+      continue;
+    v = sw_head_val(h, i);
+    len = h->hdrs[i].value_len;
+    while (k < len) {
+      uint32_t start, end;
+      while (k < len && (v[k] == ' ' || v[k] == '\t' || v[k] == ',')) k++;
+      start = k;
+      while (k < len && v[k] != ',') k++;
+      end = k;
+      while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+      if (end == start || sw_http_is_hop(v + start, end - start) ||
+          sw_http_ieq(v + start, end - start, "close"))
+        continue;
+      if (out->n == SW_CONN_TOKENS) {
+        out->overflow = 1;
+        return;
+      }
+      out->t[out->n].off = h->hdrs[i].value_off + start;
+      out->t[out->n].len = end - start;
+      out->n++;
+    }
+  }
+}
+
+int sw_http_conn_listed(const sw_head_t *h, const sw_conn_tokens_t *t,
+                        const char *name, size_t len) {
+  if (t->overflow) return sw_http_connection_lists(h, name, len);
+  for (uint32_t i = 0; i < t->n; i++)
+    if (t->t[i].len == len &&
+        strncasecmp(h->raw.data + t->t[i].off, name, len) == 0)
+      return 1;
   return 0;
 }
 

@@ -260,6 +260,7 @@ int main(int argc, char **argv) {
 
   uv_run(sw.loop, UV_RUN_DEFAULT);
   sw_pools_free();
+  sw_client_cache_free();
   e = uv_loop_close(sw.loop);
   if (e != 0) {
     sw_error("main", 0, "loop did not close cleanly: %s", uv_err_name(e));

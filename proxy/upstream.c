@@ -502,14 +502,19 @@ static int build_response_head(sw_req_t *r, int status) {
   sw_buf_t *b = &out.head;
   int err = 0;
 
+  sw_conn_tokens_t listed;
+
   sw_buf_reset(b);
-  err |= sw_buf_appendf(b, "HTTP/1.1 %d ", status);
+  err |= sw_buf_append(b, "HTTP/1.1 ", 9);
+  err |= sw_buf_append_u64(b, (uint64_t)status);
+  err |= sw_buf_append(b, " ", 1);
   if (r->reason_len > 0)
     err |= sw_buf_append(b, h->raw.data + r->reason_off, r->reason_len);
   else
     err |= sw_buf_append(b, sw_http_reason(status),
                          strlen(sw_http_reason(status)));
   err |= sw_buf_append(b, "\r\n", 2);
+  sw_http_conn_tokens(h, &listed);
   for (uint32_t i = 0; i < h->n; i++) {
     const char *name = sw_head_name(h, i);
     size_t nlen = h->hdrs[i].name_len;
@@ -517,7 +522,7 @@ static int build_response_head(sw_req_t *r, int status) {
                           sw_http_ieq(name, nlen, "connection"))) {
       /* Tunnelling: the handshake headers pass through. */
     } else if (sw_http_is_hop(name, nlen) ||
-               sw_http_connection_lists(h, name, nlen) ||
+               sw_http_conn_listed(h, &listed, name, nlen) ||
                (sw_http_ieq(name, nlen, "content-length") &&
                 r->resp_framing != SW_FRAME_NONE)) {
       continue;
@@ -527,9 +532,11 @@ static int build_response_head(sw_req_t *r, int status) {
     err |= sw_buf_append(b, sw_head_val(h, i), h->hdrs[i].value_len);
     err |= sw_buf_append(b, "\r\n", 2);
   }
-  if (r->resp_framing == SW_FRAME_LENGTH)
-    err |= sw_buf_appendf(b, "Content-Length: %llu\r\n",
-                          (unsigned long long)r->rparser.content_length);
+  if (r->resp_framing == SW_FRAME_LENGTH) {
+    err |= sw_buf_append(b, "Content-Length: ", 16);
+    err |= sw_buf_append_u64(b, r->rparser.content_length);
+    err |= sw_buf_append(b, "\r\n", 2);
+  }
   else if (r->resp_framing == SW_FRAME_CHUNKED)
     err |= sw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
   if (status != 101) {
@@ -722,16 +729,17 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (err != HPE_OK && err != HPE_PAUSED) {
+    /* A head built during this read has not reached the client: the
+     * client can still get a clean 502 instead of a truncated response. */
+    if (out.has_head) r->resp_started = 0;
     out.n = 0;
     out.body_len = 0;
-    if (!r->resp_started || r->error != 0) out.has_head = 0;
-    sw_warn("upstream", r->client->id, "bad response from %s: %s",
-            u->server->name,
-            err == HPE_USER ? "too large or invalid header"
-                            : llhttp_get_error_reason(&r->rparser));
-    if (out.has_head) (void)flush_out(r, 0);
     out.has_head = 0;
     sw_buf_reset(&out.head);
+    sw_warn("upstream", r->client->id, "bad response from %s: %s",
+            u->server->name,
+            r->error != 0 ? "invalid or oversized head"
+                          : llhttp_get_error_reason(&r->rparser));
     unbind(u);
     sw_upconn_close(u);
     sw_req_fail(r, 502);

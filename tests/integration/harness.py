@@ -59,9 +59,9 @@ SLOW = 3.0 if is_asan() else 1.0
 
 # The bound on switchd's memory while 100 MiB stream through it. The plain
 # build must stay under 64 MiB. ASan adds shadow memory, redzones and the
-# quarantine of freed blocks (quarantine_size_mb=8 below); 96 MiB still fails
+# quarantine of freed blocks (quarantine_size_mb=8 below); 80 MiB still fails
 # a proxy that buffers a 100 MiB message whole.
-RSS_BOUND_MIB = 96 if is_asan() else 64
+RSS_BOUND_MIB = 80 if is_asan() else 64
 RSS_BOUND_KB = RSS_BOUND_MIB * 1024
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",

@@ -113,3 +113,21 @@ def test_large_body_streams_before_complete(ctx):
     c.send(body[256 * KiB:])
     e = c.read_response().json()
     assert e["body_len"] == n and e["body_sha256"] == pattern_sha256(n), e
+
+
+@timeout(20)
+def test_response_buffer_larger_than_kernel_buffers(ctx):
+    """The 512 KiB case above fits in loopback socket buffers, so even a plain
+    byte pipe passes it. 6 MiB under response_buffer 8m does not fit (a pipe
+    was measured stuck at 6 MiB): only a proxy that buffers frees the worker."""
+    b = ctx.upstream("blue", "--serial", "--sndbuf", "16384")
+    sw = ctx.switchd([b], client={"response_buffer": "8m"})
+    slow = ctx.client(sw.port, rcvbuf=4096)
+    n = 6 * MiB
+    slow.send(build_request("GET", "/bytes/%d" % n))
+    wait_for(lambda: any(e["t_done"] for e in b.log()), 5,
+             what="the upstream to finish sending 6 MiB to a client that is not reading")
+    r = ctx.get(sw.port, "/", timeout=5)
+    assert r.status == 200 and r.body == b"blue\n", r
+    r = slow.read_response(store_body=False, timeout=20)
+    assert r.body_len == n and r.sha256 == pattern_sha256(n), r
