@@ -71,6 +71,7 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM HUP
 
 NCPU=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
 if ((NCPU >= 2)); then
   PROXY_CPU=0
   LOAD_CPU=1
@@ -182,6 +183,22 @@ cpu_ticks() {
   awk '{ print $12 + $13 }' <<<"$stat"
 }
 
+# cpu_busy_ticks CPU: non-idle ticks of one CPU since boot (/proc/stat).
+cpu_busy_ticks() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# children_ms: sets CHILD_MS to the CPU time (user + system, ms) of all the
+# children this shell has waited for; the difference around a wrk run is
+# wrk's own CPU time. `times` must run in this shell, not in a subshell,
+# whose children are its own.
+children_ms() {
+  times >"$TMP/times"
+  CHILD_MS=$(awk 'NR == 2 {
+    split($1, u, /[ms]/); split($2, s, /[ms]/)
+    printf "%d\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' "$TMP/times")
+}
+
 # start_proxy NAME CPU: starts one of switchd, haproxy, nginx-proxy.
 start_proxy() {
   local name=$1 cpu=$2 conf
@@ -273,6 +290,10 @@ for round in $(seq "$ROUNDS"); do
     proxy_pid=${PID[$t]}
     p0=$(cpu_ticks "$proxy_pid")
     b0=$(cpu_ticks "${PID[backend]}")
+    c0=$(cpu_busy_ticks "$PROXY_CPU")
+    l0=$(cpu_busy_ticks "$LOAD_CPU")
+    children_ms
+    w0=$CHILD_MS
     if ! wrk_run "$t" "$DURATION" "$out"; then
       log "wrk against $t failed:"
       cat "$out" >&2
@@ -280,15 +301,31 @@ for round in $(seq "$ROUNDS"); do
     fi
     p1=$(cpu_ticks "$proxy_pid")
     b1=$(cpu_ticks "${PID[backend]}")
+    c1=$(cpu_busy_ticks "$PROXY_CPU")
+    l1=$(cpu_busy_ticks "$LOAD_CPU")
+    children_ms
+    w1=$CHILD_MS
+    # What else ran during the round (other processes, interrupts): on the
+    # proxy's CPU, all but the proxy; on the load CPU, all but wrk and the
+    # backend. Both should be near zero on an idle machine.
+    other=$((c1 - c0))
+    [[ $t == direct ]] || other=$((other - (p1 - p0)))
+    ((other < 0)) && other=0
+    if ((LOAD_CPU != PROXY_CPU)); then
+      other_load=$((l1 - l0 - (b1 - b0) - (w1 - w0) * CLK_TCK / 1000))
+      ((other_load < 0)) && other_load=0
+    else
+      other_load=0
+    fi
     requests=$(awk '/ requests in /{ print $1 }' "$out")
     rps=$(awk '/^Requests\/sec:/{ print $2 }' "$out")
     p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/{ print $NF }' "$out")
     sockerr=$(awk '/Socket errors:/{ gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
     errors=$((${non2xx:-0} + ${sockerr:-0}))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$round" "${rps:-0}" \
-      "$p99" "${requests:-0}" $((p1 - p0)) $((b1 - b0)) "$errors" >>"$RESULTS"
-    log "  $rps req/s, p99 ${p99} us, $errors errors"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$round" "${rps:-0}" \
+      "$p99" "${requests:-0}" $((p1 - p0)) $((b1 - b0)) "$errors" "$other" "$other_load" >>"$RESULTS"
+    log "  $rps req/s, p99 ${p99} us, $errors errors; other load: CPU $PROXY_CPU $other, CPU $LOAD_CPU $other_load ticks"
   done
 done
 
@@ -331,7 +368,7 @@ BENCH_CPU_MODEL=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
 BENCH_KERNEL=$(uname -r)
 BENCH_HAPROXY=$(haproxy -v 2>&1 | awk 'NR == 1 { print $3 }')
 BENCH_NGINX=$(nginx -v 2>&1 | sed 's|.*nginx/||')
-BENCH_CLK_TCK=$(getconf CLK_TCK)
+BENCH_CLK_TCK=$CLK_TCK
 BENCH_SKIPPED=$(printf '%s\n' "${SKIPPED[@]+"${SKIPPED[@]}"}")
 export BUSY_BEFORE BUSY_AFTER BENCH_CPU_MODEL BENCH_KERNEL BENCH_HAPROXY BENCH_NGINX BENCH_CLK_TCK \
   BENCH_SKIPPED
@@ -345,13 +382,16 @@ tck = int(env["BENCH_CLK_TCK"])
 
 rows = {}
 for line in open(results_path):
-    t, rnd, rps, p99, reqs, pticks, bticks, errs = line.rstrip("\n").split("\t")
+    t, rnd, rps, p99, reqs, pticks, bticks, errs, other, other_load = \
+        line.rstrip("\n").split("\t")
     reqs = int(reqs)
     rows.setdefault(t, []).append({
         "rps": float(rps), "p99": float(p99), "reqs": reqs,
         "cpu": int(pticks) * 1e6 / tck / reqs if reqs else float("nan"),
         "bcpu": int(bticks) * 1e6 / tck / reqs if reqs else float("nan"),
         "busy": int(pticks) / tck / int(env["BENCH_DURATION"]),
+        "other": max(int(other), int(other_load)) / tck
+                 / int(env["BENCH_DURATION"]),
         "errors": int(errs)})
 
 def med(t, key):
@@ -397,7 +437,15 @@ if "switchd" in rows and "haproxy" in rows:
 
 out.append("")
 out.append("Proxy core busy: the proxy's CPU time over the round's wall time; "
-           "below about 95 % the proxy was not CPU-bound (it waited).")
+           "below about 95 % the proxy was not CPU-bound: it waited, or something "
+           "else ran on its CPU.")
+worst = max((r["other"] for t in rows for r in rows[t]), default=0)
+if worst > 0.05:
+    out.append("")
+    out.append("**Warning:** something other than the processes under test "
+               "(other processes, interrupts) used up to %.0f %% of a CPU "
+               "during a round; rounds so disturbed are slower than the "
+               "machine allows." % (100 * worst))
 out.append("")
 out.append("## Memory per idle keep-alive client connection")
 out.append("")

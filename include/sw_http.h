@@ -27,21 +27,18 @@ typedef struct sw_head_s {
   uint32_t cap;
   uint32_t max;      /* header count limit */
   uint8_t in_value;  /* the last callback was a value */
-  uint8_t fold;      /* an obs-fold was seen */
-  const char *value_end; /* end of the last value span seen */
-  uint8_t value_at_end;  /* that span ended at the end of its input */
+  const char *value_end; /* end of the last value span seen, NULL after
+                          * the value ended */
 } sw_head_t;
 
 void sw_head_init(sw_head_t *h, size_t max_bytes, uint32_t max_headers);
 void sw_head_reset(sw_head_t *h);
 void sw_head_free(sw_head_t *h);
 /* Parser callback helpers. Return 0, SW_ELIMIT (too large or too many) or
- * SW_EPARSE (invalid byte in a name or value, or an obs-fold). `input_end`
- * is the end of the buffer being parsed, to tell a span split across reads
- * from a folded line. */
+ * SW_EPARSE (invalid byte in a name or value, a value without a name).
+ * Folded lines are found by sw_http_scan_head on the raw bytes. */
 int sw_head_field(sw_head_t *h, const char *at, size_t len);
-int sw_head_value(sw_head_t *h, const char *at, size_t len,
-                  const char *input_start, const char *input_end);
+int sw_head_value(sw_head_t *h, const char *at, size_t len);
 /* Ends the current name; an empty name is SW_EPARSE. */
 int sw_head_field_done(sw_head_t *h);
 /* Ends the current value (trims trailing whitespace). */
@@ -86,8 +83,10 @@ int sw_http_conn_listed(const sw_head_t *h, const sw_conn_tokens_t *t,
 /* Index of the first header named `name`, or -1; *count gets how many. */
 int sw_http_find(const sw_head_t *h, const char *name, int *count);
 
-/* Scans a request head for bare LF line ends, which llhttp tolerates in
- * places. State carries across reads; zero it for each request. */
+/* Scans a message head for bare LF line ends and folded lines, which
+ * llhttp 8 tolerates in places. It works on the raw bytes, so it does not
+ * matter how the head was split across reads. State carries across reads;
+ * zero it for each message. */
 typedef struct sw_headscan_s {
   uint8_t prev; /* last byte seen */
   uint8_t nl;   /* line ends in a row */
@@ -95,7 +94,8 @@ typedef struct sw_headscan_s {
   uint8_t done; /* the blank line ending the head was seen */
 } sw_headscan_t;
 
-/* Returns SW_EPARSE on a bare LF, else 0. Stops at the end of the head. */
+/* Returns SW_EPARSE on a bare LF or an obs-fold, else 0. Stops at the end
+ * of the head. */
 int sw_http_scan_head(sw_headscan_t *st, const char *p, size_t len);
 
 const char *sw_http_reason(int status);

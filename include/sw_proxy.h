@@ -135,7 +135,6 @@ typedef struct sw_req_s {
   sw_head_t rhead;  /* response headers */
   uint32_t url_off, url_len; /* in head.raw, before the first header */
   uint32_t reason_off, reason_len; /* in rhead.raw */
-  const char *input_start, *input_end; /* buffer being parsed */
   sw_buf_t out;   /* request head as sent upstream, kept for a retry */
   sw_buf_t body;  /* buffered request body */
   int error;      /* status to answer, set by a parser callback */
@@ -161,7 +160,8 @@ typedef struct sw_req_s {
   uint8_t chunk_check;    /* a chunk just ended: check its CRLF */
   uint8_t last_chunk;     /* the chunk being parsed has size 0 */
   char tail[2];           /* last two bytes of the previous input */
-  sw_headscan_t scan;     /* bare-LF check of the request head */
+  sw_headscan_t scan;     /* bare-LF and fold check of the request head */
+  sw_headscan_t rscan;    /* the same for the response head */
   sw_framing_t resp_framing;
   uint64_t content_length; /* declared, or UINT64_MAX */
   uint64_t body_bytes;     /* request body bytes received */

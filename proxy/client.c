@@ -592,7 +592,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  int err = sw_head_value(&r->head, at, len, r->input_start, r->input_end);
+  int err = sw_head_value(&r->head, at, len);
   if (err == SW_ELIMIT || head_bytes(r) > sw.cfg->max_header_size)
     return http_error(r, 431);
   if (err != 0) return http_error(r, 400);
@@ -772,8 +772,6 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
     return;
   }
   for (size_t off = 0;;) {
-    r->input_start = data + off;
-    r->input_end = data + len;
     err = llhttp_execute(&r->parser, data + off, len - off);
     used = err == HPE_OK ? len
                          : (size_t)(llhttp_get_error_pos(&r->parser) - data);

@@ -34,18 +34,14 @@ void sw_head_init(sw_head_t *h, size_t max_bytes, uint32_t max_headers) {
   h->cap = 0;
   h->max = max_headers;
   h->in_value = 0;
-  h->fold = 0;
   h->value_end = NULL;
-  h->value_at_end = 0;
 }
 
 void sw_head_reset(sw_head_t *h) {
   sw_buf_reset(&h->raw);
   h->n = 0;
   h->in_value = 0;
-  h->fold = 0;
   h->value_end = NULL;
-  h->value_at_end = 0;
 }
 
 void sw_head_free(sw_head_t *h) {
@@ -87,19 +83,12 @@ int sw_head_field(sw_head_t *h, const char *at, size_t len) {
   return 0;
 }
 
-int sw_head_value(sw_head_t *h, const char *at, size_t len,
-                  const char *input_start, const char *input_end) {
+int sw_head_value(sw_head_t *h, const char *at, size_t len) {
   int err;
 
-  /* A value with no name before it: an empty header name. */
+  /* A value with no name before it: an empty header name. Folded lines
+   * are caught on the raw bytes by sw_http_scan_head. */
   if (h->n == 0 || (h->in_value && h->value_end == NULL)) return SW_EPARSE;
-  /* llhttp reports an obs-fold as a second value span of the same header
-   * that neither continues the previous span nor starts a new read. A span
-   * split only by the end of a read ends at that input's end and the next
-   * starts at the next input's start. */
-  if (h->in_value && h->value_end != NULL &&
-      !(h->value_at_end && at == input_start) && at != h->value_end)
-    return SW_EPARSE;
   for (size_t i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)at[i];
     if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return SW_EPARSE;
@@ -112,7 +101,6 @@ int sw_head_value(sw_head_t *h, const char *at, size_t len,
   if (err != 0) return err;
   h->hdrs[h->n - 1].value_len += (uint32_t)len;
   h->value_end = at + len;
-  h->value_at_end = at + len == input_end;
   return 0;
 }
 
@@ -254,6 +242,10 @@ int sw_http_find(const sw_head_t *h, const char *name, int *count) {
 int sw_http_scan_head(sw_headscan_t *st, const char *p, size_t len) {
   for (size_t i = 0; i < len && !st->done; i++) {
     uint8_t b = (uint8_t)p[i];
+    if ((b == ' ' || b == '\t') && st->prev == '\n' && st->text) {
+      /* A line starting with whitespace: an obs-fold (RFC 9112 5.2). */
+      return SW_EPARSE;
+    }
     if (b == '\n') {
       if (st->prev != '\r') return SW_EPARSE;
       /* Empty lines before the request line are allowed and skipped. */

@@ -479,7 +479,7 @@ static int on_rheader_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_rheader_value(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  return sw_head_value(&r->rhead, at, len, r->input_start, r->input_end) == 0
+  return sw_head_value(&r->rhead, at, len) == 0
              ? 0
              : resp_error(r);
 }
@@ -636,6 +636,7 @@ static void upstream_failed(sw_upconn_t *u, sw_req_t *r, int err) {
      * never reached the application, and it is safe to send again. */
     r->retried_fresh = 1;
     r->sent_any = 0;
+    memset(&r->rscan, 0, sizeof(r->rscan));
     llhttp_init(&r->rparser, HTTP_RESPONSE, &resp_settings);
     r->rparser.data = r;
     connect_fresh(r, s);
@@ -703,8 +704,16 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     llhttp_init(&r->rparser, HTTP_RESPONSE, &resp_settings);
     r->rparser.data = r;
   }
-  r->input_start = buf->base;
-  r->input_end = buf->base + nread;
+  if (!r->rscan.done &&
+      sw_http_scan_head(&r->rscan, buf->base, (size_t)nread) != 0) {
+    sw_warn("upstream", r->client->id,
+            "bad response from %s: bare LF or folded header line",
+            u->server->name);
+    unbind(u);
+    sw_upconn_close(u);
+    sw_req_fail(r, 502);
+    return;
+  }
   err = llhttp_execute(&r->rparser, buf->base, (size_t)nread);
   used = err == HPE_OK ? (size_t)nread
                        : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);

@@ -10,9 +10,11 @@ Everything listens on and connects to 127.0.0.1 (the trusted-proxy tests use
 operation has a deadline, so a test can fail but never hang.
 """
 
+import atexit
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -102,15 +104,63 @@ class Closed(AssertionError):
 
 _port_lock = threading.Lock()
 _used_ports = set()
-# Ports below the ephemeral range, so that no client's source port collides.
-_next_port = [20000 + (os.getpid() * 37) % 10000]
+# Ports below the ephemeral range (so no client's source port collides), each
+# claimed with a lock file so that two runners at once never share one.
+PORT_LO, PORT_HI = 20000, 32000
+PORT_LOCKS = os.path.join(tempfile.gettempdir(), "switchd-it-ports")
+_claimed = []
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _claim(p):
+    """Claims port p for this process with an O_EXCL lock file."""
+    os.makedirs(PORT_LOCKS, exist_ok=True)
+    path = os.path.join(PORT_LOCKS, str(p))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    owner = int(f.read().strip() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if owner == os.getpid() or (owner and _pid_alive(owner)):
+                return False
+            try:  # stale: its runner is gone
+                os.unlink(path)
+            except OSError:
+                return False
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        _claimed.append(path)
+        return True
+    return False
+
+
+@atexit.register
+def _release_ports():
+    for path in _claimed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def free_port():
     with _port_lock:
-        for _ in range(20000):
-            p = _next_port[0]
-            _next_port[0] = 20000 + (p - 20000 + 1) % 12000
+        for _ in range(5000):
+            p = random.randrange(PORT_LO, PORT_HI)
             if p in _used_ports:
                 continue
             s = socket.socket()
@@ -120,6 +170,8 @@ def free_port():
                 continue
             finally:
                 s.close()
+            if not _claim(p):
+                continue
             _used_ports.add(p)
             return p
     raise RuntimeError("no free port")
@@ -230,7 +282,15 @@ class Upstream:
                  "--name", self.name] + self.args,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 start_new_session=True)
-        wait_port(self.port, self.proc, 10, "upstream %s" % self.name)
+        mark = "listening on 127.0.0.1:%d" % self.port
+        deadline = time.time() + 10
+        while mark not in read_file(log):
+            if self.proc.poll() is not None:
+                raise AssertionError("upstream %s exited with status %s:\n%s" % (
+                    self.name, self.proc.returncode, tail(read_file(log), 10)))
+            if time.time() > deadline:
+                raise AssertionError("upstream %s not listening after 10s" % self.name)
+            time.sleep(0.02)
         return self
 
     def stop(self):
@@ -890,6 +950,8 @@ class Context:
         errors = []
         for c in self.clients:
             c.close()
+        for s in getattr(self, "blackhole_sockets", []):
+            s.close()
         for s in self.switchds:
             try:
                 s.stop()

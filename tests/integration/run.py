@@ -35,6 +35,13 @@ import harness  # noqa: E402
 DEFAULT_TIMEOUT = 30
 
 
+def _import_failure(modname, tb):
+    def test_import(ctx):
+        raise AssertionError("%s.py does not import:\n%s" % (modname, tb))
+    test_import.__module__ = modname
+    return test_import
+
+
 def discover():
     tests = []
     for fn in sorted(os.listdir(HERE)):
@@ -43,7 +50,11 @@ def discover():
         modname = fn[:-3]
         spec = importlib.util.spec_from_file_location(modname, os.path.join(HERE, fn))
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:  # noqa: a broken file is one failed test, not a crash
+            tests.append((modname, _import_failure(modname, traceback.format_exc())))
+            continue
         funcs = [f for n, f in vars(mod).items()
                  if n.startswith("test_") and callable(f)
                  and getattr(f, "__module__", None) == modname]

@@ -133,6 +133,16 @@ def test_pipelined_requests_in_order(ctx):
     assert c.buf == b"", "extra bytes: %r" % bytes(c.buf[:200])
 
 
+def test_client_connection_close(ctx):
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b])
+    c = ctx.client(sw.port)
+    r = c.request("GET", "/", headers=[("Connection", "close")])
+    assert r.status == 200 and r.body == b"blue\n", r
+    assert r.has_token("connection", "close"), r
+    assert c.wait_closed(2), "Connection: close from the client: connection left open"
+
+
 def test_http10_closes(ctx):
     b = ctx.upstream("blue")
     sw = ctx.switchd([b])
@@ -240,6 +250,8 @@ def test_chunked_response_passthrough(ctx):
 
 
 def test_close_delimited_response(ctx):
+    """An upstream response delimited by its close: the client gets it whole,
+    and either the connection ends with it or it was reframed and goes on."""
     b = ctx.upstream("blue")
     sw = ctx.switchd([b])
     for n in (0, 5000, 3 * 1024 * 1024):
@@ -247,6 +259,11 @@ def test_close_delimited_response(ctx):
         r = c.request("GET", "/close-delimited/%d" % n)
         assert r.status == 200 and r.body_len == n, r
         assert r.body == pattern_bytes(n)
+        if r.framing == "close":
+            assert c.eof
+        else:
+            r = c.request("GET", "/")
+            assert r.status == 200 and r.body == b"blue\n", r
         c.close()
 
 

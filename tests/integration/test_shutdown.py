@@ -115,3 +115,38 @@ def test_sigterm_idle_exit_is_quick(ctx):
     sw.signal(signal.SIGTERM)
     sw.assert_exited_ok(3)
     assert time.time() - t0 < 1.5 * SLOW
+
+
+@timeout(15)
+def test_sigterm_with_open_tunnel(ctx):
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b], global_={"shutdown_timeout": "1s"})
+    c = ctx.client(sw.port)
+    c.send(build_request("GET", "/ws", headers=[("Connection", "Upgrade"),
+                                                ("Upgrade", "websocket")]))
+    assert c.read_response().status == 101
+    c.send(b"x")
+    assert c.recv_exact(1) == b"x"
+    t0 = time.time()
+    sw.signal(signal.SIGTERM)
+    sw.assert_exited_ok(4)
+    assert time.time() - t0 < 3 * SLOW
+    assert c.wait_closed(1)
+
+
+@timeout(15)
+def test_sigterm_during_slow_upload(ctx):
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b], global_={"shutdown_timeout": "1s"})
+    c = ctx.client(sw.port)
+    c.send(build_request("POST", "/echo", headers=[("Content-Length", "100000")]))
+    c.send(b"x" * 1000)
+    time.sleep(0.2)
+    t0 = time.time()
+    sw.signal(signal.SIGTERM)
+    for _ in range(10):  # keep sending slowly
+        if not c.try_send(b"y" * 100):
+            break
+        time.sleep(0.1)
+    sw.assert_exited_ok(4)
+    assert time.time() - t0 < 3 * SLOW

@@ -196,3 +196,101 @@ def test_websocket_tunnel_closed_by_upstream(ctx):
     assert c.recv_exact(4) == b"ping"
     b.stop()  # the upstream goes away: the client's tunnel must end
     assert c.wait_closed(3), "the tunnel stayed open after the upstream closed"
+
+
+@timeout(30)
+def test_send_timeout_closes_client_that_never_reads(ctx):
+    """A client that stops reading a 100 MiB response is closed after
+    send_timeout, and switchd's memory stays bounded meanwhile."""
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b], client={"send_timeout": "1s"})
+    rss = RssSampler(sw.pid)
+    c = ctx.client(sw.port, rcvbuf=65536, timeout=20)
+    c.send(build_request("GET", "/bytes/%d" % N))
+    time.sleep(4)
+    r = c.read_response(store_body=False, allow_incomplete=True, timeout=20)
+    assert r.status == 200, r
+    assert not r.complete and r.body_len < N, \
+        "a client that read nothing for 4s (send_timeout 1s) still got the whole body"
+    _assert_rss(sw, rss, "client that never reads")
+    assert ctx.get(sw.port, "/").status == 200
+
+
+@timeout(20)
+def test_websocket_early_data(ctx):
+    """Bytes sent right behind the upgrade request belong to the tunnel."""
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b])
+    c = ctx.client(sw.port)
+    c.send(_ws_request() + b"early-bytes")
+    r = c.read_response()
+    assert r.status == 101, r
+    assert c.recv_exact(11, timeout=3) == b"early-bytes"
+    c.send(b"later")
+    assert c.recv_exact(5, timeout=3) == b"later"
+
+
+@timeout(20)
+def test_upgrade_refused_by_upstream_stays_http(ctx):
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b])
+    c = ctx.client(sw.port)
+    c.send(_ws_request("/status/403"))
+    r = c.read_response()
+    assert r.status == 403 and r.body == b"blue 403\n", r
+    if not r.has_token("connection", "close"):
+        r = c.request("GET", "/")
+        assert r.status == 200 and r.body == b"blue\n", \
+            "after a refused upgrade the connection is not HTTP any more: %r" % r
+
+
+@timeout(40)
+def test_concurrent_streams_bounded_memory(ctx):
+    """16 clients each ask for 16 MiB and read nothing for 2 s, then read it
+    all: memory is bounded per connection, not per byte in flight."""
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b])
+    rss = RssSampler(sw.pid)
+    n = 16 * MiB
+    cs = [ctx.client(sw.port, rcvbuf=65536, timeout=30) for _ in range(16)]
+    for c in cs:
+        c.send(build_request("GET", "/bytes/%d" % n))
+    time.sleep(2)
+    for c in cs:
+        r = c.read_response(store_body=False, timeout=30)
+        assert r.body_len == n and r.sha256 == pattern_sha256(n), r
+    _assert_rss(sw, rss, "16 concurrent 16 MiB responses")
+
+
+@timeout(60)
+def test_upload_backpressure_slow_upstream(ctx):
+    """The upstream leaves a 100 MiB upload unread for 3 s: switchd must stop
+    reading from the client instead of buffering it."""
+    b = ctx.upstream("blue")
+    sw = ctx.switchd([b], client={"max_body": "200m"})
+    rss = RssSampler(sw.pid)
+    c = ctx.client(sw.port, timeout=30)
+    sent = [0]
+
+    def upload():
+        c.send(build_request("POST", "/echo?wait=3000",
+                             headers=[("Content-Length", str(N))]))
+        for piece in pattern_iter(N):
+            c.send(piece)
+            sent[0] += len(piece)
+
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    time.sleep(2.5)
+    at_stall = sent[0]
+    rss_stall = rss.max_kb
+    t.join(40)
+    assert not t.is_alive(), "upload did not finish"
+    r = c.read_response(timeout=30)
+    e = r.json()
+    assert e["body_len"] == N and e["body_sha256"] == pattern_sha256(N), e
+    assert at_stall < N / 2, "the client sent %.1f MiB while the upstream read " \
+        "nothing: no backpressure" % (at_stall / MiB)
+    assert rss_stall < RSS_BOUND_KB, "RSS %.1f MiB while the upstream stalled" \
+        % (rss_stall / 1024)
+    _assert_rss(sw, rss, "100 MiB upload to a stalled upstream")

@@ -240,3 +240,31 @@ def test_upstream_500_is_passed_through(ctx):
     r = ctx.get(sw.port, "/status/502")
     assert r.status == 502 and r.body == b"blue 502\n", \
         "the upstream's own 502 was not passed through: %r" % r
+
+
+@timeout(20)
+def test_502_with_large_body_in_flight_keeps_framing(ctx):
+    """All servers refused while a large body (over request_buffer) is still
+    coming: after the 502 the body's bytes must never be read as requests."""
+    import threading
+    from harness import MiB, pattern_iter
+    sw = ctx.switchd(["127.0.0.1:%d" % ctx.port()], client={"request_buffer": "64k"})
+    c = ctx.client(sw.port)
+    n = 4 * MiB
+
+    def upload():
+        c.try_send(build_request("POST", "/echo", headers=[("Content-Length", str(n))]))
+        for piece in pattern_iter(n):
+            if not c.try_send(piece):
+                return
+
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    r = c.read_response(timeout=10)
+    assert_proxy_error(r, 502, close=False)
+    t.join(10)
+    if not r.has_token("connection", "close"):
+        r = c.request("GET", "/", timeout=5)
+        assert r.status == 502, "the request after the 502 got %r" % r
+    else:
+        assert c.wait_closed(3)

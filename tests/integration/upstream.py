@@ -25,6 +25,12 @@ chosen by its path:
   /drop                        reads the request, closes without a byte
   /reset                       reads the request, RST without a byte
   /garbage                     answers bytes that are not HTTP, then closes
+  /early-hints                 103 Early Hints, then 200 "NAME\\n"
+  /bad-framing                 200 with both Content-Length and chunked (ambiguous)
+  /half-head                   part of a response head, then close
+  /short-body                  Content-Length 100000, 1000 bytes, then close (FIN)
+  /chunked-truncated           chunked, 3 chunks of 1000 bytes, then close
+                               without the last chunk
   /hop                         200 carrying hop-by-hop response headers
                                (Connection: X-Hop, X-Hop, Keep-Alive,
                                Proxy-Connection) and X-Keep: yes
@@ -36,7 +42,8 @@ chosen by its path:
   /log                         JSON list of the requests seen (control request)
 
 Query options on any path: sndbuf=BYTES sets SO_SNDBUF on the connection before
-the response (so the kernel cannot absorb a large response).
+the response (so the kernel cannot absorb a large response); wait=MS waits
+before reading the request body (a slow consumer).
 
 Options:
   --close-after N   close each connection after N responses without announcing
@@ -365,6 +372,8 @@ class Conn:
             n[0] += len(b)
             h.update(b)
 
+        if "wait" in req["query"]:  # a slow consumer: the body waits unread
+            time.sleep(int(req["query"]["wait"]) / 1000.0)
         try:
             entry["framing"] = self.read_body(req["headers"], sink)
         except ValueError:
@@ -466,6 +475,35 @@ class Conn:
         elif path == "/garbage":
             answered = False
             self.s.sendall(b"this is not HTTP at all\r\n\r\n")
+            keep = False
+        elif path == "/early-hints":
+            self.s.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            time.sleep(0.05)
+            self.respond(req, 200, ("%s\n" % srv.name).encode(),
+                         [("Content-Type", "text/plain")], close)
+        elif path == "/bad-framing":
+            self.s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            keep = False
+        elif path == "/half-head":
+            answered = False
+            self.s.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+            time.sleep(0.1)
+            keep = False
+        elif path == "/short-body":
+            answered = False
+            self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", "100000")], False)
+            self.s.sendall(pattern_bytes(1000))
+            time.sleep(0.1)
+            keep = False
+        elif path == "/chunked-truncated":
+            answered = False
+            self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                      ("Transfer-Encoding", "chunked")], False)
+            for c in pattern_iter(3000, 1000):
+                self.s.sendall(b"%x\r\n%s\r\n" % (len(c), c))
+            time.sleep(0.1)
             keep = False
         elif path == "/hop":
             self.send_head(req, 200, [("Content-Type", "text/plain"),

@@ -45,16 +45,13 @@ static void snap_check_at(const char *file,
 #define SNAP_UNCHANGED(s, b) snap_check_at(__FILE__, __LINE__, s, b)
 
 /* Checks the buffer holds exactly the bytes of want. */
-static void content_at(const char *file,
-                       int line,
-                       const sw_buf_t *b,
-                       const char *want,
-                       size_t n) {
+static void content_at(
+    const char *file, int line, const sw_buf_t *b, const char *want, size_t n) {
   if (!SW_CHECK_UINT_EQ_AT(file, line, b->len, n))
     return;
   if (n > 0 && !SW_CHECK_AT(file, line, memcmp(b->data, want, n) == 0))
-    printf("  have: \"%.*s\"\n  want: \"%.*s\"\n", (int)b->len, b->data,
-           (int)n, want);
+    printf("  have: \"%.*s\"\n  want: \"%.*s\"\n", (int)b->len, b->data, (int)n,
+           want);
 }
 #define CONTENT(b, s) content_at(__FILE__, __LINE__, b, s, strlen(s))
 
@@ -111,8 +108,8 @@ static void test_bound_exact(void) {
     /* One byte at a time: the bound and the invariant at every step. */
     sw_buf_init(&b, max);
     for (k = 0; k < max; k++) {
-      if (sw_buf_append(&b, src + k, 1) != 0 || b.len != k + 1 ||
-          b.cap > max || b.len > b.cap) {
+      if (sw_buf_append(&b, src + k, 1) != 0 || b.len != k + 1 || b.cap > max ||
+          b.len > b.cap) {
         ok = 0;
         printf("  max %zu: byte %zu: len %zu cap %zu\n", max, k, b.len, b.cap);
         break;
@@ -260,8 +257,7 @@ static void test_appendf(void) {
   CONTENT(&b, "HTTP/1.1 502 Bad Gateway\r\n");
   SW_CHECK_INT_EQ(sw_buf_appendf(&b, "%s", ""), 0);
   CONTENT(&b, "HTTP/1.1 502 Bad Gateway\r\n");
-  SW_CHECK_INT_EQ(sw_buf_appendf(&b, "Content-Length: %llu\r\n", 12345ull),
-                  0);
+  SW_CHECK_INT_EQ(sw_buf_appendf(&b, "Content-Length: %llu\r\n", 12345ull), 0);
   CONTENT(&b, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 12345\r\n");
   SW_CHECK_UINT_EQ(b.len, 49);
 
