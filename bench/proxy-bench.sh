@@ -178,7 +178,10 @@ cpu_ticks() {
   # Fields after the parenthesised command name; utime and stime are fields
   # 14 and 15 of the whole line, 12 and 13 after it.
   local stat
-  stat=$(<"/proc/$1/stat")
+  if ! stat=$(cat "/proc/$1/stat" 2>/dev/null); then
+    echo 0
+    return
+  fi
   stat=${stat##*) }
   awk '{ print $12 + $13 }' <<<"$stat"
 }
@@ -288,6 +291,13 @@ for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS: $t, ${DURATION}s, $CONNS connections"
     out=$TMP/wrk-$t-$round.txt
     proxy_pid=${PID[$t]}
+    if ! kill -0 "$proxy_pid" 2>/dev/null; then
+      log "$t is no longer running; its remaining rounds are skipped"
+      tail -n 20 "$TMP/$t.out" >&2 || true
+      [[ " ${SKIPPED[*]} " == *" $t: died during the run "* ]] ||
+        SKIPPED+=("$t: died during the run")
+      continue
+    fi
     p0=$(cpu_ticks "$proxy_pid")
     b0=$(cpu_ticks "${PID[backend]}")
     c0=$(cpu_busy_ticks "$PROXY_CPU")

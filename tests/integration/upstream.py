@@ -35,7 +35,7 @@ chosen by its path:
                                (Connection: X-Hop, X-Hop, Keep-Alive,
                                Proxy-Connection) and X-Keep: yes
   /ws                          Upgrade: websocket -> 101, then echoes raw bytes
-  /sse?n=N&interval=MS         text/event-stream, chunked, an event every MS ms
+  /sse?n=N&interval=MS, /sse/N text/event-stream, chunked, an event every MS ms
                                (default 10 events every 100 ms); each event's data
                                carries its index and the server's send time
   /stats                       JSON counters (control request, not counted)
@@ -540,8 +540,8 @@ class Conn:
                 if not d:
                     return False
                 self.s.sendall(d)
-        elif path == "/sse":
-            count = int(q.get("n", 10))
+        elif path == "/sse" or (parts[0] == "sse" and len(parts) == 2):
+            count = int(parts[1]) if len(parts) == 2 else int(q.get("n", 10))
             interval = int(q.get("interval", 100)) / 1000.0
             self.send_head(req, 200, [("Content-Type", "text/event-stream"),
                                       ("Cache-Control", "no-cache"),
