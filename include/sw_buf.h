@@ -24,7 +24,8 @@ int sw_buf_append_grow(sw_buf_t *b, const void *data, size_t len);
  * because building every message head is a series of small appends. */
 static inline int sw_buf_append(sw_buf_t *b, const void *data, size_t len) {
   if (len <= b->cap - b->len) {
-    if (len > 0) memcpy(b->data + b->len, data, len);
+    if (len > 0)
+      memcpy(b->data + b->len, data, len);
     b->len += len;
     return 0;
   }

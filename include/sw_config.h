@@ -62,11 +62,11 @@ typedef struct sw_config_s {
   char *file; /* path it was read from */
 
   /* global */
-  sw_colour_t live;       /* `live blue|green`; default blue */
-  char *error_log;        /* path or "stderr"; default "stderr" */
-  char *access_log;       /* path, "stderr" or "off"; default "off" */
-  sw_log_level_t log_level;    /* debug|info|warn|error; default info */
-  char *pid_file;              /* NULL when absent */
+  sw_colour_t live;             /* `live blue|green`; default blue */
+  char *error_log;              /* path or "stderr"; default "stderr" */
+  char *access_log;             /* path, "stderr" or "off"; default "off" */
+  sw_log_level_t log_level;     /* debug|info|warn|error; default info */
+  char *pid_file;               /* NULL when absent */
   uint64_t shutdown_timeout_ms; /* SIGTERM grace; default 30 s */
   uint64_t buffer_budget;       /* all buffered bytes; default 256 MiB */
 
@@ -82,13 +82,13 @@ typedef struct sw_config_s {
   uint64_t body_timeout_ms;   /* no body byte; default 60 s -> 408 */
   uint64_t send_timeout_ms;   /* client reads nothing; default 60 s */
   uint64_t tunnel_timeout_ms; /* upgraded tunnel idle; default 1 h */
-  uint64_t min_send_rate;     /* bytes/s over 5 s windows; default 1024; 0 off */
-  size_t max_header_size;     /* default 16 KiB -> 431 */
-  size_t max_headers;         /* default 100 -> 431 */
-  size_t max_url;             /* default 8 KiB -> 414 */
-  uint64_t max_body;          /* default 64 MiB -> 413 */
-  uint64_t request_buffer;    /* default 1 MiB */
-  uint64_t response_buffer;   /* default 1 MiB */
+  uint64_t min_send_rate;   /* bytes/s over 5 s windows; default 1024; 0 off */
+  size_t max_header_size;   /* default 16 KiB -> 431 */
+  size_t max_headers;       /* default 100 -> 431 */
+  size_t max_url;           /* default 8 KiB -> 414 */
+  uint64_t max_body;        /* default 64 MiB -> 413 */
+  uint64_t request_buffer;  /* default 1 MiB */
+  uint64_t response_buffer; /* default 1 MiB */
 
   sw_upstream_conf_t upstream[SW_COLOURS];
 } sw_config_t;
@@ -96,11 +96,17 @@ typedef struct sw_config_s {
 /* Parses `len` bytes of `text` named `file` (for messages). On success stores
  * a new config in *out and returns 0. On failure returns SW_ECONFIG and writes
  * "FILE:LINE: message" into err. */
-int sw_config_parse(const char *file, const char *text, size_t len,
-                    sw_config_t **out, char *err, size_t errlen);
+int sw_config_parse(const char *file,
+                    const char *text,
+                    size_t len,
+                    sw_config_t **out,
+                    char *err,
+                    size_t errlen);
 
 /* Reads and parses a file; an unreadable file is an error naming it. */
-int sw_config_load(const char *path, sw_config_t **out, char *err,
+int sw_config_load(const char *path,
+                   sw_config_t **out,
+                   char *err,
                    size_t errlen);
 
 void sw_config_free(sw_config_t *cfg);

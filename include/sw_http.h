@@ -25,8 +25,8 @@ typedef struct sw_head_s {
   sw_hdr_t *hdrs;
   uint32_t n;
   uint32_t cap;
-  uint32_t max;      /* header count limit */
-  uint8_t in_value;  /* the last callback was a value */
+  uint32_t max;          /* header count limit */
+  uint8_t in_value;      /* the last callback was a value */
   const char *value_end; /* end of the last value span seen, NULL after
                           * the value ended */
 } sw_head_t;
@@ -61,8 +61,7 @@ int sw_http_list_has(const char *list, size_t len, const char *token);
 /* Whether name is one of the fixed hop-by-hop headers. */
 int sw_http_is_hop(const char *name, size_t len);
 /* Whether name is listed by any Connection header of h. */
-int sw_http_connection_lists(const sw_head_t *h, const char *name,
-                             size_t len);
+int sw_http_connection_lists(const sw_head_t *h, const char *name, size_t len);
 /* The names listed by a head's Connection headers that are not hop-by-hop
  * already: computed once per message so that filtering its headers is one
  * pass, not a pass per header. */
@@ -77,8 +76,10 @@ typedef struct sw_conn_tokens_s {
 
 void sw_http_conn_tokens(const sw_head_t *h, sw_conn_tokens_t *out);
 /* Whether a header name must be dropped because Connection lists it. */
-int sw_http_conn_listed(const sw_head_t *h, const sw_conn_tokens_t *t,
-                        const char *name, size_t len);
+int sw_http_conn_listed(const sw_head_t *h,
+                        const sw_conn_tokens_t *t,
+                        const char *name,
+                        size_t len);
 
 /* Index of the first header named `name`, or -1; *count gets how many. */
 int sw_http_find(const sw_head_t *h, const char *name, int *count);

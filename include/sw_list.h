@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #define sw_container_of(ptr, type, member) \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+  ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct sw_list_s {
   struct sw_list_s *prev;
@@ -36,7 +36,8 @@ static inline void sw_list_append(sw_list_t *head, sw_list_t *n) {
 }
 
 static inline void sw_list_remove(sw_list_t *n) {
-  if (n->next == NULL || n->next == n) return;
+  if (n->next == NULL || n->next == n)
+    return;
   n->prev->next = n->next;
   n->next->prev = n->prev;
   n->prev = n;

@@ -23,12 +23,15 @@ void sw_log_flush(void);
 /* Whether an access log is configured. */
 int sw_log_access_enabled(void);
 
-void sw_log_write(sw_log_level_t level, const char *module, uint64_t conn,
-                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void sw_log_write(sw_log_level_t level,
+                  const char *module,
+                  uint64_t conn,
+                  const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
 
-#define sw_log(level, module, conn, ...)                  \
-  do {                                                    \
-    if ((level) >= sw_log_level)                          \
+#define sw_log(level, module, conn, ...)                    \
+  do {                                                      \
+    if ((level) >= sw_log_level)                            \
       sw_log_write((level), (module), (conn), __VA_ARGS__); \
   } while (0)
 

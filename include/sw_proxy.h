@@ -61,11 +61,11 @@ typedef struct sw_server_s {
   struct sockaddr_storage addr;
   char name[64];
   sw_colour_t colour;
-  int refs;            /* the pool's and each upstream connection's */
-  int removed;         /* no longer configured: close connections when idle */
-  sw_list_t idle;      /* idle sw_upconn_t, most recent at the tail */
+  int refs;       /* the pool's and each upstream connection's */
+  int removed;    /* no longer configured: close connections when idle */
+  sw_list_t idle; /* idle sw_upconn_t, most recent at the tail */
   unsigned nidle;
-  unsigned inflight;   /* exchanges bound to this server */
+  unsigned inflight; /* exchanges bound to this server */
   uint64_t requests;
 } sw_server_t;
 
@@ -103,19 +103,19 @@ typedef struct sw_client_s {
   struct sw_req_s *req; /* allocated when a request starts */
   char *pending;        /* unparsed bytes (pipelining), malloc'd */
   uint32_t npending;
-  uint8_t family;       /* AF_INET or AF_INET6 */
+  uint8_t family; /* AF_INET or AF_INET6 */
   uint8_t peer[16];
   uint64_t id;
 } sw_client_t;
 
 /* Exchange states. */
 typedef enum sw_req_state_e {
-  SW_REQ_HEAD = 0,   /* reading the request head */
-  SW_REQ_BUFFERING,  /* reading a body to buffer before routing */
-  SW_REQ_STREAMING,  /* routed; body flows to the upstream as it comes */
-  SW_REQ_WAITING,    /* request sent whole; waiting for the response */
-  SW_REQ_TUNNEL,     /* 101 sent; raw tunnel */
-  SW_REQ_DONE,       /* response complete or failed */
+  SW_REQ_HEAD = 0,  /* reading the request head */
+  SW_REQ_BUFFERING, /* reading a body to buffer before routing */
+  SW_REQ_STREAMING, /* routed; body flows to the upstream as it comes */
+  SW_REQ_WAITING,   /* request sent whole; waiting for the response */
+  SW_REQ_TUNNEL,    /* 101 sent; raw tunnel */
+  SW_REQ_DONE,      /* response complete or failed */
 } sw_req_state_t;
 
 /* Body framings, of what we send. */
@@ -129,39 +129,39 @@ typedef enum sw_framing_e {
 typedef struct sw_req_s {
   sw_client_t *client;
   sw_req_state_t state;
-  llhttp_t parser;  /* request parser */
-  llhttp_t rparser; /* response parser */
-  sw_head_t head;   /* request headers */
-  sw_head_t rhead;  /* response headers */
-  uint32_t url_off, url_len; /* in head.raw, before the first header */
+  llhttp_t parser;                 /* request parser */
+  llhttp_t rparser;                /* response parser */
+  sw_head_t head;                  /* request headers */
+  sw_head_t rhead;                 /* response headers */
+  uint32_t url_off, url_len;       /* in head.raw, before the first header */
   uint32_t reason_off, reason_len; /* in rhead.raw */
-  sw_buf_t out;   /* request head as sent upstream, kept for a retry */
-  sw_buf_t body;  /* buffered request body */
-  int error;      /* status to answer, set by a parser callback */
+  sw_buf_t out;  /* request head as sent upstream, kept for a retry */
+  sw_buf_t body; /* buffered request body */
+  int error;     /* status to answer, set by a parser callback */
   const char *method;
   uint8_t http_minor;
-  uint8_t keep_alive;     /* the client connection may continue */
-  uint8_t complete;       /* whole request read */
-  uint8_t upgrade;        /* Upgrade requested */
-  uint8_t expect;         /* Expect: 100-continue pending */
+  uint8_t keep_alive; /* the client connection may continue */
+  uint8_t complete;   /* whole request read */
+  uint8_t upgrade;    /* Upgrade requested */
+  uint8_t expect;     /* Expect: 100-continue pending */
   uint8_t head_method;
-  uint8_t resp_started;   /* response head sent to the client */
-  uint8_t resp_done;      /* response fully queued to the client */
-  uint8_t req_chunked_out;  /* body re-encoded chunked to the upstream */
-  uint8_t sent_any;       /* request bytes reached an upstream socket */
+  uint8_t resp_started;    /* response head sent to the client */
+  uint8_t resp_done;       /* response fully queued to the client */
+  uint8_t req_chunked_out; /* body re-encoded chunked to the upstream */
+  uint8_t sent_any;        /* request bytes reached an upstream socket */
   uint8_t retried_fresh;
-  uint8_t budgeted;       /* body counts against the global budget */
-  uint8_t tunnel_eof;     /* bit 0: client half-closed, bit 1: upstream */
-  uint8_t need_stream;    /* body too large to buffer: route and stream */
-  uint8_t skip_1xx;       /* the response message parsed was a 1xx */
-  uint8_t up_done;        /* the upstream response is complete */
-  uint8_t extra_bytes;    /* bytes followed the upstream response */
-  int last_fail;          /* 502 or 504, for when no server is left */
-  uint8_t chunk_check;    /* a chunk just ended: check its CRLF */
-  uint8_t last_chunk;     /* the chunk being parsed has size 0 */
-  char tail[2];           /* last two bytes of the previous input */
-  sw_headscan_t scan;     /* bare-LF and fold check of the request head */
-  sw_headscan_t rscan;    /* the same for the response head */
+  uint8_t budgeted;    /* body counts against the global budget */
+  uint8_t tunnel_eof;  /* bit 0: client half-closed, bit 1: upstream */
+  uint8_t need_stream; /* body too large to buffer: route and stream */
+  uint8_t skip_1xx;    /* the response message parsed was a 1xx */
+  uint8_t up_done;     /* the upstream response is complete */
+  uint8_t extra_bytes; /* bytes followed the upstream response */
+  int last_fail;       /* 502 or 504, for when no server is left */
+  uint8_t chunk_check; /* a chunk just ended: check its CRLF */
+  uint8_t last_chunk;  /* the chunk being parsed has size 0 */
+  char tail[2];        /* last two bytes of the previous input */
+  sw_headscan_t scan;  /* bare-LF and fold check of the request head */
+  sw_headscan_t rscan; /* the same for the response head */
   sw_framing_t resp_framing;
   uint64_t content_length; /* declared, or UINT64_MAX */
   uint64_t body_bytes;     /* request body bytes received */
@@ -174,21 +174,21 @@ typedef struct sw_req_s {
   uint64_t t_up_done;      /* hrtime the response completed */
   int status;              /* status sent to the client */
   sw_colour_t colour;
-  sw_server_t *server;     /* last server tried */
-  unsigned tried;          /* servers tried for this request */
-  size_t rr_first;         /* where the round robin started */
+  sw_server_t *server; /* last server tried */
+  unsigned tried;      /* servers tried for this request */
+  size_t rr_first;     /* where the round robin started */
   struct sw_upconn_s *up;
-  char rid[33];            /* generated X-Request-Id */
-  int rid_idx;             /* incoming X-Request-Id header, or -1 */
+  char rid[33]; /* generated X-Request-Id */
+  int rid_idx;  /* incoming X-Request-Id header, or -1 */
 } sw_req_t;
 
 /* Upstream connection flags. */
 #define SW_UF_CONNECTED 0x01
 #define SW_UF_CLOSING 0x02
 #define SW_UF_READING 0x04
-#define SW_UF_REUSED 0x08   /* served a request before this one */
+#define SW_UF_REUSED 0x08    /* served a request before this one */
 #define SW_UF_GOT_BYTES 0x10 /* a response byte arrived for this request */
-#define SW_UF_PAUSED 0x20   /* reads stopped by backpressure */
+#define SW_UF_PAUSED 0x20    /* reads stopped by backpressure */
 
 typedef struct sw_upconn_s {
   uv_tcp_t tcp;

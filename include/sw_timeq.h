@@ -30,7 +30,9 @@ typedef struct sw_timeq_s {
   uint64_t armed_for; /* deadline the timer is armed for, 0 if idle */
 } sw_timeq_t;
 
-int sw_timeq_init(uv_loop_t *loop, sw_timeq_t *q, uint64_t duration_ms,
+int sw_timeq_init(uv_loop_t *loop,
+                  sw_timeq_t *q,
+                  uint64_t duration_ms,
                   sw_timeq_cb expire);
 /* Stops the queue and closes its timer; nodes still queued are unlinked
  * without being expired. */

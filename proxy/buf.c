@@ -21,14 +21,19 @@ int sw_buf_reserve(sw_buf_t *b, size_t n) {
   size_t want, cap;
   char *p;
 
-  if (n > b->max - b->len || b->len > b->max) return SW_ELIMIT;
+  if (n > b->max - b->len || b->len > b->max)
+    return SW_ELIMIT;
   want = b->len + n;
-  if (want <= b->cap) return 0;
+  if (want <= b->cap)
+    return 0;
   cap = b->cap < 256 ? 256 : b->cap;
-  while (cap < want) cap *= 2;
-  if (cap > b->max) cap = b->max;
+  while (cap < want)
+    cap *= 2;
+  if (cap > b->max)
+    cap = b->max;
   p = realloc(b->data, cap);
-  if (p == NULL) return UV_ENOMEM;
+  if (p == NULL)
+    return UV_ENOMEM;
   b->data = p;
   b->cap = cap;
   return 0;
@@ -36,9 +41,11 @@ int sw_buf_reserve(sw_buf_t *b, size_t n) {
 
 int sw_buf_append_grow(sw_buf_t *b, const void *data, size_t len) {
   int err;
-  if (len == 0) return 0;
+  if (len == 0)
+    return 0;
   err = sw_buf_reserve(b, len);
-  if (err != 0) return err;
+  if (err != 0)
+    return err;
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
@@ -62,8 +69,10 @@ int sw_buf_appendf(sw_buf_t *b, const char *fmt, ...) {
   va_start(ap, fmt);
   n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
   va_end(ap);
-  if (n < 0) return UV_EINVAL;
-  if ((size_t)n >= sizeof(tmp)) return SW_ELIMIT;
+  if (n < 0)
+    return UV_EINVAL;
+  if ((size_t)n >= sizeof(tmp))
+    return SW_ELIMIT;
   return sw_buf_append(b, tmp, (size_t)n);
 }
 

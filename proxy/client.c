@@ -44,7 +44,8 @@ static void make_request_id(char out[33]) {
   }
   for (int i = 0; i < 2; i++) {
     uint64_t v = rng_next();
-    for (int k = 0; k < 16; k++) out[i * 16 + k] = hex[(v >> (k * 4)) & 15];
+    for (int k = 0; k < 16; k++)
+      out[i * 16 + k] = hex[(v >> (k * 4)) & 15];
   }
   out[32] = '\0';
 }
@@ -63,15 +64,19 @@ static void peer_text(const sw_client_t *c, char *out, size_t cap) {
     char *p = out;
     for (int i = 0; i < 4; i++) {
       unsigned v = c->peer[i];
-      if (v >= 100) *p++ = (char)('0' + v / 100);
-      if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+      if (v >= 100)
+        *p++ = (char)('0' + v / 100);
+      if (v >= 10)
+        *p++ = (char)('0' + v / 10 % 10);
       *p++ = (char)('0' + v % 10);
-      if (i < 3) *p++ = '.';
+      if (i < 3)
+        *p++ = '.';
     }
     *p = '\0';
     return;
   }
-  if (uv_inet_ntop(c->family, c->peer, out, cap) != 0) snprintf(out, cap, "-");
+  if (uv_inet_ntop(c->family, c->peer, out, cap) != 0)
+    snprintf(out, cap, "-");
 }
 
 /* --- closing ------------------------------------------------------------ */
@@ -84,11 +89,13 @@ static void on_client_close(uv_handle_t *h) {
 }
 
 void sw_client_close(sw_client_t *c) {
-  if (c->flags & SW_CF_CLOSING) return;
+  if (c->flags & SW_CF_CLOSING)
+    return;
   c->flags |= SW_CF_CLOSING;
   sw_timeq_del(&c->tn);
   if (c->req != NULL) {
-    if (c->req->up != NULL) sw_upstream_abort(c->req);
+    if (c->req->up != NULL)
+      sw_upstream_abort(c->req);
     req_free(c->req);
     c->req = NULL;
   }
@@ -107,7 +114,8 @@ static void on_client_shutdown(uv_shutdown_t *req, int status) {
   sw_shut_t *sh = sw_container_of(req, sw_shut_t, req);
   sw_client_t *c = sh->c;
   free(sh);
-  if (c->flags & SW_CF_CLOSING) return;
+  if (c->flags & SW_CF_CLOSING)
+    return;
   if (status < 0 || (c->flags & SW_CF_EOF)) {
     sw_client_close(c);
     return;
@@ -130,7 +138,8 @@ static void on_client_shutdown(uv_shutdown_t *req, int status) {
 /* Closes the connection once everything queued has been written. */
 static void close_after_write(sw_client_t *c) {
   sw_shut_t *sh;
-  if (c->flags & (SW_CF_CLOSING | SW_CF_SHUTDOWN)) return;
+  if (c->flags & (SW_CF_CLOSING | SW_CF_SHUTDOWN))
+    return;
   c->flags |= SW_CF_SHUTDOWN | SW_CF_CLOSE_AFTER;
   free(c->pending);
   c->pending = NULL;
@@ -149,15 +158,19 @@ static void close_after_write(sw_client_t *c) {
 }
 
 void sw_client_shutdown_idle(sw_client_t *c) {
-  if (c->flags & SW_CF_CLOSING) return;
-  if (c->req == NULL && !(c->flags & SW_CF_SHUTDOWN)) sw_client_close(c);
+  if (c->flags & SW_CF_CLOSING)
+    return;
+  if (c->req == NULL && !(c->flags & SW_CF_SHUTDOWN))
+    sw_client_close(c);
 }
 
 int sw_client_send(sw_client_t *c, const uv_buf_t *bufs, unsigned n) {
   int err;
-  if (c->flags & SW_CF_CLOSING) return UV_ECANCELED;
+  if (c->flags & SW_CF_CLOSING)
+    return UV_ECANCELED;
   err = sw_stream_write((uv_stream_t *)&c->tcp, bufs, n);
-  if (err != 0) return err;
+  if (err != 0)
+    return err;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 &&
       c->tn.q == NULL)
     sw_timeq_add(&sw.tq[SW_TQ_SEND], &c->tn);
@@ -173,7 +186,8 @@ static void log_access(sw_req_t *r) {
   const char *rid = r->rid;
   size_t rid_len = strlen(r->rid);
 
-  if (!sw_log_access_enabled()) return;
+  if (!sw_log_access_enabled())
+    return;
   peer_text(r->client, client, sizeof(client));
   if (r->rid_idx >= 0) {
     rid = sw_head_val(&r->head, (uint32_t)r->rid_idx);
@@ -204,7 +218,8 @@ static sw_req_t *req_cache[SW_REQ_CACHE];
 static int req_cached;
 
 static void req_free(sw_req_t *r) {
-  if (r->budgeted) sw.buffered -= r->body.cap;
+  if (r->budgeted)
+    sw.buffered -= r->body.cap;
   sw_buf_free(&r->body);
   if (req_cached < SW_REQ_CACHE && !sw.stopping) {
     req_cache[req_cached++] = r;
@@ -232,7 +247,8 @@ static sw_req_t *req_alloc(void) {
   sw_head_t head, rhead;
   sw_buf_t outb;
 
-  if (req_cached == 0) return calloc(1, sizeof(sw_req_t));
+  if (req_cached == 0)
+    return calloc(1, sizeof(sw_req_t));
   r = req_cache[--req_cached];
   head = r->head;
   rhead = r->rhead;
@@ -245,14 +261,15 @@ static sw_req_t *req_alloc(void) {
 }
 
 static void start_reading(sw_client_t *c) {
-  if (c->flags & (SW_CF_READING | SW_CF_CLOSING | SW_CF_EOF)) return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, sw_alloc_cb, on_client_read) ==
-      0)
+  if (c->flags & (SW_CF_READING | SW_CF_CLOSING | SW_CF_EOF))
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, sw_alloc_cb, on_client_read) == 0)
     c->flags |= SW_CF_READING;
 }
 
 static void stop_reading(sw_client_t *c) {
-  if (!(c->flags & SW_CF_READING)) return;
+  if (!(c->flags & SW_CF_READING))
+    return;
   uv_read_stop((uv_stream_t *)&c->tcp);
   c->flags &= ~SW_CF_READING;
 }
@@ -288,17 +305,17 @@ void sw_req_finished(sw_req_t *r) {
 }
 
 /* Writes a response the proxy makes itself. */
-static void send_status(sw_client_t *c, sw_req_t *r, int status, int keep,
-                        const char *extra) {
+static void send_status(
+    sw_client_t *c, sw_req_t *r, int status, int keep, const char *extra) {
   char buf[512];
   const char *reason = sw_http_reason(status);
   int body_len = snprintf(NULL, 0, "%d %s\n", status, reason);
-  int n = snprintf(buf, sizeof(buf),
-                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                   "Content-Length: %d\r\n%s%s\r\n%d %s\n",
-                   status, reason, body_len,
-                   keep ? "" : "Connection: close\r\n", extra ? extra : "",
-                   status, reason);
+  int n =
+      snprintf(buf, sizeof(buf),
+               "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+               "Content-Length: %d\r\n%s%s\r\n%d %s\n",
+               status, reason, body_len, keep ? "" : "Connection: close\r\n",
+               extra ? extra : "", status, reason);
   uv_buf_t b = uv_buf_init(buf, (unsigned)n);
   if (r != NULL) {
     r->status = status;
@@ -314,10 +331,12 @@ void sw_req_fail(sw_req_t *r, int status) {
   sw_client_t *c = r->client;
   int keep;
 
-  if (r->up != NULL) sw_upstream_abort(r);
+  if (r->up != NULL)
+    sw_upstream_abort(r);
   if (r->resp_started) {
     r->keep_alive = 0;
-    if (r->status == 0) r->status = status;
+    if (r->status == 0)
+      r->status = status;
     log_access(r);
     req_free(r);
     c->req = NULL;
@@ -355,7 +374,8 @@ void sw_client_accept(uv_stream_t *server) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
 
-  if (c == NULL) return;
+  if (c == NULL)
+    return;
   if (uv_tcp_init(sw.loop, &c->tcp) != 0) {
     free(c);
     return;
@@ -394,9 +414,9 @@ void sw_client_expire(sw_tnode_t *n) {
   uint64_t now = uv_now(sw.loop);
   uint64_t elapsed, rate;
 
-  if (c->flags & SW_CF_CLOSING) return;
-  if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN | SW_CF_TUNNEL) ||
-      r == NULL) {
+  if (c->flags & SW_CF_CLOSING)
+    return;
+  if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN | SW_CF_TUNNEL) || r == NULL) {
     /* Idle keep-alive, a finished linger, a stuck final write, an idle
      * tunnel or a connection that never sent a byte: close quietly. */
     sw_client_close(c);
@@ -441,8 +461,10 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sw_client_t *c = sw_container_of(s, sw_client_t, tcp);
   sw_req_t *r = c->req;
 
-  if (nread == 0) return;
-  if (c->flags & SW_CF_CLOSING) return;
+  if (nread == 0)
+    return;
+  if (c->flags & SW_CF_CLOSING)
+    return;
   if (nread < 0) {
     stop_reading(c);
     if (c->flags & SW_CF_LINGER) {
@@ -466,9 +488,11 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       sw_client_close(c);
     return;
   }
-  if (c->flags & SW_CF_LINGER) return;
+  if (c->flags & SW_CF_LINGER)
+    return;
   if (c->flags & SW_CF_TUNNEL) {
-    if (r != NULL) sw_tunnel_from_client(r, buf->base, (size_t)nread);
+    if (r != NULL)
+      sw_tunnel_from_client(r, buf->base, (size_t)nread);
     return;
   }
   client_input(c, buf->base, (size_t)nread);
@@ -507,10 +531,12 @@ void sw_client_resume_body(sw_req_t *r) {
   uint32_t npending = c->npending;
 
   if (c->flags & (SW_CF_CLOSING | SW_CF_TUNNEL)) {
-    if (c->flags & SW_CF_TUNNEL) start_reading(c);
+    if (c->flags & SW_CF_TUNNEL)
+      start_reading(c);
     return;
   }
-  if (r->state != SW_REQ_STREAMING || r->up == NULL) return;
+  if (r->state != SW_REQ_STREAMING || r->up == NULL)
+    return;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&r->up->tcp) >=
       SW_STREAM_HIGH_WATER)
     return;
@@ -532,7 +558,8 @@ void sw_client_resume_body(sw_req_t *r) {
 static sw_req_t *req_new(sw_client_t *c) {
   sw_req_t *r = req_alloc();
   const sw_config_t *cfg = sw.cfg;
-  if (r == NULL) return NULL;
+  if (r == NULL)
+    return NULL;
   r->client = c;
   r->state = SW_REQ_HEAD;
   llhttp_init(&r->parser, HTTP_REQUEST, &req_settings);
@@ -570,9 +597,12 @@ static int http_error(sw_req_t *r, int status) {
  * llhttp_execute returns. */
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  if (r->url_len + len > sw.cfg->max_url) return http_error(r, 414);
-  if (r->url_len == 0) r->url_off = (uint32_t)r->head.raw.len;
-  if (sw_buf_append(&r->head.raw, at, len) != 0) return http_error(r, 414);
+  if (r->url_len + len > sw.cfg->max_url)
+    return http_error(r, 414);
+  if (r->url_len == 0)
+    r->url_off = (uint32_t)r->head.raw.len;
+  if (sw_buf_append(&r->head.raw, at, len) != 0)
+    return http_error(r, 414);
   r->url_len += (uint32_t)len;
   return 0;
 }
@@ -586,7 +616,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   int err = sw_head_field(&r->head, at, len);
   if (err == SW_ELIMIT || head_bytes(r) > sw.cfg->max_header_size)
     return http_error(r, 431);
-  if (err != 0) return http_error(r, 400);
+  if (err != 0)
+    return http_error(r, 400);
   return 0;
 }
 
@@ -595,7 +626,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   int err = sw_head_value(&r->head, at, len);
   if (err == SW_ELIMIT || head_bytes(r) > sw.cfg->max_header_size)
     return http_error(r, 431);
-  if (err != 0) return http_error(r, 400);
+  if (err != 0)
+    return http_error(r, 400);
   return 0;
 }
 
@@ -619,13 +651,14 @@ static int on_headers_complete(llhttp_t *p) {
 
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
-  if (p->http_major != 1 || p->http_minor > 1) return http_error(r, 505);
-  if (p->method == HTTP_CONNECT) return http_error(r, 405);
+  if (p->http_major != 1 || p->http_minor > 1)
+    return http_error(r, 505);
+  if (p->method == HTTP_CONNECT)
+    return http_error(r, 405);
   /* Only origin-form, and asterisk-form for OPTIONS: an absolute URL would
    * let the request line and Host disagree about the target. */
-  if (r->url_len == 0 ||
-      !(url[0] == '/' ||
-        (r->url_len == 1 && url[0] == '*' && p->method == HTTP_OPTIONS)))
+  if (r->url_len == 0 || !(url[0] == '/' || (r->url_len == 1 && url[0] == '*' &&
+                                             p->method == HTTP_OPTIONS)))
     return http_error(r, 400);
   /* One pass over the headers for the few this proxy acts on. */
   for (uint32_t i = 0; i < r->head.n; i++) {
@@ -633,10 +666,12 @@ static int on_headers_complete(llhttp_t *p) {
     uint32_t nlen = r->head.hdrs[i].name_len;
     switch (nlen) {
       case 4:
-        if (sw_http_ieq(name, nlen, "host")) nhost++;
+        if (sw_http_ieq(name, nlen, "host"))
+          nhost++;
         break;
       case 6:
-        if (idx < 0 && sw_http_ieq(name, nlen, "expect")) idx = (int)i;
+        if (idx < 0 && sw_http_ieq(name, nlen, "expect"))
+          idx = (int)i;
         break;
       case 12:
         if (r->rid_idx < 0 && sw_http_ieq(name, nlen, "x-request-id") &&
@@ -644,19 +679,23 @@ static int on_headers_complete(llhttp_t *p) {
           r->rid_idx = (int)i;
         break;
       case 17:
-        if (sw_http_ieq(name, nlen, "transfer-encoding")) nte++;
+        if (sw_http_ieq(name, nlen, "transfer-encoding"))
+          nte++;
         break;
     }
   }
   if (nhost > 1 || (nhost == 0 && p->http_minor == 1))
     return http_error(r, 400);
-  if (nte > 0 && p->http_minor == 0) return http_error(r, 400);
-  if (r->rid_idx < 0) make_request_id(r->rid);
+  if (nte > 0 && p->http_minor == 0)
+    return http_error(r, 400);
+  if (r->rid_idx < 0)
+    make_request_id(r->rid);
   r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
   r->head_method = p->method == HTTP_HEAD;
   r->upgrade = p->upgrade;
 
-  if (p->flags & F_CONTENT_LENGTH) r->content_length = p->content_length;
+  if (p->flags & F_CONTENT_LENGTH)
+    r->content_length = p->content_length;
   if (r->content_length != UINT64_MAX && r->content_length > cfg->max_body)
     return http_error(r, 413);
 
@@ -700,7 +739,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   r->body_bytes += len;
   r->rate_bytes += len;
   r->last_body = uv_now(sw.loop);
-  if (r->body_bytes > sw.cfg->max_body) return http_error(r, 413);
+  if (r->body_bytes > sw.cfg->max_body)
+    return http_error(r, 413);
   if (r->state == SW_REQ_STREAMING)
     return sw_upstream_body(r, at, len, 0) == 0 ? 0 : http_error(r, 502);
   /* Buffering; one read past the buffer's size is allowed so the switch to
@@ -710,8 +750,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   err = sw_buf_append(&r->body, at, len);
   sw.buffered += r->body.cap - before;
   r->budgeted = 1;
-  if (err != 0) return http_error(r, 413);
-  if (r->body.len > sw.cfg->request_buffer) r->need_stream = 1;
+  if (err != 0)
+    return http_error(r, 413);
+  if (r->body.len > sw.cfg->request_buffer)
+    r->need_stream = 1;
   return 0;
 }
 
@@ -723,7 +765,8 @@ static int on_chunk_header(llhttp_t *p) {
 
 static int on_chunk_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
-  if (r->last_chunk) return 0;
+  if (r->last_chunk)
+    return 0;
   r->chunk_check = 1;
   return HPE_PAUSED;
 }
@@ -755,7 +798,8 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
   llhttp_errno_t err;
   size_t used;
 
-  if (!settings_ready) settings_init();
+  if (!settings_ready)
+    settings_init();
   if (r == NULL) {
     r = req_new(c);
     if (r == NULL) {
@@ -765,23 +809,26 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
     c->req = r;
     sw_timeq_add(&sw.tq[SW_TQ_HEADER], &c->tn);
   }
-  if (r->state == SW_REQ_HEAD &&
-      sw_http_scan_head(&r->scan, data, len) != 0) {
+  if (r->state == SW_REQ_HEAD && sw_http_scan_head(&r->scan, data, len) != 0) {
     sw_info("client", c->id, "bad request: bare LF in the head");
     client_error(c, 400);
     return;
   }
   for (size_t off = 0;;) {
     err = llhttp_execute(&r->parser, data + off, len - off);
-    used = err == HPE_OK ? len
-                         : (size_t)(llhttp_get_error_pos(&r->parser) - data);
-    if (used > len) used = len;
-    if (err != HPE_PAUSED || !r->chunk_check) break;
+    used =
+        err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&r->parser) - data);
+    if (used > len)
+      used = len;
+    if (err != HPE_PAUSED || !r->chunk_check)
+      break;
     /* llhttp 8 does not insist on CRLF after chunk data; we do, since a
      * framing two parsers read differently is how requests are smuggled. */
     r->chunk_check = 0;
     {
-      char b1 = used >= 2 ? data[used - 2] : used == 1 ? r->tail[1] : r->tail[0];
+      char b1 = used >= 2   ? data[used - 2]
+                : used == 1 ? r->tail[1]
+                            : r->tail[0];
       char b2 = used >= 1 ? data[used - 1] : r->tail[1];
       if (b1 != '\r' || b2 != '\n') {
         sw_info("client", c->id, "bad request: chunk data not ended by CRLF");
@@ -813,10 +860,12 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
       c->npending = (uint32_t)(len - used);
     }
     sw_timeq_del(&c->tn);
-    if (r->upgrade) stop_reading(c);
+    if (r->upgrade)
+      stop_reading(c);
     if (r->state == SW_REQ_STREAMING) {
       r->state = SW_REQ_WAITING;
-      if (sw_upstream_body(r, NULL, 0, 1) != 0) sw_req_fail(r, 502);
+      if (sw_upstream_body(r, NULL, 0, 1) != 0)
+        sw_req_fail(r, 502);
       return;
     }
     r->state = SW_REQ_WAITING;
@@ -854,12 +903,18 @@ static void client_parse(sw_client_t *c, const char *data, size_t len) {
 
 /* --- request head for the upstream ------------------------------------- */
 
-static int append_header(sw_buf_t *b, const char *name, size_t nlen,
-                         const char *value, size_t vlen) {
+static int append_header(sw_buf_t *b,
+                         const char *name,
+                         size_t nlen,
+                         const char *value,
+                         size_t vlen) {
   int err = sw_buf_append(b, name, nlen);
-  if (err == 0) err = sw_buf_append(b, ": ", 2);
-  if (err == 0) err = sw_buf_append(b, value, vlen);
-  if (err == 0) err = sw_buf_append(b, "\r\n", 2);
+  if (err == 0)
+    err = sw_buf_append(b, ": ", 2);
+  if (err == 0)
+    err = sw_buf_append(b, value, vlen);
+  if (err == 0)
+    err = sw_buf_append(b, "\r\n", 2);
   return err;
 }
 
@@ -907,7 +962,8 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
     if (sw_http_ieq(name, nlen, "x-forwarded-for")) {
       /* Only a trusted proxy may tell us who the client was. */
       if (trusted) {
-        if (xff.len > 0) (void)sw_buf_append(&xff, ", ", 2);
+        if (xff.len > 0)
+          (void)sw_buf_append(&xff, ", ", 2);
         (void)sw_buf_append(&xff, val, vlen);
       }
       continue;
@@ -926,19 +982,23 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
       }
       continue;
     }
-    if (sw_http_ieq(name, nlen, "host")) host = (int)i;
+    if (sw_http_ieq(name, nlen, "host"))
+      host = (int)i;
     err |= append_header(b, name, nlen, val, vlen);
   }
-  if (xff.len > 0) (void)sw_buf_append(&xff, ", ", 2);
+  if (xff.len > 0)
+    (void)sw_buf_append(&xff, ", ", 2);
   (void)sw_buf_append(&xff, peer, strlen(peer));
   err |= append_header(b, "X-Forwarded-For", 15, xff.data, xff.len);
   sw_buf_free(&xff);
-  if (xfp < 0) err |= sw_buf_append(b, "X-Forwarded-Proto: http\r\n", 25);
+  if (xfp < 0)
+    err |= sw_buf_append(b, "X-Forwarded-Proto: http\r\n", 25);
   if (xfh < 0 && host >= 0)
-    err |= append_header(b, "X-Forwarded-Host", 16,
-                         sw_head_val(h, (uint32_t)host),
-                         h->hdrs[host].value_len);
-  if (r->rid_idx < 0) err |= append_header(b, "X-Request-Id", 12, r->rid, 32);
+    err |=
+        append_header(b, "X-Forwarded-Host", 16, sw_head_val(h, (uint32_t)host),
+                      h->hdrs[host].value_len);
+  if (r->rid_idx < 0)
+    err |= append_header(b, "X-Request-Id", 12, r->rid, 32);
   if (r->upgrade) {
     int u = sw_http_find(h, "upgrade", NULL);
     err |= sw_buf_append(b, "Connection: upgrade\r\n", 21);
@@ -950,8 +1010,7 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
     err |= sw_buf_append(b, "Content-Length: ", 16);
     err |= sw_buf_append_u64(b, length);
     err |= sw_buf_append(b, "\r\n", 2);
-  }
-  else if (framing == SW_FRAME_CHUNKED)
+  } else if (framing == SW_FRAME_CHUNKED)
     err |= sw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
   err |= sw_buf_append(b, "\r\n", 2);
   return err != 0 ? SW_ELIMIT : 0;

@@ -24,7 +24,8 @@ static void on_listener_close(uv_handle_t *h) {
 static sw_listener_t *find(const char *name) {
   for (sw_list_t *l = sw.listeners.next; l != &sw.listeners; l = l->next) {
     sw_listener_t *ls = sw_container_of(l, sw_listener_t, link);
-    if (strcmp(ls->name, name) == 0) return ls;
+    if (strcmp(ls->name, name) == 0)
+      return ls;
   }
   return NULL;
 }
@@ -33,7 +34,8 @@ static int open_listener(const sw_bind_conf_t *b, sw_listener_t **out) {
   sw_listener_t *ls = calloc(1, sizeof(*ls));
   int err;
 
-  if (ls == NULL) return UV_ENOMEM;
+  if (ls == NULL)
+    return UV_ENOMEM;
   err = uv_tcp_init(sw.loop, &ls->tcp);
   if (err != 0) {
     free(ls);
@@ -45,7 +47,8 @@ static int open_listener(const sw_bind_conf_t *b, sw_listener_t **out) {
   ls->addr = b->addr;
   sw_list_init(&ls->link);
   err = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&b->addr, 0);
-  if (err == 0) err = uv_listen((uv_stream_t *)&ls->tcp, 4096, on_connection);
+  if (err == 0)
+    err = uv_listen((uv_stream_t *)&ls->tcp, 4096, on_connection);
   if (err != 0) {
     uv_close((uv_handle_t *)&ls->tcp, on_listener_close);
     return err;
@@ -61,11 +64,12 @@ int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
   for (size_t i = 0; i < cfg->nbinds; i++) {
     sw_listener_t *ls;
     int e;
-    if (find(cfg->binds[i].name) != NULL) continue;
+    if (find(cfg->binds[i].name) != NULL)
+      continue;
     e = open_listener(&cfg->binds[i], &ls);
     if (e != 0) {
-      snprintf(err, errlen, "%s:%d: bind %s: %s", cfg->file,
-               cfg->binds[i].line, cfg->binds[i].name, uv_strerror(e));
+      snprintf(err, errlen, "%s:%d: bind %s: %s", cfg->file, cfg->binds[i].line,
+               cfg->binds[i].name, uv_strerror(e));
       /* Undo the binds of this attempt: the old set stays as it was. */
       while (!sw_list_empty(&added)) {
         sw_listener_t *a = sw_container_of(added.next, sw_listener_t, link);
@@ -82,7 +86,8 @@ int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
     int keep = 0;
     l = l->next;
     for (size_t i = 0; i < cfg->nbinds; i++)
-      if (strcmp(cfg->binds[i].name, ls->name) == 0) keep = 1;
+      if (strcmp(cfg->binds[i].name, ls->name) == 0)
+        keep = 1;
     if (!keep) {
       sw_info("listener", 0, "closing %s", ls->name);
       sw_list_remove(&ls->link);

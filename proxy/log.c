@@ -23,14 +23,16 @@ static const char *level_names[] = {"debug", "info", "warn", "error"};
 
 static int open_file(const char *path, FILE **out) {
   FILE *fp = fopen(path, "a");
-  if (fp == NULL) return -errno;
+  if (fp == NULL)
+    return -errno;
   setvbuf(fp, NULL, _IOFBF, 64 * 1024);
   *out = fp;
   return 0;
 }
 
 static void close_file(FILE *fp) {
-  if (fp != NULL && fp != stderr) fclose(fp);
+  if (fp != NULL && fp != stderr)
+    fclose(fp);
 }
 
 int sw_log_open(const sw_config_t *cfg) {
@@ -42,7 +44,8 @@ int sw_log_open(const sw_config_t *cfg) {
 
   if (strcmp(cfg->error_log, "stderr") != 0) {
     err = open_file(cfg->error_log, &efp);
-    if (err != 0) return err;
+    if (err != 0)
+      return err;
   }
   if (want_access && !a_stderr) {
     err = open_file(cfg->access_log, &afp);
@@ -54,7 +57,8 @@ int sw_log_open(const sw_config_t *cfg) {
     afp = stderr;
   }
 
-  if (access_fp != NULL) fflush(access_fp);
+  if (access_fp != NULL)
+    fflush(access_fp);
   close_file(error_fp);
   close_file(access_fp);
   free(error_path);
@@ -74,13 +78,15 @@ int sw_log_reopen(void) {
 
   if (error_path != NULL) {
     err = open_file(error_path, &fp);
-    if (err != 0) return err;
+    if (err != 0)
+      return err;
     fclose(error_fp);
     error_fp = fp;
   }
   if (access_path != NULL) {
     err = open_file(access_path, &fp);
-    if (err != 0) return err;
+    if (err != 0)
+      return err;
     fclose(access_fp);
     access_fp = fp;
   }
@@ -88,8 +94,10 @@ int sw_log_reopen(void) {
 }
 
 void sw_log_close(void) {
-  if (access_fp != NULL) fflush(access_fp);
-  if (error_fp != NULL) fflush(error_fp);
+  if (access_fp != NULL)
+    fflush(access_fp);
+  if (error_fp != NULL)
+    fflush(error_fp);
   close_file(error_fp);
   close_file(access_fp);
   error_fp = NULL;
@@ -101,8 +109,10 @@ void sw_log_close(void) {
 }
 
 void sw_log_flush(void) {
-  if (access_fp != NULL) fflush(access_fp);
-  if (error_fp != NULL) fflush(error_fp);
+  if (access_fp != NULL)
+    fflush(access_fp);
+  if (error_fp != NULL)
+    fflush(error_fp);
 }
 
 int sw_log_access_enabled(void) {
@@ -126,8 +136,11 @@ static void format_time(char *out, size_t cap) {
   snprintf(out, cap, "%s.%03dZ", cached, (int)(tv.tv_usec / 1000));
 }
 
-void sw_log_write(sw_log_level_t level, const char *module, uint64_t conn,
-                  const char *fmt, ...) {
+void sw_log_write(sw_log_level_t level,
+                  const char *module,
+                  uint64_t conn,
+                  const char *fmt,
+                  ...) {
   FILE *fp = error_fp != NULL ? error_fp : stderr;
   char ts[48];
   va_list ap;
@@ -144,7 +157,8 @@ void sw_log_write(sw_log_level_t level, const char *module, uint64_t conn,
   fputc('\n', fp);
   /* Errors and warnings are rare and wanted at once; info lines are
    * flushed by the periodic flush. */
-  if (level >= SW_LOG_WARN || fp == stderr) fflush(fp);
+  if (level >= SW_LOG_WARN || fp == stderr)
+    fflush(fp);
 }
 
 size_t sw_json_escape(char *out, size_t cap, const char *s, size_t len) {
@@ -154,13 +168,15 @@ size_t sw_json_escape(char *out, size_t cap, const char *s, size_t len) {
   for (size_t i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)s[i];
     if (ch == '"' || ch == '\\') {
-      if (o + 2 > cap) break;
+      if (o + 2 > cap)
+        break;
       out[o++] = '\\';
       out[o++] = (char)ch;
     } else if (ch < 0x20 || ch >= 0x7f) {
       /* Bytes outside printable ASCII are escaped one by one, so the log
        * stays valid JSON whatever a client put in its request line. */
-      if (o + 6 > cap) break;
+      if (o + 6 > cap)
+        break;
       out[o++] = '\\';
       out[o++] = 'u';
       out[o++] = '0';
@@ -168,7 +184,8 @@ size_t sw_json_escape(char *out, size_t cap, const char *s, size_t len) {
       out[o++] = hex[ch >> 4];
       out[o++] = hex[ch & 15];
     } else {
-      if (o + 1 > cap) break;
+      if (o + 1 > cap)
+        break;
       out[o++] = (char)ch;
     }
   }
@@ -184,7 +201,8 @@ void sw_log_access(const sw_access_t *a) {
   size_t plen, rlen, mlen;
   int n;
 
-  if (access_fp == NULL) return;
+  if (access_fp == NULL)
+    return;
   format_time(ts, sizeof(ts));
   plen = sw_json_escape(path, sizeof(path), a->path, a->path_len);
   rlen = sw_json_escape(rid, sizeof(rid), a->request_id, a->request_id_len);
@@ -194,11 +212,11 @@ void sw_log_access(const sw_access_t *a) {
                "\"path\":\"%.*s\",\"status\":%d,\"bytes\":%llu,",
                ts, a->client, (int)mlen, method, (int)plen, path, a->status,
                (unsigned long long)a->bytes);
-  if (n < 0 || (size_t)n >= sizeof(line)) return;
+  if (n < 0 || (size_t)n >= sizeof(line))
+    return;
   if (a->colour != NULL)
     n += snprintf(line + n, sizeof(line) - n,
-                  "\"colour\":\"%s\",\"server\":\"%s\",", a->colour,
-                  a->server);
+                  "\"colour\":\"%s\",\"server\":\"%s\",", a->colour, a->server);
   else
     n += snprintf(line + n, sizeof(line) - n,
                   "\"colour\":null,\"server\":null,");
@@ -210,7 +228,9 @@ void sw_log_access(const sw_access_t *a) {
   n += snprintf(line + n, sizeof(line) - n,
                 "\"total_ms\":%.3f,\"request_id\":\"%.*s\"}\n", a->total_ms,
                 (int)rlen, rid);
-  if (n < 0 || (size_t)n >= sizeof(line)) return;
+  if (n < 0 || (size_t)n >= sizeof(line))
+    return;
   fwrite(line, 1, (size_t)n, access_fp);
-  if (access_stderr) fflush(access_fp);
+  if (access_stderr)
+    fflush(access_fp);
 }

@@ -48,7 +48,8 @@ static void apply_timeouts(const sw_config_t *cfg) {
 
 static int write_pid(const char *path) {
   FILE *fp = fopen(path, "w");
-  if (fp == NULL) return -errno;
+  if (fp == NULL)
+    return -errno;
   fprintf(fp, "%d\n", (int)getpid());
   return fclose(fp) == 0 ? 0 : -errno;
 }
@@ -70,7 +71,8 @@ static void on_walk_close_all(uv_handle_t *h, void *arg) {
 }
 
 static void finish_shutdown(void) {
-  if (sw.shutdown_started) return;
+  if (sw.shutdown_started)
+    return;
   sw.shutdown_started = 1;
   sw_info("main", 0, "all connections closed, exiting");
   sw_upstream_close_idle();
@@ -80,13 +82,16 @@ static void finish_shutdown(void) {
   uv_close((uv_handle_t *)&sw.sig_int, NULL);
   uv_close((uv_handle_t *)&sw.sig_hup, NULL);
   uv_close((uv_handle_t *)&sw.sig_usr1, NULL);
-  for (int i = 0; i < SW_TQ_CLIENT_COUNT; i++) sw_timeq_close(&sw.tq[i], NULL);
+  for (int i = 0; i < SW_TQ_CLIENT_COUNT; i++)
+    sw_timeq_close(&sw.tq[i], NULL);
   for (int c = 0; c < SW_COLOURS; c++)
-    for (int k = 0; k < SW_UTQ_COUNT; k++) sw_timeq_close(&sw.utq[c][k], NULL);
+    for (int k = 0; k < SW_UTQ_COUNT; k++)
+      sw_timeq_close(&sw.utq[c][k], NULL);
 }
 
 void sw_maybe_exit(void) {
-  if (sw.stopping && sw.nclients == 0) finish_shutdown();
+  if (sw.stopping && sw.nclients == 0)
+    finish_shutdown();
 }
 
 static void on_shutdown_timer(uv_timer_t *t) {
@@ -97,7 +102,8 @@ static void on_shutdown_timer(uv_timer_t *t) {
 }
 
 static void begin_stop(void) {
-  if (sw.stopping) return;
+  if (sw.stopping)
+    return;
   sw.stopping = 1;
   sw_info("main", 0, "stopping: %llu connections open",
           (unsigned long long)sw.nclients);
@@ -156,7 +162,8 @@ static void on_signal(uv_signal_t *h, int signum) {
       begin_stop();
       break;
     case SIGHUP:
-      if (!sw.stopping) reload();
+      if (!sw.stopping)
+        reload();
       break;
     case SIGUSR1: {
       int e = sw_log_reopen();
@@ -176,7 +183,8 @@ static void on_flush_timer(uv_timer_t *t) {
 
 static int start_signal(uv_signal_t *h, int signum) {
   int e = uv_signal_init(sw.loop, h);
-  if (e != 0) return e;
+  if (e != 0)
+    return e;
   e = uv_signal_start(h, on_signal, signum);
   uv_unref((uv_handle_t *)h);
   return e;
@@ -198,10 +206,18 @@ int main(int argc, char **argv) {
 
   while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
     switch (opt) {
-      case 'c': path = optarg; break;
-      case 't': check = 1; break;
-      case 'v': printf("switchd %s\n", SW_VERSION); return 0;
-      default: usage(); return 2;
+      case 'c':
+        path = optarg;
+        break;
+      case 't':
+        check = 1;
+        break;
+      case 'v':
+        printf("switchd %s\n", SW_VERSION);
+        return 0;
+      default:
+        usage();
+        return 2;
     }
   }
   if (path == NULL || optind != argc) {
@@ -266,7 +282,8 @@ int main(int argc, char **argv) {
     sw_error("main", 0, "loop did not close cleanly: %s", uv_err_name(e));
     code = 1;
   }
-  if (sw.cfg->pid_file != NULL && code == 0) unlink(sw.cfg->pid_file);
+  if (sw.cfg->pid_file != NULL && code == 0)
+    unlink(sw.cfg->pid_file);
   sw_config_free(sw.cfg);
   sw_log_close();
   return code;

@@ -27,7 +27,8 @@ static void on_write(uv_write_t *req, int status) {
 
   sw.buffered -= wr->len;
   free(wr);
-  if (kind == NULL) return;
+  if (kind == NULL)
+    return;
   if (*kind == SW_KIND_CLIENT)
     on_client_written(sw_container_of(kind, sw_client_t, kind), status);
   else if (*kind == SW_KIND_UPCONN)
@@ -41,21 +42,26 @@ int sw_stream_write(uv_stream_t *s, const uv_buf_t *bufs, unsigned n) {
   uv_buf_t one;
   int err;
 
-  for (unsigned k = 0; k < n; k++) total += bufs[k].len;
-  if (total == 0) return 0;
-  if (uv_is_closing((uv_handle_t *)s)) return UV_ECANCELED;
+  for (unsigned k = 0; k < n; k++)
+    total += bufs[k].len;
+  if (total == 0)
+    return 0;
+  if (uv_is_closing((uv_handle_t *)s))
+    return UV_ECANCELED;
 
   err = uv_try_write(s, bufs, n);
   if (err >= 0) {
     done = (size_t)err;
-    if (done == total) return 0;
+    if (done == total)
+      return 0;
   } else if (err != UV_EAGAIN && err != UV_ENOSYS) {
     return err;
   }
 
   /* Copy what the socket did not take, skipping the bytes already sent. */
   wr = malloc(sizeof(*wr) + (total - done));
-  if (wr == NULL) return UV_ENOMEM;
+  if (wr == NULL)
+    return UV_ENOMEM;
   wr->len = total - done;
   off = 0;
   for (i = 0; i < n; i++) {
@@ -87,7 +93,8 @@ static void on_client_written(sw_client_t *c, int status) {
   size_t queued;
   sw_req_t *r = c->req;
 
-  if (c->flags & SW_CF_CLOSING) return;
+  if (c->flags & SW_CF_CLOSING)
+    return;
   if (status < 0) {
     sw_debug("client", c->id, "write failed: %s", uv_err_name(status));
     sw_client_close(c);
@@ -95,7 +102,8 @@ static void on_client_written(sw_client_t *c, int status) {
   }
   queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   if (c->flags & SW_CF_TUNNEL) {
-    if (r != NULL) sw_tunnel_written((uv_stream_t *)&c->tcp);
+    if (r != NULL)
+      sw_tunnel_written((uv_stream_t *)&c->tcp);
     return;
   }
   if (c->tn.q == &sw.tq[SW_TQ_SEND]) {
@@ -112,7 +120,8 @@ static void on_upconn_written(sw_upconn_t *u, int status) {
   sw_req_t *r = u->req;
   size_t queued;
 
-  if (u->flags & SW_UF_CLOSING || r == NULL) return;
+  if (u->flags & SW_UF_CLOSING || r == NULL)
+    return;
   if (status < 0) {
     /* The read side sees the same failure and decides what it means for
      * the request; a write error alone does not lose the response. */
@@ -198,7 +207,8 @@ void sw_tunnel_eof(sw_req_t *r, int from_client) {
     tunnel_close(r);
     return;
   }
-  dst = from_client ? (uv_stream_t *)&r->up->tcp : (uv_stream_t *)&r->client->tcp;
+  dst =
+      from_client ? (uv_stream_t *)&r->up->tcp : (uv_stream_t *)&r->client->tcp;
   sh = malloc(sizeof(*sh));
   if (sh == NULL || uv_shutdown(&sh->req, dst, on_tunnel_shutdown) != 0) {
     free(sh);
@@ -213,7 +223,8 @@ void sw_tunnel_written(uv_stream_t *s) {
   if (*kind == SW_KIND_CLIENT) {
     sw_client_t *c = sw_container_of(kind, sw_client_t, kind);
     r = c->req;
-    if (r == NULL || r->up == NULL) return;
+    if (r == NULL || r->up == NULL)
+      return;
     if (uv_stream_get_write_queue_size(s) < SW_STREAM_HIGH_WATER &&
         (r->up->flags & SW_UF_PAUSED)) {
       r->up->flags &= ~SW_UF_PAUSED;
@@ -222,7 +233,8 @@ void sw_tunnel_written(uv_stream_t *s) {
   } else {
     sw_upconn_t *u = sw_container_of(kind, sw_upconn_t, kind);
     r = u->req;
-    if (r == NULL) return;
+    if (r == NULL)
+      return;
     if (uv_stream_get_write_queue_size(s) < SW_STREAM_HIGH_WATER &&
         !(r->client->flags & SW_CF_READING))
       sw_client_resume_body(r);

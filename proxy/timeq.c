@@ -7,10 +7,13 @@
 
 static void on_timer(uv_timer_t *t);
 
-int sw_timeq_init(uv_loop_t *loop, sw_timeq_t *q, uint64_t duration_ms,
+int sw_timeq_init(uv_loop_t *loop,
+                  sw_timeq_t *q,
+                  uint64_t duration_ms,
                   sw_timeq_cb expire) {
   int err = uv_timer_init(loop, &q->timer);
-  if (err != 0) return err;
+  if (err != 0)
+    return err;
   q->head.prev = &q->head;
   q->head.next = &q->head;
   q->head.q = NULL;
@@ -23,7 +26,8 @@ int sw_timeq_init(uv_loop_t *loop, sw_timeq_t *q, uint64_t duration_ms,
 }
 
 void sw_timeq_close(sw_timeq_t *q, uv_close_cb cb) {
-  while (q->head.next != &q->head) sw_timeq_del(q->head.next);
+  while (q->head.next != &q->head)
+    sw_timeq_del(q->head.next);
   if (!uv_is_closing((uv_handle_t *)&q->timer))
     uv_close((uv_handle_t *)&q->timer, cb);
 }
@@ -37,7 +41,8 @@ void sw_tnode_init(sw_tnode_t *n) {
 
 static void arm(sw_timeq_t *q, uint64_t now) {
   uint64_t when = q->head.next->deadline;
-  if (q->armed_for != 0 && q->armed_for <= when) return;
+  if (q->armed_for != 0 && q->armed_for <= when)
+    return;
   q->armed_for = when;
   uv_timer_start(&q->timer, on_timer, when > now ? when - now : 0, 0);
 }
@@ -51,11 +56,13 @@ void sw_timeq_add(sw_timeq_t *q, sw_tnode_t *n) {
   n->next = &q->head;
   q->head.prev->next = n;
   q->head.prev = n;
-  if (q->armed_for == 0) arm(q, now);
+  if (q->armed_for == 0)
+    arm(q, now);
 }
 
 void sw_timeq_del(sw_tnode_t *n) {
-  if (n->q == NULL) return;
+  if (n->q == NULL)
+    return;
   n->prev->next = n->next;
   n->next->prev = n->prev;
   n->prev = n;
@@ -75,5 +82,6 @@ static void on_timer(uv_timer_t *t) {
     sw_timeq_del(n);
     q->expire(n);
   }
-  if (q->head.next != &q->head) arm(q, now);
+  if (q->head.next != &q->head)
+    arm(q, now);
 }

@@ -23,12 +23,14 @@ static void resp_settings_init(void);
 /* --- servers and pools ---------------------------------------------------- */
 
 static void server_unref(sw_server_t *s) {
-  if (--s->refs == 0) free(s);
+  if (--s->refs == 0)
+    free(s);
 }
 
 static sw_server_t *server_new(const sw_server_conf_t *sc, sw_colour_t col) {
   sw_server_t *s = calloc(1, sizeof(*s));
-  if (s == NULL) return NULL;
+  if (s == NULL)
+    return NULL;
   s->addr = sc->addr;
   memcpy(s->name, sc->name, sizeof(s->name));
   s->colour = col;
@@ -56,7 +58,8 @@ int sw_pools_apply(const sw_config_t *cfg) {
     np.n = uc->nservers;
     np.rr = old->rr;
     np.servers = np.n > 0 ? calloc(np.n, sizeof(*np.servers)) : NULL;
-    if (np.n > 0 && np.servers == NULL) return UV_ENOMEM;
+    if (np.n > 0 && np.servers == NULL)
+      return UV_ENOMEM;
     for (size_t i = 0; i < np.n; i++) {
       sw_server_t *found = NULL;
       for (size_t k = 0; k < old->n; k++) {
@@ -67,9 +70,11 @@ int sw_pools_apply(const sw_config_t *cfg) {
           break;
         }
       }
-      if (found == NULL) found = server_new(&uc->servers[i], (sw_colour_t)col);
+      if (found == NULL)
+        found = server_new(&uc->servers[i], (sw_colour_t)col);
       if (found == NULL) {
-        for (size_t k = 0; k < i; k++) server_unref(np.servers[k]);
+        for (size_t k = 0; k < i; k++)
+          server_unref(np.servers[k]);
         free(np.servers);
         return UV_ENOMEM;
       }
@@ -77,7 +82,8 @@ int sw_pools_apply(const sw_config_t *cfg) {
     }
     for (size_t k = 0; k < old->n; k++) {
       sw_server_t *s = old->servers[k];
-      if (s == NULL) continue;
+      if (s == NULL)
+        continue;
       s->removed = 1;
       server_close_idle(s);
       server_unref(s);
@@ -91,7 +97,8 @@ int sw_pools_apply(const sw_config_t *cfg) {
 void sw_pools_free(void) {
   for (int col = 0; col < SW_COLOURS; col++) {
     sw_pool_t *p = &sw.pools[col];
-    for (size_t k = 0; k < p->n; k++) server_unref(p->servers[k]);
+    for (size_t k = 0; k < p->n; k++)
+      server_unref(p->servers[k]);
     free(p->servers);
     p->servers = NULL;
     p->n = 0;
@@ -116,14 +123,16 @@ static void on_up_close(uv_handle_t *h) {
 
 static void unbind(sw_upconn_t *u) {
   sw_req_t *r = u->req;
-  if (r == NULL) return;
+  if (r == NULL)
+    return;
   r->up = NULL;
   u->req = NULL;
   u->server->inflight--;
 }
 
 void sw_upconn_close(sw_upconn_t *u) {
-  if (u->flags & SW_UF_CLOSING) return;
+  if (u->flags & SW_UF_CLOSING)
+    return;
   u->flags |= SW_UF_CLOSING;
   sw_timeq_del(&u->tn);
   if (sw_list_linked(&u->link)) {
@@ -145,14 +154,17 @@ static void bind_req(sw_upconn_t *u, sw_req_t *r) {
   u->server->inflight++;
   u->server->requests++;
   u->flags &= ~SW_UF_GOT_BYTES;
-  if (r->t_up == 0) r->t_up = uv_hrtime();
+  if (r->t_up == 0)
+    r->t_up = uv_hrtime();
 }
 
 static int start_read(sw_upconn_t *u) {
   int err;
-  if (u->flags & SW_UF_READING) return 0;
+  if (u->flags & SW_UF_READING)
+    return 0;
   err = uv_read_start((uv_stream_t *)&u->tcp, sw_alloc_cb, on_up_read);
-  if (err == 0) u->flags |= SW_UF_READING;
+  if (err == 0)
+    u->flags |= SW_UF_READING;
   return err;
 }
 
@@ -182,7 +194,8 @@ static void release(sw_upconn_t *u, int reusable) {
 
 static int write_upstream(sw_upconn_t *u, const uv_buf_t *bufs, unsigned n) {
   int err = sw_stream_write((uv_stream_t *)&u->tcp, bufs, n);
-  if (err == 0 && u->req != NULL) u->req->sent_any = 1;
+  if (err == 0 && u->req != NULL)
+    u->req->sent_any = 1;
   return err;
 }
 
@@ -237,7 +250,8 @@ int sw_upstream_body(sw_req_t *r, const char *data, size_t len, int last) {
   unsigned n = 0;
   char chunk[32];
 
-  if (r->up == NULL) return UV_ECANCELED;
+  if (r->up == NULL)
+    return UV_ECANCELED;
   if (len > 0) {
     if (r->req_chunked_out) {
       int cl = snprintf(chunk, sizeof(chunk), "%zx\r\n", len);
@@ -248,8 +262,10 @@ int sw_upstream_body(sw_req_t *r, const char *data, size_t len, int last) {
       bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
     }
   }
-  if (last && r->req_chunked_out) bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
-  if (n == 0) return 0;
+  if (last && r->req_chunked_out)
+    bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+  if (n == 0)
+    return 0;
   sw_timeq_add(utq(r->up, SW_UTQ_RESPONSE), &r->up->tn);
   return write_upstream(r->up, bufs, n);
 }
@@ -260,7 +276,8 @@ static void on_connect(uv_connect_t *req, int status) {
   sw_upconn_t *u = sw_container_of(req, sw_upconn_t, connect);
   sw_req_t *r = u->req;
 
-  if (u->flags & SW_UF_CLOSING || r == NULL) return;
+  if (u->flags & SW_UF_CLOSING || r == NULL)
+    return;
   if (status < 0) {
     sw_warn("upstream", r->client->id, "connect to %s (%s) failed: %s",
             u->server->name, sw_colour_name(u->server->colour),
@@ -288,7 +305,8 @@ static int open_conn(sw_req_t *r, sw_server_t *s) {
   sw_upconn_t *u = calloc(1, sizeof(*u));
   int err;
 
-  if (u == NULL) return UV_ENOMEM;
+  if (u == NULL)
+    return UV_ENOMEM;
   err = uv_tcp_init(sw.loop, &u->tcp);
   if (err != 0) {
     free(u);
@@ -387,16 +405,19 @@ void sw_upstream_dispatch(sw_req_t *r) {
 
 void sw_upstream_abort(sw_req_t *r) {
   sw_upconn_t *u = r->up;
-  if (u == NULL) return;
+  if (u == NULL)
+    return;
   unbind(u);
   sw_upconn_close(u);
 }
 
 void sw_upstream_resume(sw_req_t *r) {
   sw_upconn_t *u = r->up;
-  if (u == NULL || !(u->flags & SW_UF_PAUSED)) return;
+  if (u == NULL || !(u->flags & SW_UF_PAUSED))
+    return;
   u->flags &= ~SW_UF_PAUSED;
-  if (start_read(u) != 0) sw_req_fail(r, 502);
+  if (start_read(u) != 0)
+    sw_req_fail(r, 502);
 }
 
 void sw_upstream_expire(sw_tnode_t *n) {
@@ -447,10 +468,14 @@ static int flush_out(sw_req_t *r, int last) {
     int cl = snprintf(chunk, sizeof(chunk), "%zx\r\n", out.body_len);
     bufs[n++] = uv_buf_init(chunk, (unsigned)cl);
   }
-  for (unsigned i = 0; i < out.n; i++) bufs[n++] = out.segs[i];
-  if (out.body_len > 0 && chunked) bufs[n++] = uv_buf_init("\r\n", 2);
-  if (last && chunked) bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
-  for (unsigned i = 0; i < n; i++) r->resp_bytes += bufs[i].len;
+  for (unsigned i = 0; i < out.n; i++)
+    bufs[n++] = out.segs[i];
+  if (out.body_len > 0 && chunked)
+    bufs[n++] = uv_buf_init("\r\n", 2);
+  if (last && chunked)
+    bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+  for (unsigned i = 0; i < n; i++)
+    r->resp_bytes += bufs[i].len;
   err = n > 0 ? sw_client_send(r->client, bufs, n) : 0;
   out.n = 0;
   out.body_len = 0;
@@ -466,8 +491,10 @@ static int resp_error(sw_req_t *r) {
 
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  if (r->reason_len == 0) r->reason_off = (uint32_t)r->rhead.raw.len;
-  if (sw_buf_append(&r->rhead.raw, at, len) != 0) return resp_error(r);
+  if (r->reason_len == 0)
+    r->reason_off = (uint32_t)r->rhead.raw.len;
+  if (sw_buf_append(&r->rhead.raw, at, len) != 0)
+    return resp_error(r);
   r->reason_len += (uint32_t)len;
   return 0;
 }
@@ -479,9 +506,7 @@ static int on_rheader_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_rheader_value(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  return sw_head_value(&r->rhead, at, len) == 0
-             ? 0
-             : resp_error(r);
+  return sw_head_value(&r->rhead, at, len) == 0 ? 0 : resp_error(r);
 }
 
 static int on_rheader_field_complete(llhttp_t *p) {
@@ -536,8 +561,7 @@ static int build_response_head(sw_req_t *r, int status) {
     err |= sw_buf_append(b, "Content-Length: ", 16);
     err |= sw_buf_append_u64(b, r->rparser.content_length);
     err |= sw_buf_append(b, "\r\n", 2);
-  }
-  else if (r->resp_framing == SW_FRAME_CHUNKED)
+  } else if (r->resp_framing == SW_FRAME_CHUNKED)
     err |= sw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
   if (status != 101) {
     if (!r->keep_alive)
@@ -559,7 +583,8 @@ static int on_rheaders_complete(llhttp_t *p) {
     r->skip_1xx = 1;
     return 0;
   }
-  if (status == 101 && !r->upgrade) return resp_error(r);
+  if (status == 101 && !r->upgrade)
+    return resp_error(r);
   no_body = r->head_method || status == 204 || status == 304 || status == 101;
   if (status == 101) {
     r->resp_framing = SW_FRAME_NONE;
@@ -575,7 +600,8 @@ static int on_rheaders_complete(llhttp_t *p) {
   if (r->resp_framing == SW_FRAME_CLOSE || sw.stopping || r->upgrade)
     r->keep_alive = 0;
   r->status = status;
-  if (build_response_head(r, status) != 0) return resp_error(r);
+  if (build_response_head(r, status) != 0)
+    return resp_error(r);
   out.has_head = 1;
   r->resp_started = 1;
   /* For HEAD, llhttp must not expect the body the headers describe. */
@@ -584,7 +610,8 @@ static int on_rheaders_complete(llhttp_t *p) {
 
 static int on_rbody(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  if (out.n == SW_SEGS && flush_out(r, 0) != 0) return resp_error(r);
+  if (out.n == SW_SEGS && flush_out(r, 0) != 0)
+    return resp_error(r);
   out.segs[out.n++] = uv_buf_init((char *)at, (unsigned)len);
   out.body_len += len;
   return 0;
@@ -599,13 +626,15 @@ static int on_rmessage_complete(llhttp_t *p) {
     return 0;
   }
   /* After a 101 llhttp stops by itself with HPE_PAUSED_UPGRADE. */
-  if (p->upgrade) return 0;
+  if (p->upgrade)
+    return 0;
   r->up_done = 1;
   return HPE_PAUSED;
 }
 
 static void resp_settings_init(void) {
-  if (settings_ready) return;
+  if (settings_ready)
+    return;
   settings_ready = 1;
   sw_buf_init(&out.head, 128 * 1024);
   llhttp_settings_init(&resp_settings);
@@ -659,7 +688,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   llhttp_errno_t err;
   size_t used;
 
-  if (nread == 0 || (u->flags & SW_UF_CLOSING)) return;
+  if (nread == 0 || (u->flags & SW_UF_CLOSING))
+    return;
   if (r == NULL) {
     /* Idle in the pool: the server closed it, or sent bytes nobody asked
      * for. Either way the connection is done. */
@@ -715,8 +745,9 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   err = llhttp_execute(&r->rparser, buf->base, (size_t)nread);
-  used = err == HPE_OK ? (size_t)nread
-                       : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);
+  used = err == HPE_OK
+             ? (size_t)nread
+             : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);
 
   if (err == HPE_PAUSED_UPGRADE) {
     /* 101: the head goes to the client, then both sides tunnel. */
@@ -740,7 +771,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (err != HPE_OK && err != HPE_PAUSED) {
     /* A head built during this read has not reached the client: the
      * client can still get a clean 502 instead of a truncated response. */
-    if (out.has_head) r->resp_started = 0;
+    if (out.has_head)
+      r->resp_started = 0;
     out.n = 0;
     out.body_len = 0;
     out.has_head = 0;
@@ -754,7 +786,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     sw_req_fail(r, 502);
     return;
   }
-  if (r->up_done && used < (size_t)nread) r->extra_bytes = 1;
+  if (r->up_done && used < (size_t)nread)
+    r->extra_bytes = 1;
   if (flush_out(r, r->up_done) != 0) {
     sw_client_close(r->client);
     return;
