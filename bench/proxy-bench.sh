@@ -14,8 +14,9 @@
 # one process or thread each) gets IDLE_CONNS keep-alive client connections,
 # one request each, held open; VmRSS before and after, divided by the count.
 #
-# Environment: BENCH_DURATION (s, default 10), BENCH_ROUNDS (3), BENCH_CONNS
-# (64), BENCH_IDLE_CONNS (5000), SWITCHD_BIN (build/switchd).
+# Environment: BENCH_DURATION (s, default 10), BENCH_ROUNDS (3), BENCH_WARMUP
+# (s per target, 5), BENCH_CONNS (64), BENCH_IDLE_CONNS (5000), SWITCHD_BIN
+# (build/switchd).
 #
 # Everything listens on 127.0.0.1 only, every step has a time bound, and every
 # process started here is stopped on exit, also on an error or Ctrl-C.
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-5}
 CONNS=${BENCH_CONNS:-64}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 SWITCHD=${SWITCHD_BIN:-build/switchd}
@@ -47,9 +49,13 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchd-bench.XXXXXX")
 declare -A PID=() PORT=()
 ALL_PIDS=()
+BG_PID=
 
 cleanup() {
   local pid
+  if [[ -n $BG_PID ]]; then
+    kill -TERM "$BG_PID" 2>/dev/null || true
+  fi
   for pid in "${ALL_PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
@@ -132,12 +138,14 @@ render() {
   echo "$out"
 }
 
-# start NAME CPU COMMAND...: starts a server pinned to CPU; taskset execs it,
-# so $! is the server's own pid.
+# start NAME CPU COMMAND...: starts a server pinned to CPU. setsid and taskset
+# both exec, so $! is the server's own pid; the session of its own keeps a
+# Ctrl-C at the terminal from reaching it (switchd, nginx and HAProxy all
+# handle SIGINT): this script stops it, with everything else, on the way out.
 start() {
   local name=$1 cpu=$2
   shift 2
-  taskset -c "$cpu" "$@" </dev/null >"$TMP/$name.out" 2>&1 &
+  setsid taskset -c "$cpu" "$@" </dev/null >"$TMP/$name.out" 2>&1 &
   PID[$name]=$!
   ALL_PIDS+=("$!")
 }
@@ -171,6 +179,13 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   unset "PID[$1]"
+  # Forget the pid, so that the final cleanup never signals a process that
+  # later reused the number.
+  local keep=() p
+  for p in "${ALL_PIDS[@]}"; do
+    [[ $p == "$pid" ]] || keep+=("$p")
+  done
+  ALL_PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
 # cpu_ticks PID: utime + stime in clock ticks (all threads of the process).
@@ -264,10 +279,24 @@ fi
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
 
+# bounded SECONDS OUTFILE COMMAND...: runs a load client with a time bound
+# and waits for it. It runs in the background and is waited for with `wait`,
+# which a signal interrupts at once (a foreground command would make the
+# INT/TERM trap wait for it); the trap's cleanup then ends it through BG_PID.
+bounded() {
+  local secs=$1 out=$2 rc=0
+  shift 2
+  timeout --kill-after=5 "$secs" "$@" </dev/null >"$out" 2>&1 &
+  BG_PID=$!
+  wait "$BG_PID" || rc=$?
+  BG_PID=
+  return "$rc"
+}
+
 # wrk_run TARGET SECONDS OUTFILE
 wrk_run() {
-  timeout --kill-after=5 $(($2 + 30)) taskset -c "$LOAD_CPU" \
-    wrk -t1 -c"$CONNS" -d"$2"s --latency "http://127.0.0.1:${PORT[$1]}/" >"$3" 2>&1
+  bounded $(($2 + 30)) "$3" taskset -c "$LOAD_CPU" \
+    wrk -t1 -c"$CONNS" -d"$2"s --latency "http://127.0.0.1:${PORT[$1]}/"
 }
 
 # to_us VALUE: wrk's "850.00us" / "1.23ms" / "1.02s" in microseconds.
@@ -281,9 +310,9 @@ to_us() {
     else print "nan" }'
 }
 
-log "warm-up: 2 s per target (${TARGETS[*]})"
+log "warm-up: $WARMUP s per target (${TARGETS[*]})"
 for t in "${TARGETS[@]}"; do
-  wrk_run "$t" 2 "$TMP/warmup-$t.txt" || log "warm-up of $t failed"
+  wrk_run "$t" "$WARMUP" "$TMP/warmup-$t.txt" || log "warm-up of $t failed"
 done
 
 for round in $(seq "$ROUNDS"); do
@@ -356,9 +385,10 @@ for t in "${MEM_TARGETS[@]}"; do
     stop "$t"
     continue
   fi
-  json=$(timeout --kill-after=5 120 taskset -c "$LOAD_CPU" \
-    "$PY" bench/idle-clients.py "${PORT[$t]}" "${PID[$t]}" "$IDLE_CONNS" || true)
-  [[ -n $json ]] || json='{"error": "client timed out"}'
+  bounded 120 "$TMP/memory-$t.json" taskset -c "$LOAD_CPU" \
+    "$PY" bench/idle-clients.py "${PORT[$t]}" "${PID[$t]}" "$IDLE_CONNS" || true
+  json=$(tail -n 1 "$TMP/memory-$t.json")
+  [[ $json == \{* ]] || json='{"error": "the client failed or timed out"}'
   log "  $json"
   printf '{"target": "%s", %s\n' "$t" "${json#\{}" >>"$MEMORY"
   stop "$t"
@@ -372,7 +402,7 @@ BUSY_AFTER=$(busy_cpus)
 mkdir -p "$OUT_DIR"
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev+dirty"
-export BENCH_REV=$rev BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS \
+export BENCH_REV=$rev BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS BENCH_WARMUP=$WARMUP \
   BENCH_CONNS=$CONNS BENCH_IDLE_CONNS=$IDLE_CONNS PROXY_CPU LOAD_CPU
 BENCH_CPU_MODEL=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
 BENCH_KERNEL=$(uname -r)
@@ -415,15 +445,17 @@ out.append("# Proxy benchmark, %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
 out.append("")
 out.append("%s, %d CPUs, Linux %s. Loopback only. wrk: keep-alive, %s "
            "connections, 1 thread; %s interleaved rounds of %s s per target "
-           "after a 2 s warm-up; medians. Backend: nginx %s, one process, "
+           "after a %s s warm-up; medians. Backend: nginx %s, one process, "
            "fixed 3-byte body, no access log. Proxy on CPU %s, wrk and backend "
            "on CPU %s."
            % (env["BENCH_CPU_MODEL"], os.cpu_count(), env["BENCH_KERNEL"],
               env["BENCH_CONNS"], env["BENCH_ROUNDS"], env["BENCH_DURATION"],
+              env["BENCH_WARMUP"],
               env["BENCH_NGINX"], env["PROXY_CPU"], env["LOAD_CPU"]))
 out.append("")
 out.append("| target | req/s | vs direct | p99 (ms) | proxy CPU µs/req "
-           "| proxy core busy | backend CPU µs/req | errors | req/s per round |")
+           "| proxy core busy | backend CPU µs/req | errors "
+           "| req/s per round (other load) |")
 out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 direct = med("direct", "rps") if "direct" in rows else None
 for t in ("direct", "switchd", "haproxy"):
@@ -436,7 +468,8 @@ for t in ("direct", "switchd", "haproxy"):
     out.append("| %s | %.0f | %s | %.3f | %s | %s | %.1f | %d | %s |" % (
         names[t], rps, ratio, med(t, "p99") / 1000, cpu, busy, med(t, "bcpu"),
         sum(r["errors"] for r in rows[t]),
-        " / ".join("%.0f" % r["rps"] for r in rows[t])))
+        " / ".join("%.0f (%.0f %%)" % (r["rps"], 100 * r["other"])
+                   for r in rows[t])))
 if "switchd" in rows and "haproxy" in rows:
     out.append("")
     out.append("switchd ÷ HAProxy: req/s %.2f, p99 %.2f, CPU per request %.2f "
@@ -448,7 +481,9 @@ if "switchd" in rows and "haproxy" in rows:
 out.append("")
 out.append("Proxy core busy: the proxy's CPU time over the round's wall time; "
            "below about 95 % the proxy was not CPU-bound: it waited, or something "
-           "else ran on its CPU.")
+           "else ran on its CPU. Other load: the most CPU that anything but the "
+           "processes under test used on either CPU during the round (0 % on a "
+           "quiet machine).")
 worst = max((r["other"] for t in rows for r in rows[t]), default=0)
 if worst > 0.05:
     out.append("")

@@ -91,6 +91,7 @@ typedef struct sw_listener_s {
 #define SW_CF_LINGER 0x10      /* shut down, discarding input */
 #define SW_CF_TUNNEL 0x20      /* upgraded: raw bytes both ways */
 #define SW_CF_SHUTDOWN 0x40    /* uv_shutdown issued */
+#define SW_CF_WAIT_DRAIN 0x80  /* next request waits for the client to read */
 
 struct sw_req_s;
 struct sw_upconn_s;
@@ -150,7 +151,12 @@ typedef struct sw_req_s {
   uint8_t req_chunked_out; /* body re-encoded chunked to the upstream */
   uint8_t sent_any;        /* request bytes reached an upstream socket */
   uint8_t retried_fresh;
-  uint8_t budgeted;    /* body counts against the global budget */
+  uint8_t head_done;  /* the request head is complete: later header
+                       * callbacks are trailers */
+  uint8_t rhead_done; /* the same for the response */
+  uint8_t after_1xx;  /* a 1xx just ended: rescan the next head */
+  uint64_t budget;    /* bytes this exchange counts in sw.buffered */
+  uint64_t trailer_bytes;
   uint8_t tunnel_eof;  /* bit 0: client half-closed, bit 1: upstream */
   uint8_t need_stream; /* body too large to buffer: route and stream */
   uint8_t skip_1xx;    /* the response message parsed was a 1xx */
@@ -241,9 +247,13 @@ void sw_req_fail(sw_req_t *r, int status);
 void sw_req_finished(sw_req_t *r);
 void sw_req_start_tunnel(sw_req_t *r, const char *rest, size_t len);
 int sw_client_high_water(const sw_client_t *c);
+/* Frees a buffered request body and returns its share of the budget. */
+void sw_req_release_body(sw_req_t *r);
 /* Builds r->out, the request head for the upstream, for a body framing. */
 int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length);
 void sw_client_resume_body(sw_req_t *r);
+/* The client's write queue moved (called by relay.c's write callback). */
+void sw_client_written(sw_client_t *c, int status);
 
 /* upstream.c */
 int sw_pools_apply(const sw_config_t *cfg);

@@ -19,6 +19,7 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void client_input(sw_client_t *c, const char *data, size_t len);
 static void client_parse(sw_client_t *c, const char *data, size_t len);
 static void req_free(sw_req_t *r);
+static void client_continue(sw_client_t *c);
 
 /* xorshift128+ seeded from the kernel: request ids need to be unique, not
  * secret, and must not cost a system call per request. */
@@ -160,7 +161,12 @@ static void close_after_write(sw_client_t *c) {
 void sw_client_shutdown_idle(sw_client_t *c) {
   if (c->flags & SW_CF_CLOSING)
     return;
-  if (c->req == NULL && !(c->flags & SW_CF_SHUTDOWN))
+  if (c->req != NULL || (c->flags & SW_CF_SHUTDOWN))
+    return;
+  /* Idle: close now, unless a response is still queued to it. */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+    close_after_write(c);
+  else
     sw_client_close(c);
 }
 
@@ -217,10 +223,14 @@ static void log_access(sw_req_t *r) {
 static sw_req_t *req_cache[SW_REQ_CACHE];
 static int req_cached;
 
-static void req_free(sw_req_t *r) {
-  if (r->budgeted)
-    sw.buffered -= r->body.cap;
+void sw_req_release_body(sw_req_t *r) {
+  sw.buffered -= r->budget;
+  r->budget = 0;
   sw_buf_free(&r->body);
+}
+
+static void req_free(sw_req_t *r) {
+  sw_req_release_body(r);
   if (req_cached < SW_REQ_CACHE && !sw.stopping) {
     req_cache[req_cached++] = r;
     return;
@@ -278,9 +288,7 @@ static void stop_reading(sw_client_t *c) {
  * either close the connection or go on with the next request. */
 void sw_req_finished(sw_req_t *r) {
   sw_client_t *c = r->client;
-  int keep = r->keep_alive && !sw.stopping && !(c->flags & SW_CF_EOF);
-  char *pending = c->pending;
-  uint32_t npending = c->npending;
+  int keep = r->keep_alive && !sw.stopping;
 
   r->state = SW_REQ_DONE;
   log_access(r);
@@ -290,18 +298,84 @@ void sw_req_finished(sw_req_t *r) {
     close_after_write(c);
     return;
   }
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+  client_continue(c);
+}
+
+/* Between exchanges: start the next pipelined request, or wait idle. A
+ * client that does not read its responses gets no new one until it does,
+ * so pipelining cannot grow the write queue without bound. */
+static void client_continue(sw_client_t *c) {
+  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  char *pending = c->pending;
+  uint32_t npending = c->npending;
+
+  if (queued > (size_t)sw_client_high_water(c)) {
+    c->flags |= SW_CF_WAIT_DRAIN;
+    stop_reading(c);
     sw_timeq_add(&sw.tq[SW_TQ_SEND], &c->tn);
-  else
-    sw_timeq_add(&sw.tq[SW_TQ_IDLE], &c->tn);
-  start_reading(c);
-  if (npending > 0) {
-    /* Pipelined bytes that arrived during the exchange start the next. */
-    c->pending = NULL;
-    c->npending = 0;
-    client_input(c, pending, npending);
-    free(pending);
+    return;
   }
+  c->flags &= ~SW_CF_WAIT_DRAIN;
+  sw_timeq_add(&sw.tq[queued > 0 ? SW_TQ_SEND : SW_TQ_IDLE], &c->tn);
+  if (npending == 0) {
+    if (c->flags & SW_CF_EOF)
+      close_after_write(c);
+    else
+      start_reading(c);
+    return;
+  }
+  /* Pipelined bytes that arrived during the exchange start the next. */
+  c->pending = NULL;
+  c->npending = 0;
+  start_reading(c);
+  client_input(c, pending, npending);
+  free(pending);
+  /* After the client's EOF nothing more will come: a request the pending
+   * bytes did not complete never will. */
+  if ((c->flags & (SW_CF_EOF | SW_CF_CLOSING | SW_CF_SHUTDOWN)) == SW_CF_EOF &&
+      c->req != NULL &&
+      (c->req->state == SW_REQ_HEAD || c->req->state == SW_REQ_BUFFERING))
+    sw_client_close(c);
+}
+
+void sw_client_written(sw_client_t *c, int status) {
+  size_t queued;
+  size_t hw;
+  sw_req_t *r = c->req;
+
+  if (c->flags & SW_CF_CLOSING)
+    return;
+  if (status < 0) {
+    sw_debug("client", c->id, "write failed: %s", uv_err_name(status));
+    sw_client_close(c);
+    return;
+  }
+  queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (c->flags & SW_CF_TUNNEL) {
+    if (r != NULL)
+      sw_tunnel_written((uv_stream_t *)&c->tcp);
+    return;
+  }
+  hw = (size_t)sw_client_high_water(c);
+  if (c->flags & SW_CF_WAIT_DRAIN) {
+    if (queued < hw)
+      client_continue(c);
+    else
+      sw_timeq_add(&sw.tq[SW_TQ_SEND], &c->tn);
+    return;
+  }
+  if (c->tn.q == &sw.tq[SW_TQ_SEND]) {
+    /* Progress resets the send timeout; an empty queue ends it, and an
+     * idle keep-alive connection goes back to the idle timeout. */
+    if (queued > 0 || (c->flags & SW_CF_SHUTDOWN))
+      sw_timeq_add(&sw.tq[SW_TQ_SEND], &c->tn);
+    else if (r == NULL)
+      sw_timeq_add(&sw.tq[SW_TQ_IDLE], &c->tn);
+    else
+      sw_timeq_del(&c->tn);
+  }
+  if (r != NULL && r->up != NULL && queued < hw)
+    sw_upstream_resume(r);
 }
 
 /* Writes a response the proxy makes itself. */
@@ -345,7 +419,8 @@ void sw_req_fail(sw_req_t *r, int status) {
   }
   /* After an upstream failure the request was read whole, so the client
    * connection can carry on; after a client error it cannot. */
-  keep = r->keep_alive && r->complete && status >= 500 && !r->upgrade;
+  keep = r->keep_alive && r->complete && status >= 500 && !r->upgrade &&
+         !sw.stopping && !((c->flags & SW_CF_EOF) && c->npending == 0);
   r->keep_alive = (uint8_t)keep;
   send_status(c, r, status, keep, NULL);
   r->resp_started = 1;
@@ -481,15 +556,20 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       sw_tunnel_eof(r, 1);
       return;
     }
-    /* A half-closed client still gets the response to a request it sent
-     * whole; a request cut short is abandoned. */
-    if (r == NULL || r->state == SW_REQ_HEAD || r->state == SW_REQ_BUFFERING ||
-        r->state == SW_REQ_STREAMING)
+    /* A half-closed client still gets what is queued for it and the
+     * responses to the requests it sent whole; a request cut short is
+     * abandoned. */
+    if (r == NULL) {
+      if (!(c->flags & SW_CF_WAIT_DRAIN))
+        close_after_write(c);
+    } else if (r->state == SW_REQ_HEAD || r->state == SW_REQ_BUFFERING ||
+               r->state == SW_REQ_STREAMING) {
       sw_client_close(c);
+    }
     return;
   }
-  if (c->flags & SW_CF_LINGER)
-    return;
+  if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN))
+    return; /* closing: what the client still sends is discarded */
   if (c->flags & SW_CF_TUNNEL) {
     if (r != NULL)
       sw_tunnel_from_client(r, buf->base, (size_t)nread);
@@ -611,9 +691,20 @@ static size_t head_bytes(const sw_req_t *r) {
   return r->head.raw.len - r->url_len + 4 * r->head.n;
 }
 
+/* Trailers of a chunked body come through the header callbacks after the
+ * head. They are not forwarded (they would reach the application as
+ * headers nobody checked), only counted against the head size limit. */
+static int trailer(sw_req_t *r, size_t len) {
+  r->trailer_bytes += len + 4;
+  return r->trailer_bytes > sw.cfg->max_header_size ? http_error(r, 431) : 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  int err = sw_head_field(&r->head, at, len);
+  int err;
+  if (r->head_done)
+    return trailer(r, len);
+  err = sw_head_field(&r->head, at, len);
   if (err == SW_ELIMIT || head_bytes(r) > sw.cfg->max_header_size)
     return http_error(r, 431);
   if (err != 0)
@@ -623,7 +714,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  int err = sw_head_value(&r->head, at, len);
+  int err;
+  if (r->head_done)
+    return trailer(r, len);
+  err = sw_head_value(&r->head, at, len);
   if (err == SW_ELIMIT || head_bytes(r) > sw.cfg->max_header_size)
     return http_error(r, 431);
   if (err != 0)
@@ -633,11 +727,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
+  if (r->head_done)
+    return 0;
   return sw_head_field_done(&r->head) == 0 ? 0 : http_error(r, 400);
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
+  if (r->head_done)
+    return 0;
   sw_head_value_done(&r->head);
   return 0;
 }
@@ -649,6 +747,7 @@ static int on_headers_complete(llhttp_t *p) {
   const char *url = r->head.raw.data + r->url_off;
   int nhost = 0, nte = 0, idx = -1;
 
+  r->head_done = 1;
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
   if (p->http_major != 1 || p->http_minor > 1)
@@ -679,14 +778,27 @@ static int on_headers_complete(llhttp_t *p) {
           r->rid_idx = (int)i;
         break;
       case 17:
-        if (sw_http_ieq(name, nlen, "transfer-encoding"))
+        if (sw_http_ieq(name, nlen, "transfer-encoding")) {
+          /* Only chunked alone. Without chunked last the body cannot be
+           * delimited (400, RFC 9112 6.3); another coding before it would
+           * be dropped by our reframing and reach the application as if
+           * it were the body, so it is refused as not implemented. */
+          const char *v = sw_head_val(&r->head, i);
+          uint32_t vlen = r->head.hdrs[i].value_len, k = vlen;
+          if (!sw_http_ieq(v, vlen, "chunked")) {
+            while (k > 0 && v[k - 1] != ',' && v[k - 1] != ' ')
+              k--;
+            return http_error(
+                r, sw_http_ieq(v + k, vlen - k, "chunked") ? 501 : 400);
+          }
           nte++;
+        }
         break;
     }
   }
   if (nhost > 1 || (nhost == 0 && p->http_minor == 1))
     return http_error(r, 400);
-  if (nte > 0 && p->http_minor == 0)
+  if (nte > 1 || (nte > 0 && p->http_minor == 0))
     return http_error(r, 400);
   if (r->rid_idx < 0)
     make_request_id(r->rid);
@@ -717,11 +829,20 @@ static int on_headers_complete(llhttp_t *p) {
    * slow upload never holds an application worker. */
   if ((p->flags & F_CHUNKED) ||
       (r->content_length != UINT64_MAX && r->content_length > 0)) {
-    int fits = sw.buffered + cfg->request_buffer <= cfg->buffer_budget;
+    /* Reserve what the body will take now, so that many heads arriving
+     * together cannot all pass the budget test and then overcommit it. */
+    uint64_t want = cfg->request_buffer;
+    if (r->content_length != UINT64_MAX && r->content_length < want)
+      want = r->content_length;
     r->state = SW_REQ_BUFFERING;
-    if (!fits || (r->content_length != UINT64_MAX &&
-                  r->content_length > cfg->request_buffer))
+    if (sw.buffered + want > cfg->buffer_budget ||
+        (r->content_length != UINT64_MAX &&
+         r->content_length > cfg->request_buffer)) {
       r->need_stream = 1;
+    } else {
+      r->budget = want;
+      sw.buffered += want;
+    }
     r->rate_start = uv_now(sw.loop);
     r->last_body = r->rate_start;
     sw_timeq_add(&sw.tq[SW_TQ_BODY], &c->tn);
@@ -733,7 +854,6 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
-  size_t before;
   int err;
 
   r->body_bytes += len;
@@ -744,12 +864,13 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   if (r->state == SW_REQ_STREAMING)
     return sw_upstream_body(r, at, len, 0) == 0 ? 0 : http_error(r, 502);
   /* Buffering; one read past the buffer's size is allowed so the switch to
-   * streaming happens after this read, outside the parser. The allocation
-   * counts against the global budget until the request is freed. */
-  before = r->body.cap;
+   * streaming happens after this read, outside the parser. The head
+   * reserved the expected size in the budget; growth past it counts too. */
   err = sw_buf_append(&r->body, at, len);
-  sw.buffered += r->body.cap - before;
-  r->budgeted = 1;
+  if (r->body.cap > r->budget) {
+    sw.buffered += r->body.cap - r->budget;
+    r->budget = r->body.cap;
+  }
   if (err != 0)
     return http_error(r, 413);
   if (r->body.len > sw.cfg->request_buffer)

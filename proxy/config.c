@@ -59,8 +59,14 @@ struct sw_directive_s {
 };
 
 static sw_directive_fn set_live, set_error_log, set_log_level, set_path;
-static sw_directive_fn set_duration, set_size, set_size_t, set_count;
+static sw_directive_fn set_duration, set_size, set_count;
 static sw_directive_fn set_unsigned, add_bind, add_trusted, add_server;
+static sw_directive_fn set_buffer, set_head_size;
+
+/* Bounds that keep sizes within what the data path represents: head
+ * offsets are 32-bit and a single buffer is written with one uv_buf_t. */
+#define SW_MAX_BUFFER ((uint64_t)1 << 30)
+#define SW_MAX_HEAD_SIZE ((uint64_t)1 << 20)
 
 #define SW_CFG(f) offsetof(sw_config_t, f)
 #define SW_UPS(f) offsetof(sw_upstream_conf_t, f)
@@ -93,15 +99,15 @@ static const sw_directive_t sw_directives[] = {
     /* 0 is how an operator turns the slow-client check off. */
     {SW_SECTION_CLIENT, "min_send_rate", set_size, SW_CFG(min_send_rate), 0, 0},
     /* Below 1 KiB ordinary browsers' request heads would be refused. */
-    {SW_SECTION_CLIENT, "max_header_size", set_size_t, SW_CFG(max_header_size),
-     SW_KIB, 0},
+    {SW_SECTION_CLIENT, "max_header_size", set_head_size,
+     SW_CFG(max_header_size), SW_KIB, 0},
     {SW_SECTION_CLIENT, "max_headers", set_count, SW_CFG(max_headers), 1, 0},
-    {SW_SECTION_CLIENT, "max_url", set_size_t, SW_CFG(max_url), 1, 0},
+    {SW_SECTION_CLIENT, "max_url", set_head_size, SW_CFG(max_url), 1, 0},
     {SW_SECTION_CLIENT, "max_body", set_size, SW_CFG(max_body), 1, 0},
-    {SW_SECTION_CLIENT, "request_buffer", set_size, SW_CFG(request_buffer), 1,
+    {SW_SECTION_CLIENT, "request_buffer", set_buffer, SW_CFG(request_buffer), 1,
      0},
-    {SW_SECTION_CLIENT, "response_buffer", set_size, SW_CFG(response_buffer), 1,
-     0},
+    {SW_SECTION_CLIENT, "response_buffer", set_buffer, SW_CFG(response_buffer),
+     1, 0},
 
     {SW_SECTION_UPSTREAM, "server", add_server, 0, 0, 1},
     {SW_SECTION_UPSTREAM, "connect_timeout", set_duration,
@@ -444,14 +450,27 @@ static int set_size(sw_parser_t *p,
   return rc;
 }
 
-static int set_size_t(sw_parser_t *p,
+static int set_buffer(sw_parser_t *p,
                       const sw_directive_t *d,
                       void *field,
                       const char *arg) {
   uint64_t v = 0;
   int rc = parse_size(arg, &v);
 
-  rc = check_range(p, d, "invalid size", arg, rc, v, SIZE_MAX);
+  rc = check_range(p, d, "invalid size", arg, rc, v, SW_MAX_BUFFER);
+  if (rc == 0)
+    *(uint64_t *)field = v;
+  return rc;
+}
+
+static int set_head_size(sw_parser_t *p,
+                         const sw_directive_t *d,
+                         void *field,
+                         const char *arg) {
+  uint64_t v = 0;
+  int rc = parse_size(arg, &v);
+
+  rc = check_range(p, d, "invalid size", arg, rc, v, SW_MAX_HEAD_SIZE);
   if (rc == 0)
     *(size_t *)field = (size_t)v;
   return rc;

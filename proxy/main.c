@@ -201,7 +201,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
   const char *path = NULL;
   int check = 0, opt, e, code = 0;
-  char err[1024];
+  char err[1024] = "";
   sw_config_t *cfg;
 
   while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
@@ -261,10 +261,14 @@ int main(int argc, char **argv) {
   start_signal(&sw.sig_hup, SIGHUP);
   start_signal(&sw.sig_usr1, SIGUSR1);
 
-  if (sw_pools_apply(cfg) != 0 ||
-      sw_listener_sync(cfg, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s\n", err);
+  if (sw_pools_apply(cfg) != 0) {
+    snprintf(err, sizeof(err), "%s: out of memory", path);
     code = 1;
+  } else if (sw_listener_sync(cfg, err, sizeof(err)) != 0) {
+    code = 1;
+  }
+  if (code != 0) {
+    fprintf(stderr, "%s\n", err);
     sw.stopping = 1;
     finish_shutdown();
   } else {

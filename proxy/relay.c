@@ -17,7 +17,6 @@ typedef struct sw_wr_s {
   char data[];
 } sw_wr_t;
 
-static void on_client_written(sw_client_t *c, int status);
 static void on_upconn_written(sw_upconn_t *u, int status);
 
 static void on_write(uv_write_t *req, int status) {
@@ -30,7 +29,7 @@ static void on_write(uv_write_t *req, int status) {
   if (kind == NULL)
     return;
   if (*kind == SW_KIND_CLIENT)
-    on_client_written(sw_container_of(kind, sw_client_t, kind), status);
+    sw_client_written(sw_container_of(kind, sw_client_t, kind), status);
   else if (*kind == SW_KIND_UPCONN)
     on_upconn_written(sw_container_of(kind, sw_upconn_t, kind), status);
 }
@@ -85,35 +84,6 @@ int sw_stream_write(uv_stream_t *s, const uv_buf_t *bufs, unsigned n) {
   }
   sw.buffered += wr->len;
   return 0;
-}
-
-/* The client's write queue moved: keep the send timer honest, close when
- * the last response is out, and let a paused upstream read again. */
-static void on_client_written(sw_client_t *c, int status) {
-  size_t queued;
-  sw_req_t *r = c->req;
-
-  if (c->flags & SW_CF_CLOSING)
-    return;
-  if (status < 0) {
-    sw_debug("client", c->id, "write failed: %s", uv_err_name(status));
-    sw_client_close(c);
-    return;
-  }
-  queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  if (c->flags & SW_CF_TUNNEL) {
-    if (r != NULL)
-      sw_tunnel_written((uv_stream_t *)&c->tcp);
-    return;
-  }
-  if (c->tn.q == &sw.tq[SW_TQ_SEND]) {
-    if (queued == 0 && r != NULL)
-      sw_timeq_del(&c->tn);
-    else
-      sw_timeq_add(&sw.tq[SW_TQ_SEND], &c->tn);
-  }
-  if (r != NULL && r->up != NULL && queued < (size_t)sw_client_high_water(c))
-    sw_upstream_resume(r);
 }
 
 static void on_upconn_written(sw_upconn_t *u, int status) {
@@ -225,11 +195,8 @@ void sw_tunnel_written(uv_stream_t *s) {
     r = c->req;
     if (r == NULL || r->up == NULL)
       return;
-    if (uv_stream_get_write_queue_size(s) < SW_STREAM_HIGH_WATER &&
-        (r->up->flags & SW_UF_PAUSED)) {
-      r->up->flags &= ~SW_UF_PAUSED;
+    if (uv_stream_get_write_queue_size(s) < SW_STREAM_HIGH_WATER)
       sw_upstream_resume(r);
-    }
   } else {
     sw_upconn_t *u = sw_container_of(kind, sw_upconn_t, kind);
     r = u->req;

@@ -236,11 +236,7 @@ static void send_request(sw_upconn_t *u) {
   if (r->state == SW_REQ_STREAMING) {
     /* What was buffered is now on its way; the rest streams. A retry is
      * no longer possible once body bytes are not kept. */
-    if (r->budgeted) {
-      sw.buffered -= r->body.cap;
-      r->budgeted = 0;
-    }
-    sw_buf_free(&r->body);
+    sw_req_release_body(r);
     sw_client_resume_body(r);
   }
 }
@@ -499,23 +495,38 @@ static int on_status(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Response trailers are dropped (the Trailer header was not forwarded
+ * either) and only counted against the response head bound. */
+static int rtrailer(sw_req_t *r, size_t len) {
+  r->trailer_bytes += len + 4;
+  return r->trailer_bytes > r->rhead.raw.max ? resp_error(r) : 0;
+}
+
 static int on_rheader_field(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
+  if (r->rhead_done)
+    return rtrailer(r, len);
   return sw_head_field(&r->rhead, at, len) == 0 ? 0 : resp_error(r);
 }
 
 static int on_rheader_value(llhttp_t *p, const char *at, size_t len) {
   sw_req_t *r = p->data;
+  if (r->rhead_done)
+    return rtrailer(r, len);
   return sw_head_value(&r->rhead, at, len) == 0 ? 0 : resp_error(r);
 }
 
 static int on_rheader_field_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
+  if (r->rhead_done)
+    return 0;
   return sw_head_field_done(&r->rhead) == 0 ? 0 : resp_error(r);
 }
 
 static int on_rheader_value_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
+  if (r->rhead_done)
+    return 0;
   sw_head_value_done(&r->rhead);
   return 0;
 }
@@ -597,8 +608,15 @@ static int on_rheaders_complete(llhttp_t *p) {
      * HTTP/1.1 clients, close-delimit for HTTP/1.0 ones. */
     r->resp_framing = r->http_minor == 1 ? SW_FRAME_CHUNKED : SW_FRAME_CLOSE;
   }
-  if (r->resp_framing == SW_FRAME_CLOSE || sw.stopping || r->upgrade)
+  /* The client connection cannot go on after a close-delimited response,
+   * during shutdown, after an upgrade attempt, or when the response came
+   * before the request was read whole (the rest of its body would be
+   * taken for the next request). */
+  if (r->resp_framing == SW_FRAME_CLOSE || sw.stopping || r->upgrade ||
+      !r->complete ||
+      ((r->client->flags & SW_CF_EOF) && r->client->npending == 0))
     r->keep_alive = 0;
+  r->rhead_done = 1;
   r->status = status;
   if (build_response_head(r, status) != 0)
     return resp_error(r);
@@ -621,9 +639,11 @@ static int on_rmessage_complete(llhttp_t *p) {
   sw_req_t *r = p->data;
   if (r->skip_1xx) {
     r->skip_1xx = 0;
+    r->rhead_done = 0;
     sw_head_reset(&r->rhead);
     r->reason_len = 0;
-    return 0;
+    r->after_1xx = 1;
+    return HPE_PAUSED;
   }
   /* After a 101 llhttp stops by itself with HPE_PAUSED_UPGRADE. */
   if (p->upgrade)
@@ -652,7 +672,8 @@ static void resp_settings_init(void) {
 static void upstream_failed(sw_upconn_t *u, sw_req_t *r, int err) {
   int fresh_retry = !(u->flags & SW_UF_GOT_BYTES) &&
                     (u->flags & SW_UF_REUSED) && !r->retried_fresh &&
-                    r->state == SW_REQ_WAITING && sw_http_idempotent(r->method);
+                    r->state == SW_REQ_WAITING && !r->need_stream &&
+                    sw_http_idempotent(r->method);
   sw_server_t *s = u->server;
 
   sw_info("upstream", r->client->id, "%s (%s) failed: %s%s", s->name,
@@ -675,8 +696,12 @@ static void upstream_failed(sw_upconn_t *u, sw_req_t *r, int err) {
 }
 
 static void response_done(sw_upconn_t *u, sw_req_t *r) {
+  /* Reusable only when the upstream saw the whole request: an early
+   * response leaves body bytes the next request would be parsed from. */
   int reusable = llhttp_should_keep_alive(&r->rparser) && !r->extra_bytes &&
-                 r->resp_framing != SW_FRAME_CLOSE;
+                 r->resp_framing != SW_FRAME_CLOSE &&
+                 r->state == SW_REQ_WAITING &&
+                 uv_stream_get_write_queue_size((uv_stream_t *)&u->tcp) == 0;
   r->t_up_done = uv_hrtime();
   release(u, reusable);
   sw_req_finished(r);
@@ -734,23 +759,36 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     llhttp_init(&r->rparser, HTTP_RESPONSE, &resp_settings);
     r->rparser.data = r;
   }
-  if (!r->rscan.done &&
-      sw_http_scan_head(&r->rscan, buf->base, (size_t)nread) != 0) {
-    sw_warn("upstream", r->client->id,
-            "bad response from %s: bare LF or folded header line",
-            u->server->name);
-    unbind(u);
-    sw_upconn_close(u);
-    sw_req_fail(r, 502);
-    return;
+  for (size_t off = 0;;) {
+    /* The raw head bytes are checked before llhttp sees them; after an
+     * interim (1xx) response the next head is checked from where it
+     * starts. */
+    if (!r->rscan.done && sw_http_scan_head(&r->rscan, buf->base + off,
+                                            (size_t)nread - off) != 0) {
+      sw_warn("upstream", r->client->id,
+              "bad response from %s: bare LF or folded header line",
+              u->server->name);
+      unbind(u);
+      sw_upconn_close(u);
+      sw_req_fail(r, 502);
+      return;
+    }
+    err = llhttp_execute(&r->rparser, buf->base + off, (size_t)nread - off);
+    used = err == HPE_OK
+               ? (size_t)nread
+               : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);
+    if (err != HPE_PAUSED || !r->after_1xx)
+      break;
+    r->after_1xx = 0;
+    memset(&r->rscan, 0, sizeof(r->rscan));
+    llhttp_resume(&r->rparser);
+    off = used;
   }
-  err = llhttp_execute(&r->rparser, buf->base, (size_t)nread);
-  used = err == HPE_OK
-             ? (size_t)nread
-             : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);
 
   if (err == HPE_PAUSED_UPGRADE) {
-    /* 101: the head goes to the client, then both sides tunnel. */
+    /* 101: the head goes to the client, then both sides tunnel. Either
+     * write below can end the exchange, so check before each step. */
+    sw_client_t *c = r->client;
     if (flush_out(r, 0) != 0) {
       sw_req_fail(r, 502);
       return;
@@ -759,11 +797,17 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     sw_tunnel_start(r);
     if (used < (size_t)nread)
       sw_tunnel_from_upstream(r, buf->base + used, (size_t)nread - used);
-    if (r->client->npending > 0 && r->up != NULL) {
-      sw_tunnel_from_client(r, r->client->pending, r->client->npending);
-      free(r->client->pending);
-      r->client->pending = NULL;
-      r->client->npending = 0;
+    if ((c->flags & SW_CF_CLOSING) || c->req != r)
+      return;
+    if (c->npending > 0 && r->up != NULL) {
+      char *early = c->pending;
+      uint32_t nearly = c->npending;
+      c->pending = NULL;
+      c->npending = 0;
+      sw_tunnel_from_client(r, early, nearly);
+      free(early);
+      if ((c->flags & SW_CF_CLOSING) || c->req != r)
+        return;
     }
     sw_client_resume_body(r);
     return;

@@ -88,6 +88,16 @@ def test_transfer_encoding_not_chunked(ctx):
     ])
 
 
+def test_transfer_coding_before_chunked_501(ctx):
+    # RFC 9112 6.1: a coding we do not implement is refused with 501; the
+    # proxy would otherwise drop it when reframing and hand the application
+    # gzip bytes as the body.
+    _rejected(ctx, [
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    ], code=501)
+
+
 def test_invalid_header_name(ctx):
     _rejected(ctx, [
         b"GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n",
