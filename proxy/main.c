@@ -246,20 +246,34 @@ int main(int argc, char **argv) {
     sw_config_free(cfg);
     return 1;
   }
-  for (int i = 0; i < SW_TQ_CLIENT_COUNT; i++)
-    sw_timeq_init(sw.loop, &sw.tq[i], 1000, sw_client_expire);
-  for (int c = 0; c < SW_COLOURS; c++)
-    for (int k = 0; k < SW_UTQ_COUNT; k++)
-      sw_timeq_init(sw.loop, &sw.utq[c][k], 1000, sw_upstream_expire);
-  apply_timeouts(cfg);
-  uv_timer_init(sw.loop, &sw.shutdown_timer);
-  uv_timer_init(sw.loop, &sw.flush_timer);
-  uv_timer_start(&sw.flush_timer, on_flush_timer, 200, 200);
+  /* These only fail on exhausted resources; startup then stops at once,
+   * before anything was served. */
+  for (int i = 0; i < SW_TQ_CLIENT_COUNT && e == 0; i++)
+    e = sw_timeq_init(sw.loop, &sw.tq[i], 1000, sw_client_expire);
+  for (int c = 0; c < SW_COLOURS && e == 0; c++)
+    for (int k = 0; k < SW_UTQ_COUNT && e == 0; k++)
+      e = sw_timeq_init(sw.loop, &sw.utq[c][k], 1000, sw_upstream_expire);
+  if (e == 0)
+    e = uv_timer_init(sw.loop, &sw.shutdown_timer);
+  if (e == 0)
+    e = uv_timer_init(sw.loop, &sw.flush_timer);
+  if (e == 0)
+    e = uv_timer_start(&sw.flush_timer, on_flush_timer, 200, 200);
+  if (e == 0)
+    e = start_signal(&sw.sig_term, SIGTERM);
+  if (e == 0)
+    e = start_signal(&sw.sig_int, SIGINT);
+  if (e == 0)
+    e = start_signal(&sw.sig_hup, SIGHUP);
+  if (e == 0)
+    e = start_signal(&sw.sig_usr1, SIGUSR1);
+  if (e != 0) {
+    fprintf(stderr, "switchd: cannot set up the event loop: %s\n",
+            uv_strerror(e));
+    return 1;
+  }
   uv_unref((uv_handle_t *)&sw.flush_timer);
-  start_signal(&sw.sig_term, SIGTERM);
-  start_signal(&sw.sig_int, SIGINT);
-  start_signal(&sw.sig_hup, SIGHUP);
-  start_signal(&sw.sig_usr1, SIGUSR1);
+  apply_timeouts(cfg);
 
   if (sw_pools_apply(cfg) != 0) {
     snprintf(err, sizeof(err), "%s: out of memory", path);
