@@ -1,0 +1,229 @@
+/* The state file: serialise with jansson, write atomically, parse strictly.
+ * Owns nothing but the file; what the state means is the switch module's
+ * business. */
+#include "sw_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SW_STATE_FORMAT 1
+
+static int write_all(int fd, const char *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static json_t *to_json(const sw_state_t *s) {
+  json_t *hist = json_array();
+  json_t *root;
+
+  if (hist == NULL)
+    return NULL;
+  for (size_t i = 0; i < s->nhistory; i++) {
+    const sw_state_event_t *e = &s->history[i];
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s}", "time_ms", (json_int_t)e->time_ms,
+                  "from", e->from, "to", e->to, "reason", e->reason);
+    if (o == NULL || json_array_append_new(hist, o) != 0) {
+      json_decref(hist);
+      return NULL;
+    }
+  }
+  root = json_pack("{s:i, s:s, s:s, s:I, s:I, s:o}", "format", SW_STATE_FORMAT,
+                   "live", s->live == SW_GREEN ? "green" : "blue", "phase",
+                   s->phase, "flip_time_ms", (json_int_t)s->flip_time_ms,
+                   "version", (json_int_t)s->version, "history", hist);
+  return root;
+}
+
+int sw_state_save(const char *path,
+                  const sw_state_t *s,
+                  char *err,
+                  size_t errlen) {
+  char tmp[4096], dir[4096];
+  json_t *root = to_json(s);
+  char *text;
+  int fd, rc;
+
+  if (root == NULL) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return -ENOMEM;
+  }
+  text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+  json_decref(root);
+  if (text == NULL) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return -ENOMEM;
+  }
+  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+    free(text);
+    snprintf(err, errlen, "%s: path too long", path);
+    return -ENAMETOOLONG;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    rc = -errno;
+    free(text);
+    snprintf(err, errlen, "%s: %s", tmp, strerror(-rc));
+    return rc;
+  }
+  rc = write_all(fd, text, strlen(text));
+  if (rc == 0)
+    rc = write_all(fd, "\n", 1);
+  free(text);
+  /* The data must be on disk before the rename makes it the state. */
+  if (rc == 0 && fsync(fd) != 0)
+    rc = -errno;
+  if (close(fd) != 0 && rc == 0)
+    rc = -errno;
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = -errno;
+  if (rc != 0) {
+    unlink(tmp);
+    snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    return rc;
+  }
+  /* And the rename itself must survive a crash. */
+  snprintf(dir, sizeof(dir), "%s", path);
+  fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (fsync(fd) != 0)
+      rc = -errno;
+    close(fd);
+  }
+  if (rc != 0)
+    snprintf(err, errlen, "%s: fsync of its directory: %s", path,
+             strerror(-rc));
+  return rc;
+}
+
+static int bad(const char *path, char *err, size_t errlen, const char *what) {
+  snprintf(err, errlen, "%s: corrupt state file: %s", path, what);
+  return SW_ECONFIG;
+}
+
+static int copy_text(char *dst, size_t cap, json_t *v) {
+  const char *s = json_string_value(v);
+  if (s == NULL || strlen(s) >= cap)
+    return -1;
+  memcpy(dst, s, strlen(s) + 1);
+  return 0;
+}
+
+int sw_state_load(const char *path, sw_state_t *s, char *err, size_t errlen) {
+  json_error_t je;
+  json_t *root, *v, *hist;
+  size_t max = s->max_history;
+  const char *live;
+  struct stat st;
+  int rc = 0;
+
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT)
+      return 1;
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    return SW_ECONFIG;
+  }
+  root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL) {
+    snprintf(err, errlen, "%s: corrupt state file: line %d: %s", path, je.line,
+             je.text);
+    return SW_ECONFIG;
+  }
+  memset(s, 0, sizeof(*s));
+  s->max_history = max;
+  if (!json_is_object(root))
+    rc = bad(path, err, errlen, "not a JSON object");
+  else if (json_integer_value(json_object_get(root, "format")) !=
+           SW_STATE_FORMAT)
+    rc = bad(path, err, errlen, "unknown format");
+  if (rc == 0) {
+    live = json_string_value(json_object_get(root, "live"));
+    if (live != NULL && strcmp(live, "blue") == 0)
+      s->live = SW_BLUE;
+    else if (live != NULL && strcmp(live, "green") == 0)
+      s->live = SW_GREEN;
+    else
+      rc = bad(path, err, errlen, "\"live\" is not blue or green");
+  }
+  if (rc == 0 &&
+      copy_text(s->phase, sizeof(s->phase), json_object_get(root, "phase")))
+    rc = bad(path, err, errlen, "\"phase\" missing or too long");
+  if (rc == 0) {
+    v = json_object_get(root, "flip_time_ms");
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+      rc = bad(path, err, errlen, "\"flip_time_ms\" is not a time");
+    else
+      s->flip_time_ms = (uint64_t)json_integer_value(v);
+  }
+  if (rc == 0) {
+    v = json_object_get(root, "version");
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+      rc = bad(path, err, errlen, "\"version\" is not a number");
+    else
+      s->version = (uint64_t)json_integer_value(v);
+  }
+  hist = rc == 0 ? json_object_get(root, "history") : NULL;
+  if (rc == 0 && !json_is_array(hist))
+    rc = bad(path, err, errlen, "\"history\" is not a list");
+  for (size_t i = 0; rc == 0 && i < json_array_size(hist); i++) {
+    json_t *o = json_array_get(hist, i);
+    sw_state_event_t e;
+    v = json_object_get(o, "time_ms");
+    if (!json_is_object(o) || !json_is_integer(v) ||
+        copy_text(e.from, sizeof(e.from), json_object_get(o, "from")) ||
+        copy_text(e.to, sizeof(e.to), json_object_get(o, "to")) ||
+        copy_text(e.reason, sizeof(e.reason), json_object_get(o, "reason"))) {
+      rc = bad(path, err, errlen, "a history entry is malformed");
+      break;
+    }
+    e.time_ms = (uint64_t)json_integer_value(v);
+    if (sw_state_push(s, &e) != 0) {
+      snprintf(err, errlen, "%s: out of memory", path);
+      rc = SW_ECONFIG;
+    }
+  }
+  json_decref(root);
+  if (rc != 0)
+    sw_state_free(s);
+  return rc;
+}
+
+int sw_state_push(sw_state_t *s, const sw_state_event_t *e) {
+  if (s->max_history == 0)
+    return 0;
+  if (s->history == NULL) {
+    s->history = calloc(s->max_history, sizeof(*s->history));
+    if (s->history == NULL)
+      return -ENOMEM;
+  }
+  if (s->nhistory == s->max_history) {
+    memmove(s->history, s->history + 1,
+            (s->nhistory - 1) * sizeof(*s->history));
+    s->nhistory--;
+  }
+  s->history[s->nhistory++] = *e;
+  return 0;
+}
+
+void sw_state_free(sw_state_t *s) {
+  free(s->history);
+  s->history = NULL;
+  s->nhistory = 0;
+}
