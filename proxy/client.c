@@ -330,6 +330,9 @@ static void client_continue(sw_client_t *c) {
   start_reading(c);
   client_input(c, pending, npending);
   free(pending);
+  /* The next exchange put the bytes after it back as pending. */
+  if (!(c->flags & SW_CF_CLOSING) && c->npending > SW_PENDING_MAX)
+    stop_reading(c);
   /* After the client's EOF nothing more will come: a request the pending
    * bytes did not complete never will. */
   if ((c->flags & (SW_CF_EOF | SW_CF_CLOSING | SW_CF_SHUTDOWN)) == SW_CF_EOF &&
@@ -585,13 +588,10 @@ static void client_input(sw_client_t *c, const char *data, size_t len) {
       r->state != SW_REQ_STREAMING) {
     /* An exchange is in progress: keep later bytes for when it ends. */
     char *p;
-    if (c->npending + len > SW_PENDING_MAX) {
+    /* Past the bound, stop reading: the bytes already read are kept (at
+     * most one read more than the bound), the rest waits in the kernel. */
+    if (c->npending + len > SW_PENDING_MAX)
       stop_reading(c);
-      if (c->npending + len > SW_PENDING_MAX * 2) {
-        client_error(c, 400);
-        return;
-      }
-    }
     p = realloc(c->pending, c->npending + len);
     if (p == NULL) {
       sw_client_close(c);
@@ -632,6 +632,8 @@ void sw_client_resume_body(sw_req_t *r) {
     c->npending = 0;
     client_parse(c, pending, npending);
     free(pending);
+    if (!(c->flags & SW_CF_CLOSING) && c->npending > SW_PENDING_MAX)
+      stop_reading(c);
   }
 }
 

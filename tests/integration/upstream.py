@@ -16,6 +16,8 @@ chosen by its path:
                                body_sha256, name, conn, raw_head, t_head, t_body
   /bytes/N                     N bytes of the deterministic pattern, Content-Length,
                                streamed in chunks (never held whole in memory)
+  /whole/N                     the same, head and body in one write (for small N:
+                               the body is built in memory)
   /chunked/N                   the same with Transfer-Encoding: chunked
   /close-delimited/N           the same with neither: the end is the close
   /reset-mid                   headers (Content-Length 1000000) and 100000 bytes of
@@ -35,6 +37,11 @@ chosen by its path:
                                (Connection: X-Hop, X-Hop, Keep-Alive,
                                Proxy-Connection) and X-Keep: yes
   /ws                          Upgrade: websocket -> 101, then echoes raw bytes
+  /ws-reset                    101 Switching Protocols, then RST at once
+  /early-response              200 "NAME early\n" as soon as the head is read, then
+                               reads the request body (keep-alive goes on after it)
+  /fold-after-1xx              100 Continue and, in the same write, a final 200 head
+                               with an obs-fold (continuation) header line
   /sse?n=N&interval=MS, /sse/N text/event-stream, chunked, an event every MS ms
                                (default 10 events every 100 ms); each event's data
                                carries its index and the server's send time
@@ -295,6 +302,9 @@ class Conn:
 
     # -- writing -----------------------------------------------------------
     def send_head(self, req, status, headers, close):
+        self.s.sendall(self.head_bytes(req, status, headers, close))
+
+    def head_bytes(self, req, status, headers, close):
         reason = REASONS.get(status, "Status")
         lines = ["HTTP/1.1 %d %s" % (status, reason),
                  "X-Upstream: %s" % self.srv.name,
@@ -305,7 +315,7 @@ class Conn:
             lines.append("Connection: close")
         elif req["version"] == "HTTP/1.0":
             lines.append("Connection: keep-alive")
-        self.s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def respond(self, req, status, body=b"", headers=(), close=False):
         hs = list(headers)
@@ -372,6 +382,8 @@ class Conn:
             n[0] += len(b)
             h.update(b)
 
+        if req["path"] == "/early-response":
+            return self.early_response(req, entry, sink, n, h)
         if "wait" in req["query"]:  # a slow consumer: the body waits unread
             time.sleep(int(req["query"]["wait"]) / 1000.0)
         try:
@@ -420,11 +432,16 @@ class Conn:
             time.sleep(int(parts[1]) / 1000.0)
             self.respond(req, 200, ("%s\n" % srv.name).encode(),
                          [("Content-Type", "text/plain")], close)
-        elif parts[0] in ("bytes", "chunked", "close-delimited") and len(parts) == 2:
+        elif parts[0] in ("bytes", "whole", "chunked", "close-delimited") and len(parts) == 2:
             total = int(parts[1])
             chunk = int(q.get("chunk", CHUNK))
             head_only = req["method"] == "HEAD"
-            if parts[0] == "bytes":
+            if parts[0] == "whole":
+                head = self.head_bytes(req, 200, [
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", str(total))], close)
+                self.s.sendall(head + (b"" if head_only else pattern_bytes(total)))
+            elif parts[0] == "bytes":
                 self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
                                           ("Content-Length", str(total))], close)
                 if not head_only:
@@ -514,6 +531,18 @@ class Conn:
                                       ("X-Keep", "yes"),
                                       ("Content-Length", "4")], close)
             self.s.sendall(b"hop\n")
+        elif path == "/ws-reset":
+            answered = False
+            self.s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           b"Connection: Upgrade\r\n\r\n")
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+            keep = False
+        elif path == "/fold-after-1xx":
+            self.s.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"
+                           b"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\n"
+                           b"Content-Length: 3\r\nConnection: close\r\n\r\nok\n")
+            keep = False
         elif path == "/ws":
             up = (req_header(req, "upgrade") or "").lower()
             if up != "websocket":
@@ -565,6 +594,27 @@ class Conn:
         if args.close_after is not None and self.nresp >= args.close_after:
             return False
         return keep
+
+    def early_response(self, req, entry, sink, n, h):
+        """/early-response: the answer goes out before the body is read, as
+        an application that rejects an upload by its head would do."""
+        srv = self.srv
+        close = not req["keepalive"] or srv.args.serial
+        self.respond(req, 200, ("%s early\n" % srv.name).encode(),
+                     [("Content-Type", "text/plain")], close)
+        entry["status"] = 200
+        entry["t_done"] = time.time()
+        with srv.lock:
+            srv.responses += 1
+        self.nresp += 1
+        try:
+            entry["framing"] = self.read_body(req["headers"], sink)
+        except ValueError:
+            raise BadRequest("bad framing")
+        entry["body_len"] = n[0]
+        entry["body_sha256"] = h.hexdigest()
+        entry["t_body"] = time.time()
+        return not close
 
 
 def req_header(req, name):
