@@ -4,8 +4,9 @@
  * file can be rejected while the old config keeps running.
  *
  * Syntax: a section keyword at the start of a line opens a section
- * (`global`, `client`, `listen`, `upstream blue`, `upstream green`); each
- * following line is one directive and its arguments; `#` starts a comment.
+ * (`global`, `client`, `listen`, `upstream blue`, `upstream green`,
+ * `database`, `cutover`, `admin`); each following line is one directive and
+ * its arguments; `#` starts a comment.
  * Durations take `ms`, `s`, `m` or `h` (a bare number is seconds); sizes take
  * `k`, `m` or `g` (binary multiples; a bare number is bytes). Every error
  * reads `FILE:LINE: message`, naming the directive. */
@@ -33,6 +34,40 @@ typedef struct sw_server_conf_s {
   int line;                     /* where it was configured */
 } sw_server_conf_t;
 
+/* Longest health_path, health_host and health_body accepted: a config that
+ * passes `switchd -t` must not be refused when the checks start. */
+#define SW_CONFIG_HEALTH_PATH_MAX 2048
+#define SW_CONFIG_HEALTH_HOST_MAX 255
+#define SW_CONFIG_HEALTH_BODY_MAX 1024
+
+/* Active health checks of one colour's servers (the health_* directives of
+ * its upstream section): an HTTP GET of `path` on every server, all the time,
+ * standby colour included. */
+typedef struct sw_health_conf_s {
+  char *path;                 /* health_path; default "/health/detailed/" */
+  char *host;                 /* health_host; NULL: the server's address */
+  int status_min, status_max; /* health_status; default 200..299 */
+  char *body;                 /* health_body substring; NULL: not checked */
+  uint64_t interval_ms;       /* health_interval; default 2 s */
+  uint64_t timeout_ms;        /* health_timeout; default 1 s, < interval */
+  unsigned rise, fall;        /* health_rise, health_fall; default 3, 3 */
+  int enabled;                /* health on|off; default on */
+} sw_health_conf_t;
+
+typedef enum sw_require_kind_e {
+  SW_REQUIRE_MIGRATION = 0, /* require_migration APP NAME: django_migrations */
+  SW_REQUIRE_COLUMN,        /* require_column TABLE COLUMN: it exists */
+  SW_REQUIRE_QUERY,         /* require_query "SQL": it returns true */
+} sw_require_kind_t;
+
+/* One thing a colour's code needs from the database schema. */
+typedef struct sw_require_s {
+  sw_require_kind_t kind;
+  char *a;  /* app, table (may be schema-qualified) or the SQL */
+  char *b;  /* migration name, column, or NULL for a query */
+  int line; /* where it was configured */
+} sw_require_t;
+
 /* An `upstream blue` or `upstream green` section. */
 typedef struct sw_upstream_conf_s {
   sw_server_conf_t *servers; /* round robin inside the colour */
@@ -42,6 +77,9 @@ typedef struct sw_upstream_conf_s {
   uint64_t idle_timeout_ms;     /* pooled idle connection; default 1 s */
   unsigned max_idle;            /* idle pooled connections per server; 64 */
   int line;                     /* line of the section keyword, 0 if absent */
+  sw_health_conf_t health;
+  sw_require_t *requires; /* in file order; checked by the verifier */
+  size_t nrequires;
 } sw_upstream_conf_t;
 
 /* A `trusted_proxy ADDR[/PREFIX]` entry. */
@@ -57,6 +95,38 @@ typedef struct sw_bind_conf_s {
   char name[64];
   int line;
 } sw_bind_conf_t;
+
+/* The `database` section: how the verifier reaches PostgreSQL. */
+typedef struct sw_database_conf_s {
+  char *dsn; /* libpq connection string or URI; NULL when absent */
+  uint64_t connect_timeout_ms;   /* default 5 s */
+  uint64_t statement_timeout_ms; /* default 5 s; at most INT32_MAX ms */
+  uint64_t lock_timeout_ms;      /* default 1 s; at most INT32_MAX ms */
+  int line;                      /* line of the section keyword, 0 if absent */
+} sw_database_conf_t;
+
+/* The `cutover` section. */
+typedef struct sw_cutover_conf_s {
+  uint64_t gate_timeout_ms;  /* gating deadline, then aborted; default 10 min */
+  uint64_t drain_timeout_ms; /* old colour's in-flight requests; default 30 s */
+  char *state_file;          /* NULL: no persistence */
+  unsigned history;          /* past transitions kept; default 50 */
+} sw_cutover_conf_t;
+
+/* The admin API's default Unix socket, for switchd and switchctl alike. */
+#define SW_CONFIG_ADMIN_SOCKET "/run/switchd/admin.sock"
+
+/* The `admin` section. Root and the uid switchd runs as may always use the
+ * socket; allow_uids adds others. */
+typedef struct sw_admin_conf_s {
+  char *socket;         /* default SW_CONFIG_ADMIN_SOCKET; NULL: `socket off` */
+  unsigned *allow_uids; /* allow_uid lines, in file order */
+  size_t nallow_uids;
+  int has_bind;        /* a TCP listener is configured in `bind` */
+  sw_bind_conf_t bind; /* numeric HOST:PORT as for listen binds */
+  char *token_file;    /* bearer token for TCP mutations; NULL when absent */
+  int metrics_open;    /* GET /metrics over TCP needs no token; default no */
+} sw_admin_conf_t;
 
 typedef struct sw_config_s {
   char *file; /* path it was read from */
@@ -91,6 +161,10 @@ typedef struct sw_config_s {
   uint64_t response_buffer; /* default 1 MiB */
 
   sw_upstream_conf_t upstream[SW_COLOURS];
+
+  sw_database_conf_t database;
+  sw_cutover_conf_t cutover;
+  sw_admin_conf_t admin;
 } sw_config_t;
 
 /* Parses `len` bytes of `text` named `file` (for messages). On success stores

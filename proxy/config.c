@@ -13,14 +13,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-/* No directive takes more than one argument; a few more slots let the
+/* No directive takes more than two arguments; a few more slots let the
  * "expected 1 argument, got N" message count what was written. */
 #define SW_CONF_MAX_ARGS 8
 
@@ -36,18 +38,28 @@ typedef enum sw_section_e {
   SW_SECTION_CLIENT,
   SW_SECTION_LISTEN,
   SW_SECTION_UPSTREAM,
+  SW_SECTION_DATABASE,
+  SW_SECTION_CUTOVER,
+  SW_SECTION_ADMIN,
 } sw_section_t;
 
 typedef struct sw_parser_s sw_parser_t;
 typedef struct sw_directive_s sw_directive_t;
 
-/* A directive handler gets its one argument and a pointer to the field it
- * sets: the table's offset applied to the section's struct (sw_config_t, or
- * the sw_upstream_conf_t of the open colour). */
+/* A directive handler gets its argument (arg2 is the second one of a
+ * SW_DIR_PAIR directive, NULL otherwise) and a pointer to the field it sets:
+ * the table's offset applied to the section's struct (sw_config_t, the
+ * sw_upstream_conf_t of the open colour, or the database, cutover or admin
+ * struct inside sw_config_t). */
 typedef int sw_directive_fn(sw_parser_t *p,
                             const sw_directive_t *d,
                             void *field,
-                            const char *arg);
+                            const char *arg,
+                            const char *arg2);
+
+/* Directive flags. */
+#define SW_DIR_LIST 0x1u /* repeatable: each line adds to a list */
+#define SW_DIR_PAIR 0x2u /* takes two arguments instead of one */
 
 struct sw_directive_s {
   sw_section_t section;
@@ -55,24 +67,41 @@ struct sw_directive_s {
   sw_directive_fn *handler;
   size_t offset;  /* of the field inside the section's struct */
   uint64_t min;   /* smallest number accepted by numeric handlers */
-  int repeatable; /* bind, server, trusted_proxy: a list, not a value */
+  unsigned flags; /* SW_DIR_* */
 };
 
 static sw_directive_fn set_live, set_error_log, set_log_level, set_path;
 static sw_directive_fn set_duration, set_size, set_count;
 static sw_directive_fn set_unsigned, add_bind, add_trusted, add_server;
 static sw_directive_fn set_buffer, set_head_size;
+static sw_directive_fn set_health_path, set_health_host, set_health_status;
+static sw_directive_fn set_health_body, set_on_off, set_yes_no;
+static sw_directive_fn add_require_migration, add_require_column;
+static sw_directive_fn add_require_query, set_dsn, set_pg_duration;
+static sw_directive_fn set_history, set_admin_socket, add_allow_uid;
+static sw_directive_fn set_admin_bind;
 
 /* Bounds that keep sizes within what the data path represents: head
  * offsets are 32-bit and a single buffer is written with one uv_buf_t. */
 #define SW_MAX_BUFFER ((uint64_t)1 << 30)
 #define SW_MAX_HEAD_SIZE ((uint64_t)1 << 20)
 
+/* PostgreSQL's statement_timeout and lock_timeout are int milliseconds: a
+ * larger value would only fail at the first verification. */
+#define SW_MAX_PG_TIMEOUT ((uint64_t)INT32_MAX)
+
+/* The state file is rewritten whole at every transition; a bound on the
+ * history keeps that write small. */
+#define SW_MAX_HISTORY 10000
+
 #define SW_CFG(f) offsetof(sw_config_t, f)
 #define SW_UPS(f) offsetof(sw_upstream_conf_t, f)
+#define SW_DB(f) offsetof(sw_database_conf_t, f)
+#define SW_CUT(f) offsetof(sw_cutover_conf_t, f)
+#define SW_ADM(f) offsetof(sw_admin_conf_t, f)
 
 /* Every directive the parser accepts. A name may appear in several sections
- * (idle_timeout); the lookup is by section and name. */
+ * (idle_timeout, bind); the lookup is by section and name. */
 static const sw_directive_t sw_directives[] = {
     {SW_SECTION_GLOBAL, "live", set_live, SW_CFG(live), 0, 0},
     {SW_SECTION_GLOBAL, "error_log", set_error_log, SW_CFG(error_log), 0, 0},
@@ -83,9 +112,9 @@ static const sw_directive_t sw_directives[] = {
      SW_CFG(shutdown_timeout_ms), 1, 0},
     {SW_SECTION_GLOBAL, "buffer_budget", set_size, SW_CFG(buffer_budget), 1, 0},
 
-    {SW_SECTION_LISTEN, "bind", add_bind, 0, 0, 1},
+    {SW_SECTION_LISTEN, "bind", add_bind, 0, 0, SW_DIR_LIST},
 
-    {SW_SECTION_CLIENT, "trusted_proxy", add_trusted, 0, 0, 1},
+    {SW_SECTION_CLIENT, "trusted_proxy", add_trusted, 0, 0, SW_DIR_LIST},
     {SW_SECTION_CLIENT, "header_timeout", set_duration,
      SW_CFG(header_timeout_ms), 1, 0},
     {SW_SECTION_CLIENT, "idle_timeout", set_duration, SW_CFG(idle_timeout_ms),
@@ -109,7 +138,7 @@ static const sw_directive_t sw_directives[] = {
     {SW_SECTION_CLIENT, "response_buffer", set_buffer, SW_CFG(response_buffer),
      1, 0},
 
-    {SW_SECTION_UPSTREAM, "server", add_server, 0, 0, 1},
+    {SW_SECTION_UPSTREAM, "server", add_server, 0, 0, SW_DIR_LIST},
     {SW_SECTION_UPSTREAM, "connect_timeout", set_duration,
      SW_UPS(connect_timeout_ms), 1, 0},
     {SW_SECTION_UPSTREAM, "response_timeout", set_duration,
@@ -118,6 +147,53 @@ static const sw_directive_t sw_directives[] = {
      1, 0},
     /* 0 is allowed: it disables pooling for that colour. */
     {SW_SECTION_UPSTREAM, "max_idle", set_unsigned, SW_UPS(max_idle), 0, 0},
+    {SW_SECTION_UPSTREAM, "health", set_on_off, SW_UPS(health.enabled), 0, 0},
+    {SW_SECTION_UPSTREAM, "health_path", set_health_path, SW_UPS(health.path),
+     0, 0},
+    {SW_SECTION_UPSTREAM, "health_host", set_health_host, SW_UPS(health.host),
+     0, 0},
+    /* Sets status_min and status_max, so it gets the whole health struct. */
+    {SW_SECTION_UPSTREAM, "health_status", set_health_status, SW_UPS(health), 0,
+     0},
+    {SW_SECTION_UPSTREAM, "health_body", set_health_body, SW_UPS(health.body),
+     0, 0},
+    {SW_SECTION_UPSTREAM, "health_interval", set_duration,
+     SW_UPS(health.interval_ms), 1, 0},
+    {SW_SECTION_UPSTREAM, "health_timeout", set_duration,
+     SW_UPS(health.timeout_ms), 1, 0},
+    {SW_SECTION_UPSTREAM, "health_rise", set_unsigned, SW_UPS(health.rise), 1,
+     0},
+    {SW_SECTION_UPSTREAM, "health_fall", set_unsigned, SW_UPS(health.fall), 1,
+     0},
+    {SW_SECTION_UPSTREAM, "require_migration", add_require_migration, 0, 0,
+     SW_DIR_LIST | SW_DIR_PAIR},
+    {SW_SECTION_UPSTREAM, "require_column", add_require_column, 0, 0,
+     SW_DIR_LIST | SW_DIR_PAIR},
+    {SW_SECTION_UPSTREAM, "require_query", add_require_query, 0, 0,
+     SW_DIR_LIST},
+
+    {SW_SECTION_DATABASE, "dsn", set_dsn, SW_DB(dsn), 0, 0},
+    {SW_SECTION_DATABASE, "connect_timeout", set_duration,
+     SW_DB(connect_timeout_ms), 1, 0},
+    {SW_SECTION_DATABASE, "statement_timeout", set_pg_duration,
+     SW_DB(statement_timeout_ms), 1, 0},
+    {SW_SECTION_DATABASE, "lock_timeout", set_pg_duration,
+     SW_DB(lock_timeout_ms), 1, 0},
+
+    {SW_SECTION_CUTOVER, "gate_timeout", set_duration, SW_CUT(gate_timeout_ms),
+     1, 0},
+    {SW_SECTION_CUTOVER, "drain_timeout", set_duration,
+     SW_CUT(drain_timeout_ms), 1, 0},
+    {SW_SECTION_CUTOVER, "state_file", set_path, SW_CUT(state_file), 0, 0},
+    /* 0 keeps no past transitions: status shows only the current one. */
+    {SW_SECTION_CUTOVER, "history", set_history, SW_CUT(history), 0, 0},
+
+    {SW_SECTION_ADMIN, "socket", set_admin_socket, SW_ADM(socket), 0, 0},
+    {SW_SECTION_ADMIN, "allow_uid", add_allow_uid, 0, 0, SW_DIR_LIST},
+    /* At most one TCP listener: it is an operator's door, not a service. */
+    {SW_SECTION_ADMIN, "bind", set_admin_bind, 0, 0, 0},
+    {SW_SECTION_ADMIN, "token_file", set_path, SW_ADM(token_file), 0, 0},
+    {SW_SECTION_ADMIN, "metrics_open", set_yes_no, SW_ADM(metrics_open), 0, 0},
 };
 
 #define SW_NDIRECTIVES (sizeof(sw_directives) / sizeof(sw_directives[0]))
@@ -177,6 +253,12 @@ static const char *section_name(sw_section_t s, sw_colour_t colour) {
       return "listen";
     case SW_SECTION_UPSTREAM:
       return colour == SW_BLUE ? "upstream blue" : "upstream green";
+    case SW_SECTION_DATABASE:
+      return "database";
+    case SW_SECTION_CUTOVER:
+      return "cutover";
+    case SW_SECTION_ADMIN:
+      return "admin";
     case SW_SECTION_NONE:
       break;
   }
@@ -363,7 +445,8 @@ static void *grow(void **array, size_t *n, size_t size) {
 static int set_live(sw_parser_t *p,
                     const sw_directive_t *d,
                     void *field,
-                    const char *arg) {
+                    const char *arg,
+                    const char *arg2) {
   sw_colour_t *live = field;
 
   if (strcmp(arg, "blue") == 0)
@@ -388,7 +471,8 @@ static int replace_string(sw_parser_t *p, char **field, const char *arg) {
 static int set_path(sw_parser_t *p,
                     const sw_directive_t *d,
                     void *field,
-                    const char *arg) {
+                    const char *arg,
+                    const char *arg2) {
   if (*arg == '\0')
     return bad_value(p, d, "empty path", arg);
   return replace_string(p, field, arg);
@@ -399,17 +483,19 @@ static int set_path(sw_parser_t *p,
 static int set_error_log(sw_parser_t *p,
                          const sw_directive_t *d,
                          void *field,
-                         const char *arg) {
+                         const char *arg,
+                         const char *arg2) {
   if (strcmp(arg, "off") == 0)
     return bad_value(p, d, "cannot be turned off (use a path or stderr), got",
                      arg);
-  return set_path(p, d, field, arg);
+  return set_path(p, d, field, arg, NULL);
 }
 
 static int set_log_level(sw_parser_t *p,
                          const sw_directive_t *d,
                          void *field,
-                         const char *arg) {
+                         const char *arg,
+                         const char *arg2) {
   /* In the order of sw_log_level_t, so the index is the level. */
   static const char *const names[] = {"debug", "info", "warn", "error"};
   sw_log_level_t *level = field;
@@ -427,7 +513,8 @@ static int set_log_level(sw_parser_t *p,
 static int set_duration(sw_parser_t *p,
                         const sw_directive_t *d,
                         void *field,
-                        const char *arg) {
+                        const char *arg,
+                        const char *arg2) {
   uint64_t v = 0;
   int rc = parse_duration(arg, &v);
 
@@ -440,7 +527,8 @@ static int set_duration(sw_parser_t *p,
 static int set_size(sw_parser_t *p,
                     const sw_directive_t *d,
                     void *field,
-                    const char *arg) {
+                    const char *arg,
+                    const char *arg2) {
   uint64_t v = 0;
   int rc = parse_size(arg, &v);
 
@@ -453,7 +541,8 @@ static int set_size(sw_parser_t *p,
 static int set_buffer(sw_parser_t *p,
                       const sw_directive_t *d,
                       void *field,
-                      const char *arg) {
+                      const char *arg,
+                      const char *arg2) {
   uint64_t v = 0;
   int rc = parse_size(arg, &v);
 
@@ -466,7 +555,8 @@ static int set_buffer(sw_parser_t *p,
 static int set_head_size(sw_parser_t *p,
                          const sw_directive_t *d,
                          void *field,
-                         const char *arg) {
+                         const char *arg,
+                         const char *arg2) {
   uint64_t v = 0;
   int rc = parse_size(arg, &v);
 
@@ -479,7 +569,8 @@ static int set_head_size(sw_parser_t *p,
 static int set_count(sw_parser_t *p,
                      const sw_directive_t *d,
                      void *field,
-                     const char *arg) {
+                     const char *arg,
+                     const char *arg2) {
   uint64_t v = 0;
   int rc = parse_count(arg, &v);
 
@@ -492,7 +583,8 @@ static int set_count(sw_parser_t *p,
 static int set_unsigned(sw_parser_t *p,
                         const sw_directive_t *d,
                         void *field,
-                        const char *arg) {
+                        const char *arg,
+                        const char *arg2) {
   uint64_t v = 0;
   int rc = parse_count(arg, &v);
 
@@ -505,7 +597,8 @@ static int set_unsigned(sw_parser_t *p,
 static int add_bind(sw_parser_t *p,
                     const sw_directive_t *d,
                     void *field,
-                    const char *arg) {
+                    const char *arg,
+                    const char *arg2) {
   sw_config_t *cfg = field;
   sw_bind_conf_t b, *slot;
   size_t i;
@@ -536,7 +629,8 @@ static int add_bind(sw_parser_t *p,
 static int add_server(sw_parser_t *p,
                       const sw_directive_t *d,
                       void *field,
-                      const char *arg) {
+                      const char *arg,
+                      const char *arg2) {
   sw_upstream_conf_t *up = field;
   sw_server_conf_t s, *slot;
 
@@ -568,7 +662,8 @@ static void mask_host_bits(unsigned char *addr, int prefix, int bytes) {
 static int add_trusted(sw_parser_t *p,
                        const sw_directive_t *d,
                        void *field,
-                       const char *arg) {
+                       const char *arg,
+                       const char *arg2) {
   sw_config_t *cfg = field;
   char host[INET6_ADDRSTRLEN];
   const char *slash = strchr(arg, '/');
@@ -602,6 +697,341 @@ static int add_trusted(sw_parser_t *p,
   if (slot == NULL)
     return out_of_memory(p);
   *slot = c;
+  return 0;
+}
+
+/* The value is not quoted back: it would fill the message. */
+static int too_long(sw_parser_t *p, const sw_directive_t *d, size_t max) {
+  return conf_error(p, p->line, "%s: longer than %zu bytes", d->name, max);
+}
+
+/* A byte that may not appear in a request line or a header value we write:
+ * controls, space, DEL and anything outside ASCII. */
+static int is_unsafe_byte(char c) {
+  unsigned char u = (unsigned char)c;
+  return u <= 0x20 || u >= 0x7f;
+}
+
+/* The path goes into the health check's request line as written, so it must
+ * be an origin-form target: a '/' and no byte that would split the line. A
+ * fragment is never sent on the wire, so '#' is refused as a likely typo. */
+static int set_health_path(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  const char *c;
+
+  if (arg[0] != '/')
+    return bad_value(p, d, "must start with '/', got", arg);
+  if (strlen(arg) > SW_CONFIG_HEALTH_PATH_MAX)
+    return too_long(p, d, SW_CONFIG_HEALTH_PATH_MAX);
+  for (c = arg; *c != '\0'; c++) {
+    if (is_unsafe_byte(*c) || *c == '#')
+      return bad_value(p, d, "invalid character in path", arg);
+  }
+  return replace_string(p, field, arg);
+}
+
+/* A Host header value: a name or address with an optional port. Anything
+ * that could end the header or smuggle a second one is refused. */
+static int set_health_host(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  const char *c;
+
+  if (*arg == '\0')
+    return bad_value(p, d, "empty host", arg);
+  if (strlen(arg) > SW_CONFIG_HEALTH_HOST_MAX)
+    return too_long(p, d, SW_CONFIG_HEALTH_HOST_MAX);
+  for (c = arg; *c != '\0'; c++) {
+    if (is_unsafe_byte(*c) || strchr("/?#@\\\"", *c) != NULL)
+      return bad_value(p, d, "invalid host", arg);
+  }
+  return replace_string(p, field, arg);
+}
+
+/* "200", "200-299" or "2xx" into an inclusive range. Only the syntax is
+ * checked here; the caller checks the range. */
+static int parse_status_range(const char *s, int *lo, int *hi) {
+  uint64_t a, b;
+  const char *end;
+
+  if (s[0] >= '1' && s[0] <= '9' && (s[1] == 'x' || s[1] == 'X') &&
+      (s[2] == 'x' || s[2] == 'X') && s[3] == '\0') {
+    *lo = (s[0] - '0') * 100;
+    *hi = *lo + 99;
+    return 0;
+  }
+  if (parse_digits(s, &a, &end) != 0)
+    return -EINVAL;
+  b = a;
+  if (*end == '-' && parse_digits(end + 1, &b, &end) != 0)
+    return -EINVAL;
+  if (*end != '\0')
+    return -EINVAL;
+  if (a > 999 || b > 999)
+    return -ERANGE;
+  *lo = (int)a;
+  *hi = (int)b;
+  return 0;
+}
+
+static int set_health_status(sw_parser_t *p,
+                             const sw_directive_t *d,
+                             void *field,
+                             const char *arg,
+                             const char *arg2) {
+  sw_health_conf_t *h = field;
+  int lo, hi;
+
+  if (parse_status_range(arg, &lo, &hi) != 0)
+    return bad_value(p, d,
+                     "expected a status (200), a range (200-299) or a class "
+                     "(2xx), got",
+                     arg);
+  /* 1xx is never a final status, so a check could not end on one. */
+  if (lo < 200 || hi > 599)
+    return bad_value(p, d, "statuses must be from 200 to 599, got", arg);
+  if (lo > hi)
+    return bad_value(p, d, "empty range", arg);
+  /* Redirects are failures and are never followed: a health page that
+   * redirects (to a login page, to add a slash) is not the page configured.
+   * A range that let a 3xx pass would hide exactly that, so it is refused
+   * here rather than left to the checker. */
+  if (lo <= 399 && hi >= 300)
+    return bad_value(p, d, "redirects (3xx) always fail a check, got", arg);
+  h->status_min = lo;
+  h->status_max = hi;
+  return 0;
+}
+
+/* The body substring is matched, never sent, so any byte is fine; only its
+ * length is bounded, by what the checker keeps to match against. */
+static int set_health_body(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  if (*arg == '\0')
+    return bad_value(p, d, "empty value", arg);
+  if (strlen(arg) > SW_CONFIG_HEALTH_BODY_MAX)
+    return too_long(p, d, SW_CONFIG_HEALTH_BODY_MAX);
+  return replace_string(p, field, arg);
+}
+
+static int set_on_off(sw_parser_t *p,
+                      const sw_directive_t *d,
+                      void *field,
+                      const char *arg,
+                      const char *arg2) {
+  if (strcmp(arg, "on") == 0)
+    *(int *)field = 1;
+  else if (strcmp(arg, "off") == 0)
+    *(int *)field = 0;
+  else
+    return bad_value(p, d, "expected on or off, got", arg);
+  return 0;
+}
+
+static int set_yes_no(sw_parser_t *p,
+                      const sw_directive_t *d,
+                      void *field,
+                      const char *arg,
+                      const char *arg2) {
+  if (strcmp(arg, "yes") == 0)
+    *(int *)field = 1;
+  else if (strcmp(arg, "no") == 0)
+    *(int *)field = 0;
+  else
+    return bad_value(p, d, "expected yes or no, got", arg);
+  return 0;
+}
+
+/* Appends one requirement to the open colour's list, in file order. */
+static int add_require(sw_parser_t *p,
+                       const sw_directive_t *d,
+                       sw_upstream_conf_t *up,
+                       sw_require_kind_t kind,
+                       const char *a,
+                       const char *b) {
+  sw_require_t r, *slot;
+
+  if (*a == '\0')
+    return bad_value(p, d, "empty value", a);
+  if (b != NULL && *b == '\0')
+    return bad_value(p, d, "empty value", b);
+  memset(&r, 0, sizeof(r));
+  r.kind = kind;
+  r.line = p->line;
+  r.a = strdup(a);
+  r.b = b != NULL ? strdup(b) : NULL;
+  if (r.a == NULL || (b != NULL && r.b == NULL)) {
+    free(r.a);
+    free(r.b);
+    return out_of_memory(p);
+  }
+  slot = grow((void **)&up->requires, &up->nrequires, sizeof(*slot));
+  if (slot == NULL) {
+    free(r.a);
+    free(r.b);
+    return out_of_memory(p);
+  }
+  *slot = r;
+  return 0;
+}
+
+static int add_require_migration(sw_parser_t *p,
+                                 const sw_directive_t *d,
+                                 void *field,
+                                 const char *arg,
+                                 const char *arg2) {
+  return add_require(p, d, field, SW_REQUIRE_MIGRATION, arg, arg2);
+}
+
+/* The table may be schema-qualified ("billing.invoice"): the verifier
+ * resolves it with to_regclass, which takes the same spelling as SQL. */
+static int add_require_column(sw_parser_t *p,
+                              const sw_directive_t *d,
+                              void *field,
+                              const char *arg,
+                              const char *arg2) {
+  return add_require(p, d, field, SW_REQUIRE_COLUMN, arg, arg2);
+}
+
+static int add_require_query(sw_parser_t *p,
+                             const sw_directive_t *d,
+                             void *field,
+                             const char *arg,
+                             const char *arg2) {
+  return add_require(p, d, field, SW_REQUIRE_QUERY, arg, NULL);
+}
+
+/* libpq's own parser checks the syntax now, so a typo is found by
+ * `switchd -t` rather than at the first cutover. It only parses: no
+ * environment, service file or network is consulted. The string is never
+ * quoted back, because it may hold a password. */
+static int set_dsn(sw_parser_t *p,
+                   const sw_directive_t *d,
+                   void *field,
+                   const char *arg,
+                   const char *arg2) {
+  PQconninfoOption *opts;
+  char *msg = NULL;
+  size_t len;
+  int rc;
+
+  if (*arg == '\0')
+    return conf_error(p, p->line, "dsn: empty connection string");
+  opts = PQconninfoParse(arg, &msg);
+  if (opts == NULL) {
+    if (msg == NULL)
+      return out_of_memory(p);
+    /* libpq ends its messages with a newline. */
+    len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+      msg[--len] = '\0';
+    rc = conf_error(p, p->line, "dsn: invalid connection string: %s", msg);
+    PQfreemem(msg);
+    return rc;
+  }
+  PQconninfoFree(opts);
+  return replace_string(p, field, arg);
+}
+
+static int set_pg_duration(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  uint64_t v = 0;
+  int rc = parse_duration(arg, &v);
+
+  rc = check_range(p, d, "invalid duration", arg, rc, v, SW_MAX_PG_TIMEOUT);
+  if (rc == 0)
+    *(uint64_t *)field = v;
+  return rc;
+}
+
+static int set_history(sw_parser_t *p,
+                       const sw_directive_t *d,
+                       void *field,
+                       const char *arg,
+                       const char *arg2) {
+  uint64_t v = 0;
+  int rc = parse_count(arg, &v);
+
+  rc = check_range(p, d, "invalid number", arg, rc, v, SW_MAX_HISTORY);
+  if (rc == 0)
+    *(unsigned *)field = (unsigned)v;
+  return rc;
+}
+
+/* "off" turns the socket off (NULL). A path longer than sun_path would only
+ * fail at bind(), after the old socket was gone, so it is refused here. */
+static int set_admin_socket(sw_parser_t *p,
+                            const sw_directive_t *d,
+                            void *field,
+                            const char *arg,
+                            const char *arg2) {
+  char **socket_path = field;
+  size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
+
+  if (strcmp(arg, "off") == 0) {
+    free(*socket_path);
+    *socket_path = NULL;
+    return 0;
+  }
+  if (*arg == '\0')
+    return bad_value(p, d, "empty path", arg);
+  if (strlen(arg) > max)
+    return conf_error(p, p->line, "%s: path longer than %zu bytes '%s'",
+                      d->name, max, arg);
+  return replace_string(p, field, arg);
+}
+
+/* Numeric only: looking a name up would make parsing depend on NSS (LDAP,
+ * a slow directory) and a reload on its mood. (uid_t)-1 is no one. */
+static int add_allow_uid(sw_parser_t *p,
+                         const sw_directive_t *d,
+                         void *field,
+                         const char *arg,
+                         const char *arg2) {
+  sw_admin_conf_t *admin = field;
+  unsigned *slot;
+  uint64_t v = 0;
+  int rc = parse_count(arg, &v);
+
+  rc = check_range(p, d, "expected a numeric uid, got", arg, rc, v,
+                   (uint64_t)UINT32_MAX - 1);
+  if (rc != 0)
+    return rc;
+  slot = grow((void **)&admin->allow_uids, &admin->nallow_uids, sizeof(*slot));
+  if (slot == NULL)
+    return out_of_memory(p);
+  *slot = (unsigned)v;
+  return 0;
+}
+
+static int set_admin_bind(sw_parser_t *p,
+                          const sw_directive_t *d,
+                          void *field,
+                          const char *arg,
+                          const char *arg2) {
+  sw_admin_conf_t *admin = field;
+  sw_bind_conf_t b;
+
+  memset(&b, 0, sizeof(b));
+  if (parse_hostport(arg, 1, &b.addr, b.name, sizeof(b.name)) != 0)
+    return bad_value(p, d,
+                     "invalid address (expected IP:PORT, [IPv6]:PORT"
+                     " or *:PORT)",
+                     arg);
+  b.line = p->line;
+  admin->bind = b;
+  admin->has_bind = 1;
   return 0;
 }
 
@@ -681,6 +1111,15 @@ static int open_section(sw_parser_t *p,
     if (argc != 1)
       return conf_error(p, p->line, "%s: expected no arguments, got %d",
                         argv[0], argc - 1);
+    /* Two database sections would read as two databases; the verifier
+     * checks one. */
+    if (section == SW_SECTION_DATABASE) {
+      if (p->cfg->database.line != 0)
+        return conf_error(p, p->line,
+                          "duplicate section 'database' (first at line %d)",
+                          p->cfg->database.line);
+      p->cfg->database.line = p->line;
+    }
     p->section = section;
     return 0;
   }
@@ -709,11 +1148,54 @@ static int open_section(sw_parser_t *p,
   return 0;
 }
 
+/* Where a directive's fields live for the open section. */
+static char *section_base(sw_parser_t *p, sw_section_t section) {
+  switch (section) {
+    case SW_SECTION_UPSTREAM:
+      return (char *)&p->cfg->upstream[p->colour];
+    case SW_SECTION_DATABASE:
+      return (char *)&p->cfg->database;
+    case SW_SECTION_CUTOVER:
+      return (char *)&p->cfg->cutover;
+    case SW_SECTION_ADMIN:
+      return (char *)&p->cfg->admin;
+    case SW_SECTION_NONE:
+    case SW_SECTION_GLOBAL:
+    case SW_SECTION_CLIENT:
+    case SW_SECTION_LISTEN:
+      break;
+  }
+  return (char *)p->cfg;
+}
+
+/* "'listen'" or "'listen' or 'admin'": every section that has a directive
+ * of this name, in table order, for the wrong-section hint. */
+static void sections_with(const char *name, char *out, size_t outlen) {
+  const char *found[SW_NDIRECTIVES];
+  size_t n = 0, i, j, len = 0;
+
+  for (i = 0; i < SW_NDIRECTIVES; i++) {
+    const sw_directive_t *d = &sw_directives[i];
+    if (strcmp(d->name, name) == 0)
+      found[n++] = d->section == SW_SECTION_UPSTREAM
+                       ? "upstream"
+                       : section_name(d->section, SW_BLUE);
+  }
+  out[0] = '\0';
+  for (j = 0; j < n && len < outlen; j++) {
+    const char *sep = j == 0 ? "" : j + 1 == n ? " or " : ", ";
+    int w = snprintf(out + len, outlen - len, "%s'%s'", sep, found[j]);
+    if (w < 0)
+      break;
+    len += (size_t)w;
+  }
+}
+
 static int parse_directive(sw_parser_t *p, char **argv, int argc) {
   const sw_directive_t *d = NULL;
   const sw_directive_t *elsewhere;
-  char *base;
-  int slot, *seen;
+  char where[128];
+  int slot, *seen, nargs;
 
   if (p->section != SW_SECTION_NONE)
     d = find_directive(p->section, argv[0]);
@@ -728,34 +1210,31 @@ static int parse_directive(sw_parser_t *p, char **argv, int argc) {
       return conf_error(p, p->line, "unknown section keyword '%s'", argv[0]);
     /* A directive in the wrong section is the likeliest typo of all; the
      * hint saves a trip to the documentation. */
-    if (elsewhere != NULL)
+    if (elsewhere != NULL) {
+      sections_with(argv[0], where, sizeof(where));
       return conf_error(p, p->line,
                         "unknown directive '%s' in section '%s' (it belongs "
-                        "in section '%s')",
-                        argv[0], section_name(p->section, p->colour),
-                        elsewhere->section == SW_SECTION_UPSTREAM
-                            ? "upstream"
-                            : section_name(elsewhere->section, SW_BLUE));
+                        "in section %s)",
+                        argv[0], section_name(p->section, p->colour), where);
+    }
     return conf_error(p, p->line, "unknown directive '%s' in section '%s'",
                       argv[0], section_name(p->section, p->colour));
   }
-  if (argc != 2)
-    return conf_error(p, p->line, "%s: expected 1 argument, got %d", d->name,
-                      argc - 1);
+  nargs = (d->flags & SW_DIR_PAIR) ? 2 : 1;
+  if (argc != nargs + 1)
+    return conf_error(p, p->line, "%s: expected %d argument%s, got %d", d->name,
+                      nargs, nargs == 1 ? "" : "s", argc - 1);
 
   slot = d->section == SW_SECTION_UPSTREAM ? (int)p->colour : 0;
   seen = &p->seen[d - sw_directives][slot];
-  if (!d->repeatable && *seen != 0)
+  if (!(d->flags & SW_DIR_LIST) && *seen != 0)
     return conf_error(p, p->line,
                       "duplicate directive '%s' (first set at line %d)",
                       d->name, *seen);
   *seen = p->line;
 
-  if (d->section == SW_SECTION_UPSTREAM)
-    base = (char *)&p->cfg->upstream[p->colour];
-  else
-    base = (char *)p->cfg;
-  return d->handler(p, d, base + d->offset, argv[1]);
+  return d->handler(p, d, section_base(p, d->section) + d->offset, argv[1],
+                    nargs == 2 ? argv[2] : NULL);
 }
 
 static int parse_line(sw_parser_t *p, const char *s, size_t len, char *buf) {
@@ -776,6 +1255,12 @@ static int parse_line(sw_parser_t *p, const char *s, size_t len, char *buf) {
     return open_section(p, SW_SECTION_LISTEN, argv, argc);
   if (strcmp(argv[0], "upstream") == 0)
     return open_section(p, SW_SECTION_UPSTREAM, argv, argc);
+  if (strcmp(argv[0], "database") == 0)
+    return open_section(p, SW_SECTION_DATABASE, argv, argc);
+  if (strcmp(argv[0], "cutover") == 0)
+    return open_section(p, SW_SECTION_CUTOVER, argv, argc);
+  if (strcmp(argv[0], "admin") == 0)
+    return open_section(p, SW_SECTION_ADMIN, argv, argc);
   return parse_directive(p, argv, argc);
 }
 
@@ -789,13 +1274,102 @@ static int seen_line(const sw_parser_t *p,
   return d ? p->seen[d - sw_directives][slot] : 0;
 }
 
+/* A probe that may take as long as the interval would overlap the next one
+ * and a slow server would be probed twice at once. Points at whichever of
+ * the two was written (timeout first), else at the section. */
+static int validate_health(sw_parser_t *p) {
+  int c;
+
+  for (c = 0; c < SW_COLOURS; c++) {
+    const sw_health_conf_t *h = &p->cfg->upstream[c].health;
+    int tline = seen_line(p, SW_SECTION_UPSTREAM, "health_timeout", c);
+    int iline = seen_line(p, SW_SECTION_UPSTREAM, "health_interval", c);
+
+    if (h->timeout_ms < h->interval_ms)
+      continue;
+    if (tline != 0)
+      return conf_error(p, tline,
+                        "health_timeout: %llums must be less than "
+                        "health_interval (%llums)",
+                        (unsigned long long)h->timeout_ms,
+                        (unsigned long long)h->interval_ms);
+    /* Only the interval was written: the default timeout is what clashes. */
+    return conf_error(p, iline ? iline : p->cfg->upstream[c].line,
+                      "health_interval: %llums must be greater than "
+                      "health_timeout (%llums)",
+                      (unsigned long long)h->interval_ms,
+                      (unsigned long long)h->timeout_ms);
+  }
+  return 0;
+}
+
+static const char *require_name(sw_require_kind_t kind) {
+  switch (kind) {
+    case SW_REQUIRE_MIGRATION:
+      return "require_migration";
+    case SW_REQUIRE_COLUMN:
+      return "require_column";
+    case SW_REQUIRE_QUERY:
+      return "require_query";
+  }
+  return "require";
+}
+
+/* A requirement needs a database to be checked against; without one every
+ * cutover would be inconclusive, which is better said now. Points at the
+ * first require line of the file, whichever colour it is in. */
+static int validate_database(sw_parser_t *p) {
+  const sw_config_t *cfg = p->cfg;
+  const sw_require_t *first = NULL;
+  int c;
+
+  if (cfg->database.dsn != NULL)
+    return 0;
+  for (c = 0; c < SW_COLOURS; c++) {
+    const sw_upstream_conf_t *up = &cfg->upstream[c];
+    if (up->nrequires > 0 &&
+        (first == NULL || up->requires[0].line < first->line))
+    first = &up->requires[0];
+  }
+  if (first != NULL)
+    return conf_error(p, first->line,
+                      "%s: no database to check it against (add a "
+                      "'database' section with a 'dsn')",
+                      require_name(first->kind));
+  return 0;
+}
+
+static int validate_admin(sw_parser_t *p) {
+  const sw_admin_conf_t *admin = &p->cfg->admin;
+  size_t i;
+
+  if (!admin->has_bind)
+    return 0;
+  /* Over TCP the peer's uid is unknown: the token is the only thing that
+   * tells an operator from anyone who can reach the port. */
+  if (admin->token_file == NULL)
+    return conf_error(p, admin->bind.line,
+                      "bind: the admin TCP listener needs a 'token_file' "
+                      "(bearer token for mutating calls)");
+  /* Compared as normalised names, like two listen binds. */
+  for (i = 0; i < p->cfg->nbinds; i++) {
+    const sw_bind_conf_t *b = &p->cfg->binds[i];
+    if (strcmp(b->name, admin->bind.name) == 0)
+      return conf_error(p, admin->bind.line,
+                        "bind: admin address '%s' is also a listen bind "
+                        "(line %d)",
+                        admin->bind.name, b->line);
+  }
+  return 0;
+}
+
 /* Checks that need the whole file. Each points at the line most likely to
  * need editing, falling back to the end of the file. */
 static int validate(sw_parser_t *p, int eof_line) {
   const sw_config_t *cfg = p->cfg;
   const sw_upstream_conf_t *live = &cfg->upstream[cfg->live];
   const char *colour = sw_colour_name(cfg->live);
-  int line;
+  int line, rc;
 
   if (cfg->nbinds == 0)
     return conf_error(p, eof_line,
@@ -836,7 +1410,12 @@ static int validate(sw_parser_t *p, int eof_line) {
 
   /* max_header_size >= 1 KiB is the table's minimum, checked where the
    * value is read so the message can quote it. */
-  return 0;
+  rc = validate_health(p);
+  if (rc == 0)
+    rc = validate_database(p);
+  if (rc == 0)
+    rc = validate_admin(p);
+  return rc;
 }
 
 static int set_defaults(sw_config_t *cfg, const char *file) {
@@ -865,13 +1444,43 @@ static int set_defaults(sw_config_t *cfg, const char *file) {
   cfg->response_buffer = SW_KIB * SW_KIB;
 
   for (c = 0; c < SW_COLOURS; c++) {
-    cfg->upstream[c].connect_timeout_ms = 5 * 1000;
-    cfg->upstream[c].response_timeout_ms = 60 * 1000;
-    cfg->upstream[c].idle_timeout_ms = 1000;
-    cfg->upstream[c].max_idle = 64;
+    sw_upstream_conf_t *up = &cfg->upstream[c];
+    up->connect_timeout_ms = 5 * 1000;
+    up->response_timeout_ms = 60 * 1000;
+    up->idle_timeout_ms = 1000;
+    up->max_idle = 64;
+
+    /* The seed's detailed health endpoint; its thresholds are DESIGN §9's. */
+    up->health.path = strdup("/health/detailed/");
+    up->health.host = NULL;
+    up->health.status_min = 200;
+    up->health.status_max = 299;
+    up->health.body = NULL;
+    up->health.interval_ms = 2 * 1000;
+    up->health.timeout_ms = 1000;
+    up->health.rise = 3;
+    up->health.fall = 3;
+    up->health.enabled = 1;
+    if (up->health.path == NULL)
+      return -ENOMEM;
   }
 
-  if (cfg->file == NULL || cfg->error_log == NULL || cfg->access_log == NULL)
+  cfg->database.dsn = NULL;
+  cfg->database.connect_timeout_ms = 5 * 1000;
+  cfg->database.statement_timeout_ms = 5 * 1000;
+  cfg->database.lock_timeout_ms = 1000;
+
+  cfg->cutover.gate_timeout_ms = 10 * 60 * 1000;
+  cfg->cutover.drain_timeout_ms = 30 * 1000;
+  cfg->cutover.state_file = NULL;
+  cfg->cutover.history = 50;
+
+  cfg->admin.socket = strdup(SW_CONFIG_ADMIN_SOCKET);
+  cfg->admin.token_file = NULL;
+  cfg->admin.metrics_open = 0;
+
+  if (cfg->file == NULL || cfg->error_log == NULL || cfg->access_log == NULL ||
+      cfg->admin.socket == NULL)
     return -ENOMEM;
   return 0;
 }
@@ -990,8 +1599,24 @@ void sw_config_free(sw_config_t *cfg) {
   free(cfg->pid_file);
   free(cfg->binds);
   free(cfg->trusted);
-  for (c = 0; c < SW_COLOURS; c++)
-    free(cfg->upstream[c].servers);
+  for (c = 0; c < SW_COLOURS; c++) {
+    sw_upstream_conf_t *up = &cfg->upstream[c];
+    size_t i;
+    free(up->servers);
+    free(up->health.path);
+    free(up->health.host);
+    free(up->health.body);
+    for (i = 0; i < up->nrequires; i++) {
+      free(up->requires[i].a);
+      free(up->requires[i].b);
+    }
+    free(up->requires);
+  }
+  free(cfg->database.dsn);
+  free(cfg->cutover.state_file);
+  free(cfg->admin.socket);
+  free(cfg->admin.allow_uids);
+  free(cfg->admin.token_file);
   free(cfg);
 }
 

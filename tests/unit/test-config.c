@@ -120,7 +120,39 @@ static void check_defaults_except_lists(const sw_config_t *cfg) {
     SW_CHECK_UINT_EQ(up->response_timeout_ms, 60000);
     SW_CHECK_UINT_EQ(up->idle_timeout_ms, 1000);
     SW_CHECK_UINT_EQ(up->max_idle, 64);
+
+    SW_CHECK_STR_EQ(up->health.path, "/health/detailed/");
+    SW_CHECK(up->health.host == NULL);
+    SW_CHECK_INT_EQ(up->health.status_min, 200);
+    SW_CHECK_INT_EQ(up->health.status_max, 299);
+    SW_CHECK(up->health.body == NULL);
+    SW_CHECK_UINT_EQ(up->health.interval_ms, 2000);
+    SW_CHECK_UINT_EQ(up->health.timeout_ms, 1000);
+    SW_CHECK_UINT_EQ(up->health.rise, 3);
+    SW_CHECK_UINT_EQ(up->health.fall, 3);
+    SW_CHECK_INT_EQ(up->health.enabled, 1);
+    SW_CHECK_UINT_EQ(up->nrequires, 0);
+    SW_CHECK(up->requires == NULL);
   }
+
+  /* The database section is optional; with no requirement, no dsn. */
+  SW_CHECK(cfg->database.dsn == NULL);
+  SW_CHECK_UINT_EQ(cfg->database.connect_timeout_ms, 5000);
+  SW_CHECK_UINT_EQ(cfg->database.statement_timeout_ms, 5000);
+  SW_CHECK_UINT_EQ(cfg->database.lock_timeout_ms, 1000);
+
+  SW_CHECK_UINT_EQ(cfg->cutover.gate_timeout_ms, 600000);
+  SW_CHECK_UINT_EQ(cfg->cutover.drain_timeout_ms, 30000);
+  SW_CHECK(cfg->cutover.state_file == NULL);
+  SW_CHECK_UINT_EQ(cfg->cutover.history, 50);
+
+  SW_CHECK_STR_EQ(cfg->admin.socket, "/run/switchd/admin.sock");
+  SW_CHECK_STR_EQ(cfg->admin.socket, SW_CONFIG_ADMIN_SOCKET);
+  SW_CHECK_UINT_EQ(cfg->admin.nallow_uids, 0);
+  SW_CHECK(cfg->admin.allow_uids == NULL);
+  SW_CHECK_INT_EQ(cfg->admin.has_bind, 0);
+  SW_CHECK(cfg->admin.token_file == NULL);
+  SW_CHECK_INT_EQ(cfg->admin.metrics_open, 0);
 }
 
 static void test_defaults(void) {
@@ -143,6 +175,8 @@ static void test_defaults(void) {
   SW_CHECK_INT_EQ(cfg->upstream[SW_GREEN].line, 0);
   SW_CHECK_UINT_EQ(cfg->upstream[SW_GREEN].nservers, 0);
   SW_CHECK(cfg->upstream[SW_GREEN].servers == NULL);
+  /* So may the new sections. */
+  SW_CHECK_INT_EQ(cfg->database.line, 0);
   sw_config_free(cfg);
 }
 
@@ -283,7 +317,43 @@ typedef struct value_case_s {
   const char *err;
 } value_case_t;
 
-static uint64_t value_of(const sw_config_t *cfg, const char *directive) {
+/* The value a case set. A name used in several sections (connect_timeout)
+ * is told apart by the section; upstream cases use green, which BASE leaves
+ * free to open. */
+static uint64_t value_of(const sw_config_t *cfg,
+                         const char *section,
+                         const char *directive) {
+  const sw_upstream_conf_t *green = &cfg->upstream[SW_GREEN];
+
+  if (strcmp(section, "upstream green") == 0) {
+    if (strcmp(directive, "health_interval") == 0)
+      return green->health.interval_ms;
+    if (strcmp(directive, "health_timeout") == 0)
+      return green->health.timeout_ms;
+    if (strcmp(directive, "health_rise") == 0)
+      return green->health.rise;
+    if (strcmp(directive, "health_fall") == 0)
+      return green->health.fall;
+    return UINT64_MAX - 1;
+  }
+  if (strcmp(section, "database") == 0) {
+    if (strcmp(directive, "connect_timeout") == 0)
+      return cfg->database.connect_timeout_ms;
+    if (strcmp(directive, "statement_timeout") == 0)
+      return cfg->database.statement_timeout_ms;
+    if (strcmp(directive, "lock_timeout") == 0)
+      return cfg->database.lock_timeout_ms;
+    return UINT64_MAX - 1;
+  }
+  if (strcmp(section, "cutover") == 0) {
+    if (strcmp(directive, "gate_timeout") == 0)
+      return cfg->cutover.gate_timeout_ms;
+    if (strcmp(directive, "drain_timeout") == 0)
+      return cfg->cutover.drain_timeout_ms;
+    if (strcmp(directive, "history") == 0)
+      return cfg->cutover.history;
+    return UINT64_MAX - 1;
+  }
   if (strcmp(directive, "header_timeout") == 0)
     return cfg->header_timeout_ms;
   if (strcmp(directive, "shutdown_timeout") == 0)
@@ -321,8 +391,8 @@ static void run_value_cases(const char *file,
         printf("  case: %s %s\n", c->directive, c->arg);
         continue;
       }
-      if (!SW_CHECK_UINT_EQ_AT(file, line, value_of(cfg, c->directive),
-                               c->want))
+      if (!SW_CHECK_UINT_EQ_AT(
+              file, line, value_of(cfg, c->section, c->directive), c->want))
         printf("  case: %s %s\n", c->directive, c->arg);
       sw_config_free(cfg);
     } else {
@@ -746,7 +816,7 @@ static void test_errors(void) {
             "conf:5: unknown directive 'bnd' in section 'upstream blue'");
   PARSE_ERR(BASE "client\n  bind 127.0.0.1:81\n",
             "conf:6: unknown directive 'bind' in section 'client' (it belongs "
-            "in section 'listen')");
+            "in section 'listen' or 'admin')");
   PARSE_ERR(BASE "global\n  server 127.0.0.1:81\n",
             "conf:6: unknown directive 'server' in section 'global' (it "
             "belongs in section 'upstream')");
@@ -873,6 +943,725 @@ static void test_validation(void) {
             "conf:6: max_header_size: '512' is below the minimum of 1024");
 }
 
+/* Every directive of the control plane (health, requirements, database,
+ * cutover, admin), none at its default; blue keeps most health defaults so
+ * that the colours are seen to be independent. */
+static const char full_control_conf[] =
+    "listen\n"                                           /* 1 */
+    "  bind 127.0.0.1:8080\n"                            /* 2 */
+    "upstream green\n"                                   /* 3 */
+    "  server 127.0.0.1:9101\n"                          /* 4 */
+    "  health off\n"                                     /* 5 */
+    "  health_path \"/healthz?full=1\"\n"                /* 6 */
+    "  health_host app.example.com:8000\n"               /* 7 */
+    "  health_status 200-204\n"                          /* 8 */
+    "  health_body \"\\\"status\\\": \\\"ok\\\"\"\n"     /* 9 */
+    "  health_interval 10s\n"                            /* 10 */
+    "  health_timeout 2500ms\n"                          /* 11 */
+    "  health_rise 2\n"                                  /* 12 */
+    "  health_fall 5\n"                                  /* 13 */
+    "  require_migration accounts 0042_rename_email\n"   /* 14 */
+    "  require_column public.accounts_user email_addr\n" /* 15 */
+    "  require_query \"SELECT count(*) > 0 FROM t\"\n"   /* 16 */
+    "  require_migration billing 0007_invoice\n"         /* 17 */
+    "upstream blue\n"                                    /* 18 */
+    "  server 127.0.0.1:9001\n"                          /* 19 */
+    "  health_status 204\n"                              /* 20 */
+    "  require_column billing.invoice total\n"           /* 21 */
+    "database\n"                                         /* 22 */
+    "  dsn \"host=127.0.0.1 port=5432 dbname=app\"\n"    /* 23 */
+    "  connect_timeout 3s\n"                             /* 24 */
+    "  statement_timeout 2s\n"                           /* 25 */
+    "  lock_timeout 500ms\n"                             /* 26 */
+    "cutover\n"                                          /* 27 */
+    "  gate_timeout 5m\n"                                /* 28 */
+    "  drain_timeout 45s\n"                              /* 29 */
+    "  state_file /var/lib/switchd/state.json\n"         /* 30 */
+    "  history 200\n"                                    /* 31 */
+    "admin\n"                                            /* 32 */
+    "  socket /tmp/switchd.sock\n"                       /* 33 */
+    "  allow_uid 1000\n"                                 /* 34 */
+    "  allow_uid 0\n"                                    /* 35 */
+    "  allow_uid 4294967294\n"                           /* 36 */
+    "  bind [::1]:9900\n"                                /* 37 */
+    "  token_file /etc/switchd/token\n"                  /* 38 */
+    "  metrics_open yes\n";                              /* 39 */
+
+static void check_require_at(const char *file,
+                             int line,
+                             const sw_require_t *r,
+                             sw_require_kind_t kind,
+                             const char *a,
+                             const char *b,
+                             int at) {
+  SW_CHECK_INT_EQ_AT(file, line, r->kind, kind);
+  SW_CHECK_STR_EQ_AT(file, line, r->a, a);
+  SW_CHECK_STR_EQ_AT(file, line, r->b, b);
+  SW_CHECK_INT_EQ_AT(file, line, r->line, at);
+}
+#define CHECK_REQUIRE(r, kind, a, b, at) \
+  check_require_at(__FILE__, __LINE__, r, kind, a, b, at)
+
+static void test_full_control(void) {
+  const sw_upstream_conf_t *blue, *green;
+  sw_config_t *cfg = PARSE_OK(full_control_conf);
+
+  if (cfg == NULL)
+    return;
+  green = &cfg->upstream[SW_GREEN];
+  SW_CHECK_INT_EQ(green->health.enabled, 0);
+  SW_CHECK_STR_EQ(green->health.path, "/healthz?full=1");
+  SW_CHECK_STR_EQ(green->health.host, "app.example.com:8000");
+  SW_CHECK_INT_EQ(green->health.status_min, 200);
+  SW_CHECK_INT_EQ(green->health.status_max, 204);
+  SW_CHECK_STR_EQ(green->health.body, "\"status\": \"ok\"");
+  SW_CHECK_UINT_EQ(green->health.interval_ms, 10000);
+  SW_CHECK_UINT_EQ(green->health.timeout_ms, 2500);
+  SW_CHECK_UINT_EQ(green->health.rise, 2);
+  SW_CHECK_UINT_EQ(green->health.fall, 5);
+  /* Requirements keep their order, kinds and lines. */
+  if (SW_CHECK_UINT_EQ(green->nrequires, 4)) {
+    CHECK_REQUIRE(&green->requires[0], SW_REQUIRE_MIGRATION, "accounts",
+                  "0042_rename_email", 14);
+    CHECK_REQUIRE(&green->requires[1], SW_REQUIRE_COLUMN,
+                  "public.accounts_user", "email_addr", 15);
+    CHECK_REQUIRE(&green->requires[2], SW_REQUIRE_QUERY,
+                  "SELECT count(*) > 0 FROM t", NULL, 16);
+    CHECK_REQUIRE(&green->requires[3], SW_REQUIRE_MIGRATION, "billing",
+                  "0007_invoice", 17);
+  }
+
+  blue = &cfg->upstream[SW_BLUE];
+  SW_CHECK_INT_EQ(blue->health.enabled, 1);
+  SW_CHECK_STR_EQ(blue->health.path, "/health/detailed/");
+  SW_CHECK(blue->health.host == NULL);
+  SW_CHECK_INT_EQ(blue->health.status_min, 204);
+  SW_CHECK_INT_EQ(blue->health.status_max, 204);
+  SW_CHECK(blue->health.body == NULL);
+  SW_CHECK_UINT_EQ(blue->health.interval_ms, 2000);
+  SW_CHECK_UINT_EQ(blue->health.timeout_ms, 1000);
+  SW_CHECK_UINT_EQ(blue->health.rise, 3);
+  SW_CHECK_UINT_EQ(blue->health.fall, 3);
+  if (SW_CHECK_UINT_EQ(blue->nrequires, 1))
+    CHECK_REQUIRE(&blue->requires[0], SW_REQUIRE_COLUMN, "billing.invoice",
+                  "total", 21);
+
+  SW_CHECK_STR_EQ(cfg->database.dsn, "host=127.0.0.1 port=5432 dbname=app");
+  SW_CHECK_UINT_EQ(cfg->database.connect_timeout_ms, 3000);
+  SW_CHECK_UINT_EQ(cfg->database.statement_timeout_ms, 2000);
+  SW_CHECK_UINT_EQ(cfg->database.lock_timeout_ms, 500);
+  SW_CHECK_INT_EQ(cfg->database.line, 22);
+
+  SW_CHECK_UINT_EQ(cfg->cutover.gate_timeout_ms, 300000);
+  SW_CHECK_UINT_EQ(cfg->cutover.drain_timeout_ms, 45000);
+  SW_CHECK_STR_EQ(cfg->cutover.state_file, "/var/lib/switchd/state.json");
+  SW_CHECK_UINT_EQ(cfg->cutover.history, 200);
+
+  SW_CHECK_STR_EQ(cfg->admin.socket, "/tmp/switchd.sock");
+  if (SW_CHECK_UINT_EQ(cfg->admin.nallow_uids, 3)) {
+    SW_CHECK_UINT_EQ(cfg->admin.allow_uids[0], 1000);
+    SW_CHECK_UINT_EQ(cfg->admin.allow_uids[1], 0);
+    SW_CHECK_UINT_EQ(cfg->admin.allow_uids[2], 4294967294u);
+  }
+  SW_CHECK_INT_EQ(cfg->admin.has_bind, 1);
+  SW_CHECK_STR_EQ(cfg->admin.bind.name, "[::1]:9900");
+  SW_CHECK_INT_EQ(cfg->admin.bind.line, 37);
+  CHECK_V6(&cfg->admin.bind.addr, "::1", 9900);
+  SW_CHECK_STR_EQ(cfg->admin.token_file, "/etc/switchd/token");
+  SW_CHECK_INT_EQ(cfg->admin.metrics_open, 1);
+  /* The listen bind is not the admin one: same name, other section. */
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 1))
+    SW_CHECK_STR_EQ(cfg->binds[0].name, "127.0.0.1:8080");
+  sw_config_free(cfg);
+}
+
+static void test_control_values(void) {
+  static const value_case_t cases[] = {
+      {"upstream green", "health_interval", "5s", 5000, NULL},
+      {"upstream green", "health_interval", "1001ms", 1001, NULL},
+      {"upstream green", "health_interval", "0", 0,
+       "health_interval: must be greater than 0, got '0'"},
+      {"upstream green", "health_interval", "2x", 0,
+       "health_interval: invalid duration '2x'"},
+      /* The default timeout (1s) must stay below the interval. */
+      {"upstream green", "health_interval", "1s", 0,
+       "health_interval: 1000ms must be greater than health_timeout "
+       "(1000ms)"},
+      {"upstream green", "health_interval", "500ms", 0,
+       "health_interval: 500ms must be greater than health_timeout "
+       "(1000ms)"},
+      {"upstream green", "health_timeout", "1999ms", 1999, NULL},
+      {"upstream green", "health_timeout", "1ms", 1, NULL},
+      {"upstream green", "health_timeout", "2s", 0,
+       "health_timeout: 2000ms must be less than health_interval (2000ms)"},
+      {"upstream green", "health_timeout", "1m", 0,
+       "health_timeout: 60000ms must be less than health_interval "
+       "(2000ms)"},
+      {"upstream green", "health_timeout", "0ms", 0,
+       "health_timeout: must be greater than 0, got '0ms'"},
+      {"upstream green", "health_rise", "1", 1, NULL},
+      {"upstream green", "health_rise", "10", 10, NULL},
+      {"upstream green", "health_rise", "0", 0,
+       "health_rise: must be greater than 0, got '0'"},
+      {"upstream green", "health_rise", "3s", 0,
+       "health_rise: invalid number '3s'"},
+      {"upstream green", "health_rise", "4294967296", 0,
+       "health_rise: value too large '4294967296'"},
+      {"upstream green", "health_fall", "1", 1, NULL},
+      {"upstream green", "health_fall", "0", 0,
+       "health_fall: must be greater than 0, got '0'"},
+      {"upstream green", "health_fall", "-1", 0,
+       "health_fall: invalid number '-1'"},
+      {"database", "connect_timeout", "10s", 10000, NULL},
+      {"database", "connect_timeout", "0", 0,
+       "connect_timeout: must be greater than 0, got '0'"},
+      {"database", "statement_timeout", "30s", 30000, NULL},
+      /* PostgreSQL's timeouts are int milliseconds. */
+      {"database", "statement_timeout", "2147483647ms", 2147483647, NULL},
+      {"database", "statement_timeout", "2147483648ms", 0,
+       "statement_timeout: value too large '2147483648ms'"},
+      {"database", "statement_timeout", "597h", 0,
+       "statement_timeout: value too large '597h'"},
+      {"database", "statement_timeout", "0s", 0,
+       "statement_timeout: must be greater than 0, got '0s'"},
+      {"database", "lock_timeout", "250ms", 250, NULL},
+      {"database", "lock_timeout", "596h", 2145600000, NULL},
+      {"database", "lock_timeout", "0", 0,
+       "lock_timeout: must be greater than 0, got '0'"},
+      {"database", "lock_timeout", "1 s", 0,
+       "lock_timeout: expected 1 argument, got 2"},
+      {"cutover", "gate_timeout", "30m", 1800000, NULL},
+      {"cutover", "gate_timeout", "1h", 3600000, NULL},
+      {"cutover", "gate_timeout", "0", 0,
+       "gate_timeout: must be greater than 0, got '0'"},
+      {"cutover", "drain_timeout", "5s", 5000, NULL},
+      {"cutover", "drain_timeout", "forever", 0,
+       "drain_timeout: invalid duration 'forever'"},
+      {"cutover", "history", "0", 0, NULL},
+      {"cutover", "history", "1", 1, NULL},
+      {"cutover", "history", "10000", 10000, NULL},
+      {"cutover", "history", "10001", 0, "history: value too large '10001'"},
+      {"cutover", "history", "1k", 0, "history: invalid number '1k'"},
+  };
+
+  RUN_VALUE_CASES(cases);
+}
+
+/* health_status forms, and the statuses a check may never pass on. */
+static void test_health_status(void) {
+  static const struct {
+    const char *arg;
+    int lo, hi;
+    const char *err; /* after "conf:6: health_status: " */
+  } cases[] = {
+      {"200", 200, 200, NULL},
+      {"204", 204, 204, NULL},
+      {"2xx", 200, 299, NULL},
+      {"2XX", 200, 299, NULL},
+      {"4xx", 400, 499, NULL},
+      {"5xx", 500, 599, NULL},
+      {"200-204", 200, 204, NULL},
+      {"200-299", 200, 299, NULL},
+      {"200-200", 200, 200, NULL},
+      {"299", 299, 299, NULL},
+      {"400-599", 400, 599, NULL},
+      {"299-200", 0, 0, "empty range '299-200'"},
+      {"3xx", 0, 0, "redirects (3xx) always fail a check, got '3xx'"},
+      {"301", 0, 0, "redirects (3xx) always fail a check, got '301'"},
+      {"200-300", 0, 0, "redirects (3xx) always fail a check, got '200-300'"},
+      {"200-499", 0, 0, "redirects (3xx) always fail a check, got '200-499'"},
+      {"399-400", 0, 0, "redirects (3xx) always fail a check, got '399-400'"},
+      {"1xx", 0, 0, "statuses must be from 200 to 599, got '1xx'"},
+      {"101", 0, 0, "statuses must be from 200 to 599, got '101'"},
+      {"199-200", 0, 0, "statuses must be from 200 to 599, got '199-200'"},
+      {"600", 0, 0, "statuses must be from 200 to 599, got '600'"},
+      {"500-600", 0, 0, "statuses must be from 200 to 599, got '500-600'"},
+      {"9xx", 0, 0, "statuses must be from 200 to 599, got '9xx'"},
+      {"0", 0, 0, "statuses must be from 200 to 599, got '0'"},
+#define SYNTAX \
+  "expected a status (200), a range (200-299) or a class (2xx), got "
+      {"ok", 0, 0, SYNTAX "'ok'"},
+      {"2x", 0, 0, SYNTAX "'2x'"},
+      {"2xxx", 0, 0, SYNTAX "'2xxx'"},
+      {"0xx", 0, 0, SYNTAX "'0xx'"},
+      {"x2x", 0, 0, SYNTAX "'x2x'"},
+      {"200-", 0, 0, SYNTAX "'200-'"},
+      {"-200", 0, 0, SYNTAX "'-200'"},
+      {"200-299-300", 0, 0, SYNTAX "'200-299-300'"},
+      {"2xx-4xx", 0, 0, SYNTAX "'2xx-4xx'"},
+      {"200,204", 0, 0, SYNTAX "'200,204'"},
+      {"1000", 0, 0, SYNTAX "'1000'"},
+      {"99999999999999999999", 0, 0, SYNTAX "'99999999999999999999'"},
+      {"\"\"", 0, 0, SYNTAX "''"},
+#undef SYNTAX
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[512], want[256];
+    snprintf(text, sizeof(text), BASE "upstream green\n  health_status %s\n",
+             cases[i].arg);
+    if (cases[i].err == NULL) {
+      sw_config_t *cfg = PARSE_OK(text);
+      if (cfg == NULL)
+        continue;
+      if (!SW_CHECK_INT_EQ(cfg->upstream[SW_GREEN].health.status_min,
+                           cases[i].lo) ||
+          !SW_CHECK_INT_EQ(cfg->upstream[SW_GREEN].health.status_max,
+                           cases[i].hi))
+        printf("  case: %s\n", cases[i].arg);
+      /* The other colour keeps the default. */
+      SW_CHECK_INT_EQ(cfg->upstream[SW_BLUE].health.status_max, 299);
+      sw_config_free(cfg);
+    } else {
+      snprintf(want, sizeof(want), "conf:6: health_status: %s", cases[i].err);
+      PARSE_ERR(text, want);
+    }
+  }
+  PARSE_ERR(BASE "  health_status 200 - 299\n",
+            "conf:5: health_status: expected 1 argument, got 3");
+}
+
+static void test_health(void) {
+  sw_config_t *cfg;
+
+  cfg = PARSE_OK(BASE
+                 "  health_path /\n"
+                 "  health_host \"[::1]:8000\"\n"
+                 "  health on\n"
+                 "  health_body ok\n");
+  if (cfg != NULL) {
+    const sw_health_conf_t *h = &cfg->upstream[SW_BLUE].health;
+    SW_CHECK_STR_EQ(h->path, "/");
+    SW_CHECK_STR_EQ(h->host, "[::1]:8000");
+    SW_CHECK_INT_EQ(h->enabled, 1);
+    SW_CHECK_STR_EQ(h->body, "ok");
+  }
+  sw_config_free(cfg);
+  cfg = PARSE_OK(BASE "  health_path \"/health/?verbose=1&x=%20\"\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->upstream[SW_BLUE].health.path,
+                    "/health/?verbose=1&x=%20");
+  sw_config_free(cfg);
+
+  /* The path is written into a request line as is. */
+  PARSE_ERR(BASE "  health_path health/\n",
+            "conf:5: health_path: must start with '/', got 'health/'");
+  PARSE_ERR(BASE "  health_path http://app/health/\n",
+            "conf:5: health_path: must start with '/', got "
+            "'http://app/health/'");
+  PARSE_ERR(BASE "  health_path \"\"\n",
+            "conf:5: health_path: must start with '/', got ''");
+  PARSE_ERR(BASE "  health_path \"/a b\"\n",
+            "conf:5: health_path: invalid character in path '/a b'");
+  PARSE_ERR(BASE "  health_path \"/a#b\"\n",
+            "conf:5: health_path: invalid character in path '/a#b'");
+  PARSE_ERR(BASE "  health_path \"/a\tb\"\n",
+            "conf:5: health_path: invalid character in path '/a\tb'");
+  PARSE_ERR(BASE "  health_path \"/caf\xc3\xa9\"\n",
+            "conf:5: health_path: invalid character in path '/caf\xc3\xa9'");
+
+  /* The Host header must stay one header. */
+  PARSE_ERR(BASE "  health_host \"\"\n", "conf:5: health_host: empty host ''");
+  PARSE_ERR(BASE "  health_host \"a b\"\n",
+            "conf:5: health_host: invalid host 'a b'");
+  PARSE_ERR(BASE "  health_host \"a\rX-Evil: 1\"\n",
+            "conf:5: health_host: invalid host 'a\rX-Evil: 1'");
+  PARSE_ERR(BASE "  health_host app/x\n",
+            "conf:5: health_host: invalid host 'app/x'");
+  PARSE_ERR(BASE "  health_host user@app\n",
+            "conf:5: health_host: invalid host 'user@app'");
+
+  PARSE_ERR(BASE "  health_body \"\"\n", "conf:5: health_body: empty value ''");
+
+  /* Lengths the checker accepts, and one byte more. */
+  {
+    static const struct {
+      const char *name;
+      size_t max;
+      char first;
+    } limits[] = {
+        {"health_path", SW_CONFIG_HEALTH_PATH_MAX, '/'},
+        {"health_host", SW_CONFIG_HEALTH_HOST_MAX, 'h'},
+        {"health_body", SW_CONFIG_HEALTH_BODY_MAX, 'b'},
+    };
+    static char text[8192], value[4096];
+    char want[128];
+    size_t i;
+
+    for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+      memset(value, 'a', limits[i].max + 1);
+      value[0] = limits[i].first;
+      value[limits[i].max] = '\0';
+      snprintf(text, sizeof(text), BASE "  %s %s\n", limits[i].name, value);
+      cfg = PARSE_OK(text);
+      sw_config_free(cfg);
+      value[limits[i].max] = 'a';
+      value[limits[i].max + 1] = '\0';
+      snprintf(text, sizeof(text), BASE "  %s %s\n", limits[i].name, value);
+      snprintf(want, sizeof(want), "conf:5: %s: longer than %zu bytes",
+               limits[i].name, limits[i].max);
+      PARSE_ERR(text, want);
+    }
+  }
+  PARSE_ERR(BASE "  health yes\n",
+            "conf:5: health: expected on or off, got 'yes'");
+  PARSE_ERR(BASE "  health On\n",
+            "conf:5: health: expected on or off, got 'On'");
+  PARSE_ERR(BASE "  health\n", "conf:5: health: expected 1 argument, got 0");
+  PARSE_ERR(BASE "  health off\n  health on\n",
+            "conf:6: duplicate directive 'health' (first set at line 5)");
+
+  /* The timeout/interval check is per colour and points at what was
+   * written: the timeout when both were, the section never. */
+  PARSE_ERR(BASE "  health_timeout 3s\n",
+            "conf:5: health_timeout: 3000ms must be less than "
+            "health_interval (2000ms)");
+  PARSE_ERR(BASE "  health_interval 5s\n  health_timeout 5s\n",
+            "conf:6: health_timeout: 5000ms must be less than "
+            "health_interval (5000ms)");
+  PARSE_ERR(BASE "  health_timeout 5s\n  health_interval 5s\n",
+            "conf:5: health_timeout: 5000ms must be less than "
+            "health_interval (5000ms)");
+  /* ...even with checks off: the values are still contradictory. */
+  PARSE_ERR(BASE "upstream green\n  health off\n  health_interval 1s\n",
+            "conf:7: health_interval: 1000ms must be greater than "
+            "health_timeout (1000ms)");
+  cfg = PARSE_OK(BASE
+                 "  health_interval 500ms\n  health_timeout 499ms\n"
+                 "upstream green\n  health_interval 20s\n"
+                 "  health_timeout 10s\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_BLUE].health.interval_ms, 500);
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_BLUE].health.timeout_ms, 499);
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_GREEN].health.interval_ms, 20000);
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_GREEN].health.timeout_ms, 10000);
+  }
+  sw_config_free(cfg);
+  /* Each colour may set each health directive once. */
+  cfg = PARSE_OK(BASE "  health_rise 1\nupstream green\n  health_rise 7\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_BLUE].health.rise, 1);
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_GREEN].health.rise, 7);
+  }
+  sw_config_free(cfg);
+  PARSE_ERR(BASE "  health_path /a\n  health_path /b\n",
+            "conf:6: duplicate directive 'health_path' (first set at line "
+            "5)");
+}
+
+#define DB "database\n  dsn \"dbname=app\"\n"
+
+static void test_requires(void) {
+  sw_config_t *cfg;
+
+  /* Arity: migrations and columns are pairs, a query is one string. */
+  PARSE_ERR(BASE "  require_migration accounts\n",
+            "conf:5: require_migration: expected 2 arguments, got 1");
+  PARSE_ERR(BASE "  require_migration\n",
+            "conf:5: require_migration: expected 2 arguments, got 0");
+  PARSE_ERR(BASE "  require_migration a b c\n",
+            "conf:5: require_migration: expected 2 arguments, got 3");
+  PARSE_ERR(BASE "  require_column users\n",
+            "conf:5: require_column: expected 2 arguments, got 1");
+  PARSE_ERR(BASE "  require_column a b c d e f g h i j\n",
+            "conf:5: require_column: expected 2 arguments, got 10");
+  PARSE_ERR(BASE "  require_query SELECT true\n",
+            "conf:5: require_query: expected 1 argument, got 2");
+  PARSE_ERR(BASE "  require_query\n",
+            "conf:5: require_query: expected 1 argument, got 0");
+  PARSE_ERR(BASE "  require_migration \"\" 0001_initial\n",
+            "conf:5: require_migration: empty value ''");
+  PARSE_ERR(BASE "  require_migration accounts \"\"\n",
+            "conf:5: require_migration: empty value ''");
+  PARSE_ERR(BASE "  require_column users \"\"\n",
+            "conf:5: require_column: empty value ''");
+  PARSE_ERR(BASE "  require_query \"\"\n",
+            "conf:5: require_query: empty value ''");
+  /* Requirements belong to a colour. */
+  PARSE_ERR(BASE "client\n  require_query \"SELECT true\"\n",
+            "conf:6: unknown directive 'require_query' in section 'client' "
+            "(it belongs in section 'upstream')");
+
+  /* A requirement needs a database; the first require line of the file is
+   * the one named, whichever colour it is in. */
+  PARSE_ERR(BASE "  require_column users email\n",
+            "conf:5: require_column: no database to check it against (add a "
+            "'database' section with a 'dsn')");
+  PARSE_ERR(BASE "  require_column users email\ndatabase\n  lock_timeout 2s\n",
+            "conf:5: require_column: no database to check it against (add a "
+            "'database' section with a 'dsn')");
+  PARSE_ERR(
+      "listen\n  bind 127.0.0.1:1\n"
+      "upstream green\n  require_query \"SELECT true\"\n"
+      "upstream blue\n  server 127.0.0.1:2\n  require_migration a b\n",
+      "conf:4: require_query: no database to check it against (add a "
+      "'database' section with a 'dsn')");
+  PARSE_ERR(BASE
+            "  require_migration a 0001\n"
+            "upstream green\n  require_column t c\n",
+            "conf:5: require_migration: no database to check it against (add "
+            "a 'database' section with a 'dsn')");
+
+  /* With a database anywhere in the file, both colours' lists parse, in
+   * order, and a query keeps its quotes and semicolons. */
+  cfg = PARSE_OK(BASE
+                 "  require_query \"SELECT EXISTS (SELECT 1 FROM "
+                 "flyway_schema_history WHERE version = '42' AND success)\"\n"
+                 "  require_column \"\\\"Mixed\\\".\\\"Case\\\"\" col\n"
+                 "upstream green\n"
+                 "  require_migration auth 0012_alter_user_first_name\n" DB);
+  if (cfg != NULL) {
+    const sw_upstream_conf_t *blue = &cfg->upstream[SW_BLUE];
+    const sw_upstream_conf_t *green = &cfg->upstream[SW_GREEN];
+    if (SW_CHECK_UINT_EQ(blue->nrequires, 2)) {
+      CHECK_REQUIRE(&blue->requires[0], SW_REQUIRE_QUERY,
+                    "SELECT EXISTS (SELECT 1 FROM flyway_schema_history "
+                    "WHERE version = '42' AND success)",
+                    NULL, 5);
+      CHECK_REQUIRE(&blue->requires[1], SW_REQUIRE_COLUMN, "\"Mixed\".\"Case\"",
+                    "col", 6);
+    }
+    if (SW_CHECK_UINT_EQ(green->nrequires, 1))
+      CHECK_REQUIRE(&green->requires[0], SW_REQUIRE_MIGRATION, "auth",
+                    "0012_alter_user_first_name", 8);
+    SW_CHECK_STR_EQ(cfg->database.dsn, "dbname=app");
+    SW_CHECK_INT_EQ(cfg->database.line, 9);
+  }
+  sw_config_free(cfg);
+
+  /* Repeatable, and the same requirement twice is harmless. */
+  cfg = PARSE_OK(BASE DB
+                 "upstream green\n"
+                 "  require_migration a 1\n  require_migration a 1\n");
+  if (cfg != NULL)
+    SW_CHECK_UINT_EQ(cfg->upstream[SW_GREEN].nrequires, 2);
+  sw_config_free(cfg);
+}
+
+static void test_database(void) {
+  char text[512], err[256] = "";
+  sw_config_t *cfg = NULL;
+  int rc;
+
+  /* Both libpq forms. */
+  cfg = PARSE_OK(BASE
+                 "database\n"
+                 "  dsn \"postgresql://switchd@127.0.0.1:5432/app?"
+                 "application_name=switchd\"\n");
+  if (cfg != NULL) {
+    SW_CHECK_STR_EQ(cfg->database.dsn,
+                    "postgresql://switchd@127.0.0.1:5432/app?"
+                    "application_name=switchd");
+    SW_CHECK_INT_EQ(cfg->database.line, 5);
+    SW_CHECK_UINT_EQ(cfg->database.connect_timeout_ms, 5000);
+  }
+  sw_config_free(cfg);
+  cfg = PARSE_OK(BASE "database\n  dsn \"host=/run/postgresql dbname=app\"\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->database.dsn, "host=/run/postgresql dbname=app");
+  sw_config_free(cfg);
+  /* Timeouts alone are fine: the dsn is only needed by requirements. */
+  cfg = PARSE_OK(BASE "database\n  statement_timeout 10s\n");
+  if (cfg != NULL) {
+    SW_CHECK(cfg->database.dsn == NULL);
+    SW_CHECK_UINT_EQ(cfg->database.statement_timeout_ms, 10000);
+  }
+  sw_config_free(cfg);
+
+  /* libpq's parser finds syntax errors; its message is kept, the string
+   * (which may hold a password) is never quoted back. */
+  snprintf(text, sizeof(text), "%s",
+           BASE "database\n  dsn \"password=s3cret port\"\n");
+  rc = sw_config_parse("conf", text, strlen(text), &cfg, err, sizeof(err));
+  SW_CHECK_INT_EQ(rc, SW_ECONFIG);
+  SW_CHECK(cfg == NULL);
+  SW_CHECK(strncmp(err, "conf:6: dsn: invalid connection string: ",
+                   strlen("conf:6: dsn: invalid connection string: ")) == 0);
+  SW_CHECK_STR_CONTAINS(err, "port");
+  SW_CHECK(strstr(err, "s3cret") == NULL);
+  SW_CHECK(strchr(err, '\n') == NULL);
+  if (rc == 0)
+    sw_config_free(cfg);
+  rc = sw_config_parse("conf", BASE "database\n  dsn \"nosuchkey=1\"\n",
+                       strlen(BASE "database\n  dsn \"nosuchkey=1\"\n"), &cfg,
+                       err, sizeof(err));
+  SW_CHECK_INT_EQ(rc, SW_ECONFIG);
+  SW_CHECK_STR_CONTAINS(err, "conf:6: dsn: invalid connection string: ");
+  SW_CHECK_STR_CONTAINS(err, "nosuchkey");
+  rc = sw_config_parse("conf", BASE "database\n  dsn postgresql://[::1\n",
+                       strlen(BASE "database\n  dsn postgresql://[::1\n"), &cfg,
+                       err, sizeof(err));
+  SW_CHECK_INT_EQ(rc, SW_ECONFIG);
+  SW_CHECK_STR_CONTAINS(err, "conf:6: dsn: invalid connection string: ");
+  PARSE_ERR(BASE "database\n  dsn \"\"\n",
+            "conf:6: dsn: empty connection string");
+  PARSE_ERR(BASE "database\n  dsn a=1 b=2\n",
+            "conf:6: dsn: expected 1 argument, got 2");
+  PARSE_ERR(BASE "database\n  dsn dbname=a\n  dsn dbname=b\n",
+            "conf:7: duplicate directive 'dsn' (first set at line 6)");
+
+  /* One database section at most, and no arguments to it. */
+  PARSE_ERR(BASE "database\n  dsn dbname=a\ndatabase\n",
+            "conf:7: duplicate section 'database' (first at line 5)");
+  PARSE_ERR(BASE "database\ncutover\ndatabase\n",
+            "conf:7: duplicate section 'database' (first at line 5)");
+  PARSE_ERR(BASE "database main\n",
+            "conf:5: database: expected no arguments, got 1");
+}
+
+static void test_cutover_and_admin_sections(void) {
+  char text[512], path[160];
+  sw_config_t *cfg;
+
+  PARSE_ERR(BASE "cutover now\n",
+            "conf:5: cutover: expected no arguments, got 1");
+  PARSE_ERR(BASE "admin x y\n", "conf:5: admin: expected no arguments, got 2");
+  /* Like global and client, these sections may repeat; each directive is
+   * still once per file. */
+  cfg = PARSE_OK(BASE
+                 "cutover\n  gate_timeout 1m\ncutover\n  drain_timeout 1s\n"
+                 "admin\n  allow_uid 7\nadmin\n  allow_uid 8\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->cutover.gate_timeout_ms, 60000);
+    SW_CHECK_UINT_EQ(cfg->cutover.drain_timeout_ms, 1000);
+    if (SW_CHECK_UINT_EQ(cfg->admin.nallow_uids, 2)) {
+      SW_CHECK_UINT_EQ(cfg->admin.allow_uids[0], 7);
+      SW_CHECK_UINT_EQ(cfg->admin.allow_uids[1], 8);
+    }
+  }
+  sw_config_free(cfg);
+  PARSE_ERR(BASE "cutover\n  history 1\ncutover\n  history 2\n",
+            "conf:8: duplicate directive 'history' (first set at line 6)");
+  PARSE_ERR(BASE "cutover\n  state_file \"\"\n",
+            "conf:6: state_file: empty path ''");
+  cfg = PARSE_OK(BASE "cutover\n  state_file \"/var/lib/switch d/state\"\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->cutover.state_file, "/var/lib/switch d/state");
+  sw_config_free(cfg);
+
+  /* socket: a path, or off (NULL). */
+  cfg = PARSE_OK(BASE "admin\n  socket off\n");
+  if (cfg != NULL)
+    SW_CHECK(cfg->admin.socket == NULL);
+  sw_config_free(cfg);
+  cfg = PARSE_OK(BASE "admin\n  socket ./admin.sock\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->admin.socket, "./admin.sock");
+  sw_config_free(cfg);
+  PARSE_ERR(BASE "admin\n  socket \"\"\n", "conf:6: socket: empty path ''");
+  PARSE_ERR(BASE "admin\n  socket off\n  socket /tmp/a\n",
+            "conf:7: duplicate directive 'socket' (first set at line 6)");
+  /* sun_path holds 107 bytes and the terminator. */
+  memset(path, 'a', sizeof(path));
+  path[0] = '/';
+  path[107] = '\0';
+  snprintf(text, sizeof(text), BASE "admin\n  socket %s\n", path);
+  cfg = PARSE_OK(text);
+  if (cfg != NULL)
+    SW_CHECK_UINT_EQ(strlen(cfg->admin.socket), 107);
+  sw_config_free(cfg);
+  path[107] = 'a';
+  path[108] = '\0';
+  snprintf(text, sizeof(text), BASE "admin\n  socket %s\n", path);
+  {
+    char want[256];
+    snprintf(want, sizeof(want),
+             "conf:6: socket: path longer than 107 bytes '%s'", path);
+    PARSE_ERR(text, want);
+  }
+
+  /* allow_uid: numeric uids only. */
+  PARSE_ERR(BASE "admin\n  allow_uid root\n",
+            "conf:6: allow_uid: expected a numeric uid, got 'root'");
+  PARSE_ERR(BASE "admin\n  allow_uid -1\n",
+            "conf:6: allow_uid: expected a numeric uid, got '-1'");
+  PARSE_ERR(BASE "admin\n  allow_uid 4294967295\n",
+            "conf:6: allow_uid: value too large '4294967295'");
+  PARSE_ERR(BASE "admin\n  allow_uid 1000 1001\n",
+            "conf:6: allow_uid: expected 1 argument, got 2");
+
+  /* bind: one TCP listener, with a token file, not on a proxy port. */
+  cfg = PARSE_OK(BASE
+                 "admin\n  token_file /etc/switchd/token\n"
+                 "  bind *:9900\n");
+  if (cfg != NULL) {
+    SW_CHECK_INT_EQ(cfg->admin.has_bind, 1);
+    SW_CHECK_STR_EQ(cfg->admin.bind.name, "0.0.0.0:9900");
+    SW_CHECK_INT_EQ(cfg->admin.bind.line, 7);
+    CHECK_V4(&cfg->admin.bind.addr, "0.0.0.0", 9900);
+    SW_CHECK_STR_EQ(cfg->admin.token_file, "/etc/switchd/token");
+    SW_CHECK_INT_EQ(cfg->admin.metrics_open, 0);
+    SW_CHECK_UINT_EQ(cfg->nbinds, 1);
+  }
+  sw_config_free(cfg);
+  PARSE_ERR(BASE "admin\n  bind 127.0.0.1:9900\n",
+            "conf:6: bind: the admin TCP listener needs a 'token_file' "
+            "(bearer token for mutating calls)");
+  PARSE_ERR(BASE "admin\n  bind 127.0.0.1:9900\n  metrics_open yes\n",
+            "conf:6: bind: the admin TCP listener needs a 'token_file' "
+            "(bearer token for mutating calls)");
+  PARSE_ERR(BASE
+            "admin\n  token_file /t\n  bind 127.0.0.1:9900\n"
+            "  bind 127.0.0.1:9901\n",
+            "conf:8: duplicate directive 'bind' (first set at line 7)");
+  PARSE_ERR(BASE "admin\n  token_file /t\n  bind 127.0.0.1:8080\n",
+            "conf:7: bind: admin address '127.0.0.1:8080' is also a listen "
+            "bind (line 2)");
+  PARSE_ERR("admin\n  token_file /t\n  bind *:80\n" BASE
+            "listen\n"
+            "  bind 0.0.0.0:80\n",
+            "conf:3: bind: admin address '0.0.0.0:80' is also a listen bind "
+            "(line 9)");
+  PARSE_ERR(BASE "admin\n  bind localhost:9900\n",
+            "conf:6: bind: invalid address (expected IP:PORT, [IPv6]:PORT or "
+            "*:PORT) 'localhost:9900'");
+  PARSE_ERR(BASE "admin\n  token_file \"\"\n",
+            "conf:6: token_file: empty path ''");
+  /* A token file without a TCP listener is unused but harmless. */
+  cfg = PARSE_OK(BASE "admin\n  token_file /t\n  metrics_open no\n");
+  if (cfg != NULL) {
+    SW_CHECK_INT_EQ(cfg->admin.has_bind, 0);
+    SW_CHECK_STR_EQ(cfg->admin.token_file, "/t");
+  }
+  sw_config_free(cfg);
+  PARSE_ERR(BASE "admin\n  metrics_open on\n",
+            "conf:6: metrics_open: expected yes or no, got 'on'");
+  PARSE_ERR(BASE "admin\n  metrics_open true\n",
+            "conf:6: metrics_open: expected yes or no, got 'true'");
+}
+
+/* Names shared by sections are found by section; a misplaced one names
+ * every section it belongs in. */
+static void test_control_sections_errors(void) {
+  PARSE_ERR(BASE "cutover\n  connect_timeout 1s\n",
+            "conf:6: unknown directive 'connect_timeout' in section 'cutover' "
+            "(it belongs in section 'upstream' or 'database')");
+  PARSE_ERR(BASE "global\n  idle_timeout 1s\n",
+            "conf:6: unknown directive 'idle_timeout' in section 'global' (it "
+            "belongs in section 'client' or 'upstream')");
+  PARSE_ERR(BASE "admin\n  dsn dbname=a\n",
+            "conf:6: unknown directive 'dsn' in section 'admin' (it belongs "
+            "in section 'database')");
+  PARSE_ERR(BASE "database\n  history 5\n",
+            "conf:6: unknown directive 'history' in section 'database' (it "
+            "belongs in section 'cutover')");
+  PARSE_ERR(BASE "client\n  health_rise 2\n",
+            "conf:6: unknown directive 'health_rise' in section 'client' (it "
+            "belongs in section 'upstream')");
+  PARSE_ERR(BASE "listen\n  socket /tmp/s\n",
+            "conf:6: unknown directive 'socket' in section 'listen' (it "
+            "belongs in section 'admin')");
+  PARSE_ERR(BASE "admin\n  sokcet /tmp/s\n",
+            "conf:6: unknown directive 'sokcet' in section 'admin'");
+  PARSE_ERR("dsn dbname=a\n", "conf:1: directive 'dsn' outside any section");
+  PARSE_ERR("Database\n", "conf:1: unknown section keyword 'Database'");
+  /* A section's directives do not leak into the next one. */
+  PARSE_ERR(BASE "database\n  dsn dbname=a\nadmin\n  lock_timeout 1s\n",
+            "conf:8: unknown directive 'lock_timeout' in section 'admin' (it "
+            "belongs in section 'database')");
+}
+
 /* The API's edges: no error buffer, a tiny one, odd names. */
 static void test_api_edges(void) {
   char small[12];
@@ -929,6 +1718,9 @@ static void test_load_example(void) {
     SW_CHECK_STR_EQ(up->servers[0].name, "127.0.0.1:9101");
     SW_CHECK_STR_EQ(up->servers[1].name, "127.0.0.1:9102");
   }
+  /* The control-plane sections are written out, at their defaults, with
+   * the optional values (dsn, state_file, bind...) commented out. */
+  SW_CHECK(cfg->database.line != 0);
   sw_config_free(cfg);
 }
 
@@ -960,6 +1752,33 @@ static void test_example_mentions_every_directive(void) {
       "connect_timeout",
       "response_timeout",
       "max_idle",
+      "health",
+      "health_path",
+      "health_host",
+      "health_status",
+      "health_body",
+      "health_interval",
+      "health_timeout",
+      "health_rise",
+      "health_fall",
+      "require_migration",
+      "require_column",
+      "require_query",
+      "dsn",
+      "statement_timeout",
+      "lock_timeout",
+      "gate_timeout",
+      "drain_timeout",
+      "state_file",
+      "history",
+      "socket",
+      "allow_uid",
+      "token_file",
+      "metrics_open",
+  };
+  static const char *const sections[] = {
+      "global",         "listen",   "client",  "upstream blue",
+      "upstream green", "database", "cutover", "admin",
   };
   char text[16384];
   size_t n, i;
@@ -971,11 +1790,19 @@ static void test_example_mentions_every_directive(void) {
   fclose(f);
   text[n] = '\0';
   SW_CHECK(n < sizeof(text) - 1);
+  /* As a directive line, set or commented out, not just in prose. */
   for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-    char line[64];
-    snprintf(line, sizeof(line), " %s ", names[i]);
-    if (!SW_CHECK_STR_CONTAINS(text, line))
+    char set[64], commented[64];
+    snprintf(set, sizeof(set), "\n  %s ", names[i]);
+    snprintf(commented, sizeof(commented), "\n  # %s ", names[i]);
+    if (!SW_CHECK(strstr(text, set) != NULL || strstr(text, commented) != NULL))
       printf("  directive: %s\n", names[i]);
+  }
+  for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+    char line[64];
+    snprintf(line, sizeof(line), "\n%s\n", sections[i]);
+    if (!SW_CHECK_STR_CONTAINS(text, line))
+      printf("  section: %s\n", sections[i]);
   }
 }
 
@@ -1036,6 +1863,14 @@ SW_TEST_MAIN(SW_TASK(test_defaults),
              SW_TASK(test_comments_and_quotes),
              SW_TASK(test_errors),
              SW_TASK(test_validation),
+             SW_TASK(test_full_control),
+             SW_TASK(test_control_values),
+             SW_TASK(test_health_status),
+             SW_TASK(test_health),
+             SW_TASK(test_requires),
+             SW_TASK(test_database),
+             SW_TASK(test_cutover_and_admin_sections),
+             SW_TASK(test_control_sections_errors),
              SW_TASK(test_api_edges),
              SW_TASK(test_load_example),
              SW_TASK(test_example_mentions_every_directive),
