@@ -1,0 +1,408 @@
+/* The cutover state machine (DESIGN §4): which colour is live, which phase
+ * the switch is in, and what must happen next. This module owns those
+ * decisions and nothing else. It is pure: it never does I/O, never reads a
+ * clock, never touches libuv and holds no globals. The caller feeds it
+ * events (a request, a health result, a verification result, an in-flight
+ * count, a timer tick), each carrying the current time in ms, and performs
+ * the actions it hands back (start a verification, run a probe, flip, cancel
+ * a drain, persist). That keeps every rule of the cutover testable in a unit
+ * test, and lets the flip happen in the same loop turn as the call that saw
+ * the last piece of evidence.
+ *
+ * Phases:
+ *
+ *   steady      live colour serves; nothing in progress.
+ *   gating      a cutover to the target was accepted. It passes when the
+ *               target has `rise` passing health checks in a row, a
+ *               verification of its schema has passed, and the live colour
+ *               is healthy. The deadline, a failed or inconclusive
+ *               verification, an unhealthy live colour or an operator abort
+ *               end it in steady with nothing changed.
+ *   rechecking  the gate passed; one more probe and one more verification of
+ *               the target, both started after entering this phase, must
+ *               pass before the flip. Any failure ends it like a gate.
+ *   draining    flipped: the target is live; the old colour's in-flight
+ *               requests finish, up to drain_timeout, then are cancelled.
+ *               Then steady with the new live colour.
+ *
+ * "Aborted" is a result, not a phase: a gate that ends without flipping goes
+ * back to steady, and sw_switch_t.last_gate says why. A gate that ends for
+ * any reason other than its own evidence (deadline, operator, restart,
+ * database unreachable) is inconclusive, never a pass: no timer ever turns
+ * a gate into a flip.
+ *
+ * Evidence rules (what "no stale pass" means):
+ *   - A pass counts only if it started at or after the point it vouches for:
+ *     the request for gating, the entry into rechecking for the re-check.
+ *     Every result carries the time its probe or query started.
+ *     Starting in the same ms counts: the caller's clock is read once per
+ *     loop turn, and work started in a turn does its I/O after that turn.
+ *   - A failing health check of the target always counts (it resets the
+ *     count in gating and aborts in rechecking): caution can only delay.
+ *   - A failed or inconclusive verification ends the gate only if it started
+ *     at or after the request: one from before may describe a schema the
+ *     operator has migrated since.
+ *   - Every event first checks the deadlines, so a pass that arrives after
+ *     the deadline (a late tick) finds the gate already timed out.
+ *
+ * Times are the caller's milliseconds (uv_now() in switchd), stored as given
+ * in the transition records; the caller converts them to wall-clock time
+ * when it logs or persists a record.
+ *
+ * Usage: every call that takes `out` first clears it; the caller then
+ * performs the actions in this order: FLIP (an assignment of the live
+ * colour, in this loop turn), CANCEL_DRAIN (then reports the count with
+ * sw_switch_on_drain_cancelled), PROBE and VERIFY (reporting their results
+ * later with sw_switch_on_health and sw_switch_on_verify), and last PERSIST
+ * (write the state file, which must hold the new phase); each of
+ * out->events is one transition to log and append to the persisted
+ * history. The caller feeds the old colour's in-flight count right after a
+ * flip and whenever it changes, and calls sw_switch_tick when the time of
+ * sw_switch_next_deadline() comes. */
+#ifndef SW_SWITCH_H
+#define SW_SWITCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sw_types.h"
+
+/* Bound on a transition record's text: what the state file keeps of a
+ * reason (SW_STATE_TEXT), so a record persists without a second cut. */
+#define SW_SWITCH_TEXT 160
+/* Bound on the message of the last gate result: room for a verification
+ * that lists several missing migrations. */
+#define SW_SWITCH_MESSAGE 512
+/* Bound on the name of whoever asked ("uid 1000 (pid 42)"). */
+#define SW_SWITCH_WHO 64
+/* The in-machine ring serves status and the event stream; the longer
+ * history lives in the state file. */
+#define SW_SWITCH_HISTORY_MAX 64
+/* Transitions one call can produce: a request that finds a dead gate (1),
+ * starts a new one (2) and aborts it at once because the live colour is down
+ * (3). One slot to spare. */
+#define SW_SWITCH_EVENTS_MAX 4
+
+#define SW_SWITCH_DEFAULT_RISE 3
+#define SW_SWITCH_DEFAULT_GATE_TIMEOUT_MS (10 * 60 * 1000)
+/* The design asks for a re-check "within the last second". The probe alone
+ * may take the health timeout (1 s) and runs alongside the verification, so
+ * the default bound leaves 1 s for the query. */
+#define SW_SWITCH_DEFAULT_RECHECK_TIMEOUT_MS 2000
+#define SW_SWITCH_DEFAULT_DRAIN_TIMEOUT_MS (30 * 1000)
+#define SW_SWITCH_DEFAULT_HISTORY 16
+
+/* The names of these values (sw_switch_phase_name) are stable: JSON, metric
+ * labels and the state file use them. */
+typedef enum sw_switch_phase_e {
+  SW_SWITCH_STEADY = 0,
+  SW_SWITCH_GATING,
+  SW_SWITCH_RECHECKING,
+  SW_SWITCH_DRAINING,
+  /* Reserved for the error watch and rollback (the next issue): named and
+   * accepted by restore, but never entered by this version. */
+  SW_SWITCH_WATCHING,
+  SW_SWITCH_COMMITTED_MANUAL,
+  SW_SWITCH_FINAL,
+  SW_SWITCH_ROLLED_BACK,
+  SW_SWITCH_ROLLBACK_BLOCKED,
+} sw_switch_phase_t;
+
+#define SW_SWITCH_PHASES (SW_SWITCH_ROLLBACK_BLOCKED + 1)
+
+/* Why a request or an abort was refused, or why a transition happened. One
+ * enum so that a record, a refusal and a status field share one vocabulary. */
+typedef enum sw_switch_reason_e {
+  SW_SWITCH_R_NONE = 0, /* accepted; or no transition yet */
+  /* Refusals: nothing changed. */
+  SW_SWITCH_R_INVALID,      /* the colour is neither blue nor green */
+  SW_SWITCH_R_ALREADY_LIVE, /* the target is the live colour */
+  SW_SWITCH_R_IN_PROGRESS,  /* another cutover (or its drain) is running */
+  SW_SWITCH_R_NO_SERVERS,   /* the target colour has no server configured */
+  SW_SWITCH_R_NOT_GATING,   /* abort: no gate to abort */
+  /* Transitions of a cutover that goes on. */
+  SW_SWITCH_R_REQUESTED,     /* steady -> gating */
+  SW_SWITCH_R_GATE_PASSED,   /* gating -> rechecking */
+  SW_SWITCH_R_FLIPPED,       /* rechecking -> draining */
+  SW_SWITCH_R_DRAINED,       /* draining -> steady: nothing left in flight */
+  SW_SWITCH_R_DRAIN_TIMEOUT, /* draining -> steady: the rest was cancelled */
+  /* Ends of a gate (gating or rechecking -> steady, nothing changed). */
+  SW_SWITCH_R_OPERATOR,            /* aborted by an operator */
+  SW_SWITCH_R_TIMEOUT,             /* the gate deadline was reached */
+  SW_SWITCH_R_RECHECK_TIMEOUT,     /* the re-check took too long */
+  SW_SWITCH_R_VERIFY_FAILED,       /* the schema lacks what the target needs */
+  SW_SWITCH_R_VERIFY_INCONCLUSIVE, /* the database could not answer */
+  SW_SWITCH_R_LIVE_UNHEALTHY,      /* nothing healthy to roll back to */
+  SW_SWITCH_R_PROBE_FAILED,        /* the target failed a check at re-check */
+  SW_SWITCH_R_RESTART,             /* the process restarted mid-cutover */
+} sw_switch_reason_t;
+
+#define SW_SWITCH_REASONS (SW_SWITCH_R_RESTART + 1)
+
+/* How a gate ended. */
+typedef enum sw_switch_outcome_e {
+  SW_SWITCH_OUTCOME_NONE = 0,     /* no gate has ended yet */
+  SW_SWITCH_OUTCOME_PASSED,       /* it flipped */
+  SW_SWITCH_OUTCOME_FAILED,       /* its own evidence said no */
+  SW_SWITCH_OUTCOME_INCONCLUSIVE, /* ended by something else; never a pass */
+} sw_switch_outcome_t;
+
+/* The colour-level health the caller derives from its checks. */
+typedef enum sw_switch_health_e {
+  SW_SWITCH_HEALTH_UNKNOWN = 0, /* no verdict yet: a gate waits for one */
+  SW_SWITCH_HEALTH_UP,
+  SW_SWITCH_HEALTH_DOWN,
+} sw_switch_health_t;
+
+/* A verification result, as the verifier reports it. */
+typedef enum sw_switch_verify_e {
+  SW_SWITCH_VERIFY_PASS = 0,
+  SW_SWITCH_VERIFY_FAIL,         /* the message lists what is missing */
+  SW_SWITCH_VERIFY_INCONCLUSIVE, /* unreachable or timed out: libpq's error */
+} sw_switch_verify_t;
+
+/* Actions, as bits of sw_switch_actions_t.flags; the colour each one is
+ * about is in the field of the same name. */
+#define SW_SWITCH_ACT_VERIFY (1u << 0) /* verify `verify`'s schema needs */
+#define SW_SWITCH_ACT_PROBE (1u << 1)  /* run one health probe of `probe` */
+#define SW_SWITCH_ACT_FLIP (1u << 2)   /* live = flip_to, in this loop turn */
+#define SW_SWITCH_ACT_CANCEL_DRAIN (1u << 3) /* cancel `cancel`'s in-flight */
+#define SW_SWITCH_ACT_PERSIST (1u << 4)      /* write the state file */
+
+/* One transition: what the caller logs and keeps in the history. */
+typedef struct sw_switch_event_s {
+  uint64_t at;      /* the caller's time of the transition, ms */
+  uint64_t version; /* the state version after it */
+  sw_switch_phase_t from;
+  sw_switch_phase_t to;
+  sw_switch_reason_t reason;
+  sw_colour_t live;          /* the live colour after it */
+  sw_colour_t target;        /* the colour the cutover was about */
+  char text[SW_SWITCH_TEXT]; /* one line of valid UTF-8, for people */
+} sw_switch_event_t;
+
+typedef struct sw_switch_actions_s {
+  unsigned flags; /* SW_SWITCH_ACT_* */
+  sw_colour_t verify;
+  sw_colour_t probe;
+  sw_colour_t flip_to;
+  sw_colour_t cancel;
+  size_t nevents;
+  sw_switch_event_t events[SW_SWITCH_EVENTS_MAX]; /* oldest first */
+} sw_switch_actions_t;
+
+typedef struct sw_switch_params_s {
+  /* Passing checks in a row the target needs, per colour because each
+   * upstream section has its own health_rise. 0 counts as 1: a gate always
+   * needs at least one fresh pass. */
+  unsigned rise[SW_COLOURS];
+  uint64_t gate_timeout_ms;
+  uint64_t recheck_timeout_ms; /* 0: bounded by the gate deadline only */
+  uint64_t drain_timeout_ms;
+  size_t history; /* transitions kept in the ring; at most HISTORY_MAX */
+} sw_switch_params_t;
+
+/* What the state file records of the machine (DESIGN §10). */
+typedef struct sw_switch_persisted_s {
+  sw_colour_t live;
+  sw_switch_phase_t phase;
+  uint64_t flip_at; /* 0 when never flipped */
+  uint64_t version;
+} sw_switch_persisted_t;
+
+/* The gate in progress (gating and rechecking). */
+typedef struct sw_switch_gate_s {
+  sw_colour_t target;
+  uint64_t requested_at;
+  uint64_t deadline;
+  unsigned rise;       /* captured at the request: a reload does not move it */
+  unsigned passes;     /* fresh passes in a row */
+  int verified;        /* a fresh verification passed */
+  uint64_t recheck_at; /* when rechecking began */
+  uint64_t recheck_deadline;
+  int probe_ok;         /* the re-check probe passed */
+  int recheck_verified; /* the re-check verification passed */
+  char who[SW_SWITCH_WHO];
+  char last_failure[SW_SWITCH_TEXT]; /* the target's, for the deadline text */
+} sw_switch_gate_t;
+
+/* The drain in progress. Kept apart from the phase because with the error
+ * watch (next issue) the old colour drains while the new one is watched. */
+typedef struct sw_switch_drain_s {
+  int active;
+  sw_colour_t colour; /* the old colour */
+  uint64_t started_at;
+  uint64_t deadline;
+  uint64_t inflight; /* as last fed; meaningful once inflight_known */
+  int inflight_known;
+  int cancel_sent; /* CANCEL_DRAIN was handed out; waiting for the count */
+} sw_switch_drain_t;
+
+/* How the last gate ended, for status and switchctl's exit code. */
+typedef struct sw_switch_result_s {
+  sw_switch_outcome_t outcome;
+  sw_switch_reason_t reason;
+  sw_colour_t target;
+  uint64_t at;
+  char message[SW_SWITCH_MESSAGE];
+} sw_switch_result_t;
+
+/* How the last drain ended. */
+typedef struct sw_switch_drain_result_s {
+  int valid; /* a drain has ended */
+  sw_colour_t colour;
+  sw_switch_reason_t reason; /* DRAINED, DRAIN_TIMEOUT or RESTART */
+  uint64_t started_at;
+  uint64_t ended_at;
+  uint64_t cancelled; /* requests cancelled at the drain deadline */
+} sw_switch_drain_result_t;
+
+/* The machine. A plain struct the caller embeds; every field is readable
+ * (status and metrics read them), and only sw_switch_* calls change them. */
+typedef struct sw_switch_s {
+  sw_switch_params_t params;
+  sw_switch_phase_t phase;
+  sw_colour_t live;
+  uint64_t version; /* +1 on every change of phase or live colour */
+  uint64_t flip_at; /* time of the last flip; 0 when never flipped */
+  sw_switch_health_t health[SW_COLOURS];
+  char health_reason[SW_COLOURS][SW_SWITCH_TEXT];
+  sw_switch_gate_t gate;
+  sw_switch_drain_t drain;
+  sw_switch_result_t last_gate;
+  sw_switch_drain_result_t last_drain;
+  /* Counters for metrics, since the machine was initialised. */
+  uint64_t flips;
+  uint64_t gates[SW_SWITCH_OUTCOME_INCONCLUSIVE + 1]; /* by outcome */
+  uint64_t drain_cancelled;                           /* requests, total */
+  /* Recent transitions, oldest first. */
+  sw_switch_event_t history[SW_SWITCH_HISTORY_MAX];
+  size_t nhistory;
+} sw_switch_t;
+
+/* Fills p with the defaults of DESIGN §9. */
+void sw_switch_params_default(sw_switch_params_t *p);
+
+/* Starts steady with `live` (a valid colour) and version 1. p NULL: the
+ * defaults. */
+void sw_switch_init(sw_switch_t *s,
+                    sw_colour_t live,
+                    const sw_switch_params_t *p);
+
+/* Starts from what the state file recorded. A gate in progress is restored
+ * as steady with the recorded live colour, its result inconclusive (reason
+ * RESTART); a drain is restored as steady too (the old colour's requests
+ * died with the process); so are the reserved phases, which this version
+ * cannot resume. The version continues from the recorded one. Returns 0, or
+ * SW_ECONFIG when st holds a colour or phase that does not exist (the caller
+ * reports the file as corrupt). */
+int sw_switch_restore(sw_switch_t *s,
+                      uint64_t now,
+                      const sw_switch_params_t *p,
+                      const sw_switch_persisted_t *st,
+                      sw_switch_actions_t *out);
+
+/* What to persist. */
+void sw_switch_snapshot(const sw_switch_t *s, sw_switch_persisted_t *st);
+
+/* A reload: new values apply to the next gate or drain; the running ones
+ * keep the rise and deadlines they started with. A smaller history drops
+ * the oldest records. */
+void sw_switch_set_params(sw_switch_t *s, const sw_switch_params_t *p);
+
+/* A cutover to `target`, which has `target_servers` servers configured;
+ * `who` names the caller for the record (NULL: "operator"). Returns
+ * SW_SWITCH_R_NONE when accepted (phase gating, VERIFY of the target in
+ * out), else the refusal: INVALID, IN_PROGRESS, ALREADY_LIVE or NO_SERVERS,
+ * with nothing changed. An accepted gate whose live colour is already known
+ * to be down ends at once (LIVE_UNHEALTHY), in the same call. */
+sw_switch_reason_t sw_switch_request(sw_switch_t *s,
+                                     uint64_t now,
+                                     sw_colour_t target,
+                                     size_t target_servers,
+                                     const char *who,
+                                     sw_switch_actions_t *out);
+
+/* An operator abort of the gate in progress (gating or rechecking): result
+ * inconclusive, reason OPERATOR. Returns SW_SWITCH_R_NONE, or NOT_GATING
+ * when there is no gate (a drain is past the point of no return; rollback
+ * is the next issue's). */
+sw_switch_reason_t sw_switch_abort(sw_switch_t *s,
+                                   uint64_t now,
+                                   const char *who,
+                                   sw_switch_actions_t *out);
+
+/* One health result of colour c (the caller's colour-level view of a round
+ * of checks): pass or not, the time the check started, and why it failed. */
+void sw_switch_on_health(sw_switch_t *s,
+                         uint64_t now,
+                         sw_colour_t c,
+                         int pass,
+                         uint64_t started_at,
+                         const char *reason,
+                         sw_switch_actions_t *out);
+
+/* Colour c became healthy or unhealthy (rise/fall applied by the caller). */
+void sw_switch_on_colour_health(sw_switch_t *s,
+                                uint64_t now,
+                                sw_colour_t c,
+                                int healthy,
+                                const char *reason,
+                                sw_switch_actions_t *out);
+
+/* A verification of colour c's requirements, started at started_at. */
+void sw_switch_on_verify(sw_switch_t *s,
+                         uint64_t now,
+                         sw_colour_t c,
+                         sw_switch_verify_t result,
+                         uint64_t started_at,
+                         const char *message,
+                         sw_switch_actions_t *out);
+
+/* Colour c has `inflight` requests in flight. */
+void sw_switch_on_inflight(sw_switch_t *s,
+                           uint64_t now,
+                           sw_colour_t c,
+                           uint64_t inflight,
+                           sw_switch_actions_t *out);
+
+/* The caller performed CANCEL_DRAIN on colour c and cancelled `cancelled`
+ * requests: the drain ends (DRAIN_TIMEOUT) and the count is recorded.
+ * Ignored unless CANCEL_DRAIN was handed out for this drain. */
+void sw_switch_on_drain_cancelled(sw_switch_t *s,
+                                  uint64_t now,
+                                  sw_colour_t c,
+                                  uint64_t cancelled,
+                                  sw_switch_actions_t *out);
+
+/* Time passes: ends what is past its deadline. A drain past its deadline
+ * hands out CANCEL_DRAIN on every call until the count is reported. */
+void sw_switch_tick(sw_switch_t *s, uint64_t now, sw_switch_actions_t *out);
+
+/* The earliest deadline in force, to arm one timer for; 0 when none. */
+uint64_t sw_switch_next_deadline(const sw_switch_t *s);
+
+uint64_t sw_switch_version(const sw_switch_t *s);
+
+/* The ring of recent transitions: i = 0 is the oldest; NULL past the end. */
+size_t sw_switch_history_count(const sw_switch_t *s);
+const sw_switch_event_t *sw_switch_history_at(const sw_switch_t *s, size_t i);
+
+/* Stable lowercase names ("steady", "gating", "rechecking", "draining";
+ * "operator", "timeout", ...); "unknown" for a value out of range. */
+const char *sw_switch_phase_name(sw_switch_phase_t p);
+const char *sw_switch_reason_name(sw_switch_reason_t r);
+const char *sw_switch_outcome_name(sw_switch_outcome_t o);
+const char *sw_switch_health_name(sw_switch_health_t h);
+/* The name of one SW_SWITCH_ACT_* bit ("verify", "probe", "flip",
+ * "cancel_drain", "persist"). */
+const char *sw_switch_action_name(unsigned action);
+
+/* Parses a phase name, as read back from the state file. Returns 0 or
+ * SW_EPARSE. */
+int sw_switch_phase_parse(const char *name, sw_switch_phase_t *p);
+
+/* How a gate that ended for reason r is classed. */
+sw_switch_outcome_t sw_switch_reason_outcome(sw_switch_reason_t r);
+
+#endif

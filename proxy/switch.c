@@ -1,0 +1,833 @@
+/* The cutover state machine; see sw_switch.h for the phases and the evidence
+ * rules. This file owns the decisions only: it never does I/O, never reads a
+ * clock and keeps no state outside the sw_switch_t it is handed, so the
+ * same sequence of events always gives the same actions. Text that comes
+ * from outside (probe reasons, libpq errors, who asked) is copied into
+ * bounded arrays as one line of valid UTF-8, because it ends up in JSON and
+ * log lines. */
+#include "sw_switch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const phase_names[SW_SWITCH_PHASES] = {
+    [SW_SWITCH_STEADY] = "steady",
+    [SW_SWITCH_GATING] = "gating",
+    [SW_SWITCH_RECHECKING] = "rechecking",
+    [SW_SWITCH_DRAINING] = "draining",
+    [SW_SWITCH_WATCHING] = "watching",
+    [SW_SWITCH_COMMITTED_MANUAL] = "committed_manual",
+    [SW_SWITCH_FINAL] = "final",
+    [SW_SWITCH_ROLLED_BACK] = "rolled_back",
+    [SW_SWITCH_ROLLBACK_BLOCKED] = "rollback_blocked",
+};
+
+static const char *const reason_names[SW_SWITCH_REASONS] = {
+    [SW_SWITCH_R_NONE] = "none",
+    [SW_SWITCH_R_INVALID] = "invalid",
+    [SW_SWITCH_R_ALREADY_LIVE] = "already_live",
+    [SW_SWITCH_R_IN_PROGRESS] = "in_progress",
+    [SW_SWITCH_R_NO_SERVERS] = "no_servers",
+    [SW_SWITCH_R_NOT_GATING] = "not_gating",
+    [SW_SWITCH_R_REQUESTED] = "requested",
+    [SW_SWITCH_R_GATE_PASSED] = "gate_passed",
+    [SW_SWITCH_R_FLIPPED] = "flipped",
+    [SW_SWITCH_R_DRAINED] = "drained",
+    [SW_SWITCH_R_DRAIN_TIMEOUT] = "drain_timeout",
+    [SW_SWITCH_R_OPERATOR] = "operator",
+    [SW_SWITCH_R_TIMEOUT] = "timeout",
+    [SW_SWITCH_R_RECHECK_TIMEOUT] = "recheck_timeout",
+    [SW_SWITCH_R_VERIFY_FAILED] = "verify_failed",
+    [SW_SWITCH_R_VERIFY_INCONCLUSIVE] = "verify_inconclusive",
+    [SW_SWITCH_R_LIVE_UNHEALTHY] = "live_unhealthy",
+    [SW_SWITCH_R_PROBE_FAILED] = "probe_failed",
+    [SW_SWITCH_R_RESTART] = "restart",
+};
+
+/* The machine's own colour names, so that a pure module does not pull in
+ * the config parser for two words. */
+static const char *colour_name(sw_colour_t c) {
+  return c == SW_GREEN ? "green" : c == SW_BLUE ? "blue" : "unknown";
+}
+
+static int colour_valid(sw_colour_t c) {
+  return c == SW_BLUE || c == SW_GREEN;
+}
+
+static sw_colour_t other_colour(sw_colour_t c) {
+  return c == SW_BLUE ? SW_GREEN : SW_BLUE;
+}
+
+/* Length of the UTF-8 sequence at p: 1-4 when valid, 0 when invalid, -1
+ * when the string ends inside it (a cut made by a truncating printf). The
+ * ranges are those of RFC 3629: no overlongs, no surrogates, nothing past
+ * U+10FFFF, because a JSON encoder rejects all of them. */
+static int utf8_len(const unsigned char *p) {
+  unsigned char c = p[0];
+  unsigned char lo = 0x80, hi = 0xbf;
+  int n;
+
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4;
+  else
+    return 0;
+  if (c == 0xe0)
+    lo = 0xa0;
+  else if (c == 0xed)
+    hi = 0x9f;
+  else if (c == 0xf0)
+    lo = 0x90;
+  else if (c == 0xf4)
+    hi = 0x8f;
+  for (int i = 1; i < n; i++) {
+    if (p[i] == '\0')
+      return -1;
+    if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+      return 0;
+  }
+  return n;
+}
+
+/* Copies src into dst (cap bytes, cap >= 4) as one line of valid UTF-8:
+ * control characters become spaces, invalid bytes '?', trailing spaces go,
+ * and a text that does not fit ends in "..." cut at a character boundary.
+ * libpq's messages end in a newline and may be in the server's encoding;
+ * neither may reach a JSON log line as is. */
+static void text_copy(char *dst, size_t cap, const char *src) {
+  const unsigned char *p = (const unsigned char *)(src ? src : "");
+  size_t len = 0, room = cap - 1;
+
+  while (*p != '\0') {
+    int n = utf8_len(p);
+    if (n < 0)
+      break;
+    if (len + (size_t)(n > 0 ? n : 1) > room) {
+      /* Cut: make room for the marker at a character boundary. */
+      while (len > 0 && len + 3 > room) {
+        len--;
+        while (len > 0 && ((unsigned char)dst[len] & 0xc0) == 0x80)
+          len--;
+      }
+      memcpy(dst + len, "...", 3);
+      len += 3;
+      break;
+    }
+    if (n == 0) {
+      dst[len++] = '?';
+      p++;
+    } else if (n == 1) {
+      dst[len++] = (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p;
+      p++;
+    } else {
+      memcpy(dst + len, p, (size_t)n);
+      len += (size_t)n;
+      p += n;
+    }
+  }
+  while (len > 0 && dst[len - 1] == ' ')
+    len--;
+  dst[len] = '\0';
+}
+
+/* printf into a bounded, cleaned text. The scratch buffer is larger than
+ * any text we keep, so the cut (with its "...") happens in text_copy. */
+static void text_printf(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void text_printf(char *dst, size_t cap, const char *fmt, ...) {
+  char scratch[SW_SWITCH_MESSAGE * 2 + 1];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(scratch, sizeof(scratch), fmt, ap);
+  va_end(ap);
+  text_copy(dst, cap, scratch);
+}
+
+static void actions_clear(sw_switch_actions_t *out) {
+  out->flags = 0;
+  out->verify = SW_BLUE;
+  out->probe = SW_BLUE;
+  out->flip_to = SW_BLUE;
+  out->cancel = SW_BLUE;
+  out->nevents = 0;
+}
+
+static void history_push(sw_switch_t *s, const sw_switch_event_t *ev) {
+  size_t cap = s->params.history;
+
+  if (cap == 0)
+    return;
+  if (s->nhistory == cap) {
+    /* Transitions are a handful per deploy: moving the ring's contents
+     * keeps it oldest-first and indexable without a head pointer. */
+    memmove(&s->history[0], &s->history[1], (cap - 1) * sizeof(s->history[0]));
+    s->nhistory--;
+  }
+  s->history[s->nhistory++] = *ev;
+}
+
+/* Moves to phase `to`, bumps the version, and records why: in the ring and
+ * in out, with PERSIST so the state file never lags a transition. The
+ * caller of this function sets s->live first when the transition is a
+ * flip, so the record carries the new live colour. */
+static void transition(sw_switch_t *s,
+                       uint64_t now,
+                       sw_switch_phase_t to,
+                       sw_switch_reason_t reason,
+                       sw_colour_t target,
+                       const char *text,
+                       sw_switch_actions_t *out) {
+  sw_switch_event_t ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.at = now;
+  ev.from = s->phase;
+  ev.to = to;
+  ev.reason = reason;
+  ev.target = target;
+  s->phase = to;
+  s->version++;
+  ev.version = s->version;
+  ev.live = s->live;
+  text_copy(ev.text, sizeof(ev.text), text);
+  history_push(s, &ev);
+  if (out->nevents < SW_SWITCH_EVENTS_MAX)
+    out->events[out->nevents++] = ev;
+  out->flags |= SW_SWITCH_ACT_PERSIST;
+}
+
+/* Ends the gate without flipping: nothing about the traffic changes, and
+ * last_gate keeps the full message for status. */
+static void gate_end(sw_switch_t *s,
+                     uint64_t now,
+                     sw_switch_reason_t reason,
+                     const char *message,
+                     sw_switch_actions_t *out) {
+  sw_switch_result_t *r = &s->last_gate;
+  sw_colour_t target = s->gate.target;
+
+  r->outcome = sw_switch_reason_outcome(reason);
+  r->reason = reason;
+  r->target = target;
+  r->at = now;
+  text_copy(r->message, sizeof(r->message), message);
+  s->gates[r->outcome]++;
+  memset(&s->gate, 0, sizeof(s->gate));
+  transition(s, now, SW_SWITCH_STEADY, reason, target, r->message, out);
+}
+
+/* The deadline text says what was still missing, so that "timeout" tells
+ * the operator which condition to look at. */
+static void gate_timeout(sw_switch_t *s,
+                         uint64_t now,
+                         sw_switch_actions_t *out) {
+  const sw_switch_gate_t *g = &s->gate;
+  sw_colour_t live = s->live;
+  char msg[SW_SWITCH_MESSAGE];
+
+  if (s->phase == SW_SWITCH_RECHECKING) {
+    text_printf(msg, sizeof(msg),
+                "gate deadline reached during the re-check of %s: probe %s, "
+                "verification %s",
+                colour_name(g->target), g->probe_ok ? "passed" : "pending",
+                g->recheck_verified ? "passed" : "pending");
+  } else {
+    text_printf(
+        msg, sizeof(msg),
+        "gate deadline reached after %llu ms: %s had %u of %u health passes%s"
+        "%s%s, verification %s, live %s %s",
+        (unsigned long long)(now - g->requested_at), colour_name(g->target),
+        g->passes, g->rise, g->last_failure[0] ? " (last failure: " : "",
+        g->last_failure, g->last_failure[0] ? ")" : "",
+        g->verified ? "passed" : "pending", colour_name(live),
+        sw_switch_health_name(s->health[live]));
+  }
+  gate_end(s, now, SW_SWITCH_R_TIMEOUT, msg, out);
+}
+
+/* Every event runs this first. A gate past its deadline ends as a timeout
+ * before the event is looked at, so late evidence cannot pass it; a drain
+ * past its deadline asks for the cancellation until the count comes back.
+ * Returns 1 when it ended a gate. */
+static int check_deadlines(sw_switch_t *s,
+                           uint64_t now,
+                           sw_switch_actions_t *out) {
+  const sw_switch_gate_t *g = &s->gate;
+
+  switch (s->phase) {
+    case SW_SWITCH_GATING:
+      if (now >= g->deadline) {
+        gate_timeout(s, now, out);
+        return 1;
+      }
+      break;
+    case SW_SWITCH_RECHECKING:
+      if (now >= g->deadline) {
+        gate_timeout(s, now, out);
+        return 1;
+      }
+      if (now >= g->recheck_deadline) {
+        char msg[SW_SWITCH_MESSAGE];
+        text_printf(msg, sizeof(msg),
+                    "re-check of %s took longer than %llu ms: probe %s, "
+                    "verification %s",
+                    colour_name(g->target),
+                    (unsigned long long)(g->recheck_deadline - g->recheck_at),
+                    g->probe_ok ? "passed" : "pending",
+                    g->recheck_verified ? "passed" : "pending");
+        gate_end(s, now, SW_SWITCH_R_RECHECK_TIMEOUT, msg, out);
+        return 1;
+      }
+      break;
+    case SW_SWITCH_DRAINING:
+      if (s->drain.active && now >= s->drain.deadline) {
+        s->drain.cancel_sent = 1;
+        out->flags |= SW_SWITCH_ACT_CANCEL_DRAIN;
+        out->cancel = s->drain.colour;
+      }
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+/* Gating -> rechecking once every condition holds. Evidence gathered so far
+ * is spent: the re-check needs its own, started from now. */
+static void gate_try_pass(sw_switch_t *s,
+                          uint64_t now,
+                          sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  uint64_t bound = s->params.recheck_timeout_ms;
+  char text[SW_SWITCH_TEXT];
+
+  if (s->phase != SW_SWITCH_GATING || g->passes < g->rise || !g->verified ||
+      s->health[s->live] != SW_SWITCH_HEALTH_UP)
+    return;
+  g->recheck_at = now;
+  g->recheck_deadline = g->deadline;
+  if (bound > 0 && now + bound < g->deadline)
+    g->recheck_deadline = now + bound;
+  g->probe_ok = 0;
+  g->recheck_verified = 0;
+  out->flags |= SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY;
+  out->probe = g->target;
+  out->verify = g->target;
+  text_printf(text, sizeof(text),
+              "%s passed %u health checks in a row and verification; live %s "
+              "healthy; re-checking",
+              colour_name(g->target), g->passes, colour_name(s->live));
+  transition(s, now, SW_SWITCH_RECHECKING, SW_SWITCH_R_GATE_PASSED, g->target,
+             text, out);
+}
+
+/* Rechecking -> draining: the flip. The live colour changes here, in the
+ * call that saw the last piece of evidence, and FLIP tells the caller to do
+ * the same before it returns to the loop. */
+static void recheck_try_flip(sw_switch_t *s,
+                             uint64_t now,
+                             sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  sw_colour_t old = s->live, target = g->target;
+  char text[SW_SWITCH_TEXT];
+
+  if (s->phase != SW_SWITCH_RECHECKING || !g->probe_ok ||
+      !g->recheck_verified || s->health[old] != SW_SWITCH_HEALTH_UP)
+    return;
+  s->last_gate.outcome = SW_SWITCH_OUTCOME_PASSED;
+  s->last_gate.reason = SW_SWITCH_R_FLIPPED;
+  s->last_gate.target = target;
+  s->last_gate.at = now;
+  text_printf(s->last_gate.message, sizeof(s->last_gate.message),
+              "%s passed the gate and the re-check; live %s -> %s",
+              colour_name(target), colour_name(old), colour_name(target));
+  s->gates[SW_SWITCH_OUTCOME_PASSED]++;
+  memset(&s->gate, 0, sizeof(s->gate));
+
+  s->live = target;
+  s->flip_at = now;
+  s->flips++;
+  memset(&s->drain, 0, sizeof(s->drain));
+  s->drain.active = 1;
+  s->drain.colour = old;
+  s->drain.started_at = now;
+  s->drain.deadline = now + s->params.drain_timeout_ms;
+  out->flags |= SW_SWITCH_ACT_FLIP;
+  out->flip_to = target;
+  text_printf(text, sizeof(text), "live %s -> %s; draining %s (up to %llu ms)",
+              colour_name(old), colour_name(target), colour_name(old),
+              (unsigned long long)s->params.drain_timeout_ms);
+  transition(s, now, SW_SWITCH_DRAINING, SW_SWITCH_R_FLIPPED, target, text,
+             out);
+}
+
+static void drain_end(sw_switch_t *s,
+                      uint64_t now,
+                      sw_switch_reason_t reason,
+                      uint64_t cancelled,
+                      sw_switch_actions_t *out) {
+  sw_switch_drain_result_t *r = &s->last_drain;
+  const sw_switch_drain_t *d = &s->drain;
+  char text[SW_SWITCH_TEXT];
+
+  r->valid = 1;
+  r->colour = d->colour;
+  r->reason = reason;
+  r->started_at = d->started_at;
+  r->ended_at = now;
+  r->cancelled = cancelled;
+  s->drain_cancelled += cancelled;
+  if (reason == SW_SWITCH_R_DRAINED)
+    text_printf(text, sizeof(text), "%s drained in %llu ms",
+                colour_name(d->colour),
+                (unsigned long long)(now - d->started_at));
+  else
+    text_printf(text, sizeof(text),
+                "%s drain timed out after %llu ms: %llu request%s cancelled",
+                colour_name(d->colour),
+                (unsigned long long)(now - d->started_at),
+                (unsigned long long)cancelled, cancelled == 1 ? "" : "s");
+  memset(&s->drain, 0, sizeof(s->drain));
+  /* The cutover was about the colour that is live now. */
+  transition(s, now, SW_SWITCH_STEADY, reason, s->live, text, out);
+}
+
+static int gate_running(const sw_switch_t *s) {
+  return s->phase == SW_SWITCH_GATING || s->phase == SW_SWITCH_RECHECKING;
+}
+
+void sw_switch_params_default(sw_switch_params_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->rise[SW_BLUE] = SW_SWITCH_DEFAULT_RISE;
+  p->rise[SW_GREEN] = SW_SWITCH_DEFAULT_RISE;
+  p->gate_timeout_ms = SW_SWITCH_DEFAULT_GATE_TIMEOUT_MS;
+  p->recheck_timeout_ms = SW_SWITCH_DEFAULT_RECHECK_TIMEOUT_MS;
+  p->drain_timeout_ms = SW_SWITCH_DEFAULT_DRAIN_TIMEOUT_MS;
+  p->history = SW_SWITCH_DEFAULT_HISTORY;
+}
+
+void sw_switch_set_params(sw_switch_t *s, const sw_switch_params_t *p) {
+  sw_switch_params_t d;
+
+  if (p == NULL) {
+    sw_switch_params_default(&d);
+    p = &d;
+  }
+  s->params = *p;
+  if (s->params.history > SW_SWITCH_HISTORY_MAX)
+    s->params.history = SW_SWITCH_HISTORY_MAX;
+  if (s->nhistory > s->params.history) {
+    size_t drop = s->nhistory - s->params.history;
+    memmove(&s->history[0], &s->history[drop],
+            s->params.history * sizeof(s->history[0]));
+    s->nhistory = s->params.history;
+  }
+}
+
+void sw_switch_init(sw_switch_t *s,
+                    sw_colour_t live,
+                    const sw_switch_params_t *p) {
+  memset(s, 0, sizeof(*s));
+  s->phase = SW_SWITCH_STEADY;
+  s->live = live;
+  /* 0 stays free to mean "no version" in a client's request. */
+  s->version = 1;
+  sw_switch_set_params(s, p);
+}
+
+int sw_switch_restore(sw_switch_t *s,
+                      uint64_t now,
+                      const sw_switch_params_t *p,
+                      const sw_switch_persisted_t *st,
+                      sw_switch_actions_t *out) {
+  sw_colour_t live = st->live, other = other_colour(st->live);
+  char text[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  if (!colour_valid(st->live) || (unsigned)st->phase >= SW_SWITCH_PHASES)
+    return SW_ECONFIG;
+  sw_switch_init(s, live, p);
+  if (st->version > s->version)
+    s->version = st->version;
+  s->flip_at = st->flip_at;
+  if (st->phase == SW_SWITCH_STEADY)
+    return 0;
+
+  /* The record must read "from gating", so the machine briefly holds the
+   * recorded phase; nothing can observe it in between. */
+  s->phase = st->phase;
+  switch (st->phase) {
+    case SW_SWITCH_GATING:
+    case SW_SWITCH_RECHECKING:
+      s->gate.target = other;
+      text_printf(text, sizeof(text),
+                  "restart during %s: the gate to %s ended inconclusive; "
+                  "live %s",
+                  phase_names[st->phase], colour_name(other),
+                  colour_name(live));
+      gate_end(s, now, SW_SWITCH_R_RESTART, text, out);
+      break;
+    case SW_SWITCH_DRAINING:
+      s->last_drain.valid = 1;
+      s->last_drain.colour = other;
+      s->last_drain.reason = SW_SWITCH_R_RESTART;
+      s->last_drain.started_at = st->flip_at;
+      s->last_drain.ended_at = now;
+      text_printf(text, sizeof(text),
+                  "restart during the drain of %s: its requests ended with "
+                  "the process; live %s",
+                  colour_name(other), colour_name(live));
+      transition(s, now, SW_SWITCH_STEADY, SW_SWITCH_R_RESTART, live, text,
+                 out);
+      break;
+    default:
+      text_printf(text, sizeof(text),
+                  "restart during %s: resumed as steady with live %s (this "
+                  "version does not resume %s)",
+                  phase_names[st->phase], colour_name(live),
+                  phase_names[st->phase]);
+      transition(s, now, SW_SWITCH_STEADY, SW_SWITCH_R_RESTART, live, text,
+                 out);
+      break;
+  }
+  return 0;
+}
+
+void sw_switch_snapshot(const sw_switch_t *s, sw_switch_persisted_t *st) {
+  st->live = s->live;
+  st->phase = s->phase;
+  st->flip_at = s->flip_at;
+  st->version = s->version;
+}
+
+sw_switch_reason_t sw_switch_request(sw_switch_t *s,
+                                     uint64_t now,
+                                     sw_colour_t target,
+                                     size_t target_servers,
+                                     const char *who,
+                                     sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  unsigned rise;
+  char text[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  if (!colour_valid(target))
+    return SW_SWITCH_R_INVALID;
+  check_deadlines(s, now, out);
+  if (s->phase != SW_SWITCH_STEADY)
+    return SW_SWITCH_R_IN_PROGRESS;
+  if (target == s->live)
+    return SW_SWITCH_R_ALREADY_LIVE;
+  if (target_servers == 0)
+    return SW_SWITCH_R_NO_SERVERS;
+
+  rise = s->params.rise[target] > 0 ? s->params.rise[target] : 1;
+  memset(g, 0, sizeof(*g));
+  g->target = target;
+  g->requested_at = now;
+  g->deadline = now + s->params.gate_timeout_ms;
+  g->rise = rise;
+  text_copy(g->who, sizeof(g->who), who ? who : "operator");
+  out->flags |= SW_SWITCH_ACT_VERIFY;
+  out->verify = target;
+  text_printf(text, sizeof(text),
+              "cutover to %s requested by %s (rise %u, gate timeout %llu ms)",
+              colour_name(target), g->who, rise,
+              (unsigned long long)s->params.gate_timeout_ms);
+  transition(s, now, SW_SWITCH_GATING, SW_SWITCH_R_REQUESTED, target, text,
+             out);
+
+  /* A live colour already known to be down would leave nothing to roll back
+   * to: the gate ends now rather than waiting out its deadline. The request
+   * itself was valid, so it is accepted and its result says why it ended. */
+  if (s->health[s->live] == SW_SWITCH_HEALTH_DOWN) {
+    char msg[SW_SWITCH_MESSAGE];
+    text_printf(msg, sizeof(msg), "live %s is unhealthy: %s",
+                colour_name(s->live),
+                s->health_reason[s->live][0] ? s->health_reason[s->live]
+                                             : "no reason given");
+    gate_end(s, now, SW_SWITCH_R_LIVE_UNHEALTHY, msg, out);
+  }
+  return SW_SWITCH_R_NONE;
+}
+
+sw_switch_reason_t sw_switch_abort(sw_switch_t *s,
+                                   uint64_t now,
+                                   const char *who,
+                                   sw_switch_actions_t *out) {
+  char name[SW_SWITCH_WHO], msg[SW_SWITCH_MESSAGE];
+
+  actions_clear(out);
+  /* A gate already past its deadline ended by itself: the record says
+   * timeout, not operator. */
+  if (check_deadlines(s, now, out) || !gate_running(s))
+    return SW_SWITCH_R_NOT_GATING;
+  text_copy(name, sizeof(name), who ? who : "operator");
+  text_printf(msg, sizeof(msg), "gate to %s aborted by %s during %s",
+              colour_name(s->gate.target), name, phase_names[s->phase]);
+  gate_end(s, now, SW_SWITCH_R_OPERATOR, msg, out);
+  return SW_SWITCH_R_NONE;
+}
+
+void sw_switch_on_health(sw_switch_t *s,
+                         uint64_t now,
+                         sw_colour_t c,
+                         int pass,
+                         uint64_t started_at,
+                         const char *reason,
+                         sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+
+  actions_clear(out);
+  if (check_deadlines(s, now, out) || !gate_running(s) || c != g->target)
+    return;
+
+  if (s->phase == SW_SWITCH_GATING) {
+    if (!pass) {
+      g->passes = 0;
+      text_copy(g->last_failure, sizeof(g->last_failure),
+                reason && reason[0] ? reason : "failed");
+    } else if (started_at >= g->requested_at) {
+      g->passes++;
+      gate_try_pass(s, now, out);
+    }
+    return;
+  }
+
+  /* Rechecking. */
+  if (!pass) {
+    char msg[SW_SWITCH_MESSAGE];
+    text_printf(msg, sizeof(msg),
+                "%s failed a health check at the re-check: %s",
+                colour_name(g->target),
+                reason && reason[0] ? reason : "no reason given");
+    gate_end(s, now, SW_SWITCH_R_PROBE_FAILED, msg, out);
+  } else if (started_at >= g->recheck_at) {
+    g->probe_ok = 1;
+    recheck_try_flip(s, now, out);
+  }
+}
+
+void sw_switch_on_colour_health(sw_switch_t *s,
+                                uint64_t now,
+                                sw_colour_t c,
+                                int healthy,
+                                const char *reason,
+                                sw_switch_actions_t *out) {
+  actions_clear(out);
+  if (!colour_valid(c))
+    return;
+  /* The colour's state is kept in every phase: the next request needs it. */
+  s->health[c] = healthy ? SW_SWITCH_HEALTH_UP : SW_SWITCH_HEALTH_DOWN;
+  text_copy(s->health_reason[c], sizeof(s->health_reason[c]),
+            healthy ? "" : reason);
+  if (check_deadlines(s, now, out) || !gate_running(s) || c != s->live)
+    return;
+  if (!healthy) {
+    char msg[SW_SWITCH_MESSAGE];
+    text_printf(msg, sizeof(msg), "live %s became unhealthy: %s",
+                colour_name(c),
+                reason && reason[0] ? reason : "no reason given");
+    gate_end(s, now, SW_SWITCH_R_LIVE_UNHEALTHY, msg, out);
+    return;
+  }
+  gate_try_pass(s, now, out);
+  recheck_try_flip(s, now, out);
+}
+
+void sw_switch_on_verify(sw_switch_t *s,
+                         uint64_t now,
+                         sw_colour_t c,
+                         sw_switch_verify_t result,
+                         uint64_t started_at,
+                         const char *message,
+                         sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  char msg[SW_SWITCH_MESSAGE];
+  const char *detail = message && message[0] ? message : "no detail given";
+
+  actions_clear(out);
+  if (check_deadlines(s, now, out) || !gate_running(s) || c != g->target)
+    return;
+  /* A verification from before the request says nothing about the schema
+   * the operator asked about, whichever way it went. */
+  if (started_at < g->requested_at)
+    return;
+
+  switch (result) {
+    case SW_SWITCH_VERIFY_PASS:
+      if (s->phase == SW_SWITCH_GATING) {
+        g->verified = 1;
+        gate_try_pass(s, now, out);
+      } else if (started_at >= g->recheck_at) {
+        g->recheck_verified = 1;
+        recheck_try_flip(s, now, out);
+      }
+      return;
+    case SW_SWITCH_VERIFY_FAIL:
+      text_printf(msg, sizeof(msg), "%s verification failed: %s",
+                  colour_name(c), detail);
+      gate_end(s, now, SW_SWITCH_R_VERIFY_FAILED, msg, out);
+      return;
+    case SW_SWITCH_VERIFY_INCONCLUSIVE:
+      break;
+  }
+  /* Inconclusive, and any value the verifier should never send: both end
+   * the gate, neither may ever count as a pass. */
+  text_printf(msg, sizeof(msg), "%s verification inconclusive: %s",
+              colour_name(c), detail);
+  gate_end(s, now, SW_SWITCH_R_VERIFY_INCONCLUSIVE, msg, out);
+}
+
+void sw_switch_on_inflight(sw_switch_t *s,
+                           uint64_t now,
+                           sw_colour_t c,
+                           uint64_t inflight,
+                           sw_switch_actions_t *out) {
+  sw_switch_drain_t *d = &s->drain;
+
+  actions_clear(out);
+  /* The last request finishing counts even after the deadline: nothing
+   * was cancelled, so the drain is complete, not timed out. */
+  if (s->phase == SW_SWITCH_DRAINING && d->active && c == d->colour) {
+    d->inflight = inflight;
+    d->inflight_known = 1;
+    if (inflight == 0) {
+      drain_end(s, now, SW_SWITCH_R_DRAINED, 0, out);
+      return;
+    }
+  }
+  check_deadlines(s, now, out);
+}
+
+void sw_switch_on_drain_cancelled(sw_switch_t *s,
+                                  uint64_t now,
+                                  sw_colour_t c,
+                                  uint64_t cancelled,
+                                  sw_switch_actions_t *out) {
+  actions_clear(out);
+  if (s->phase != SW_SWITCH_DRAINING || !s->drain.active ||
+      !s->drain.cancel_sent || c != s->drain.colour)
+    return;
+  drain_end(s, now, SW_SWITCH_R_DRAIN_TIMEOUT, cancelled, out);
+}
+
+void sw_switch_tick(sw_switch_t *s, uint64_t now, sw_switch_actions_t *out) {
+  actions_clear(out);
+  check_deadlines(s, now, out);
+}
+
+uint64_t sw_switch_next_deadline(const sw_switch_t *s) {
+  switch (s->phase) {
+    case SW_SWITCH_GATING:
+      return s->gate.deadline;
+    case SW_SWITCH_RECHECKING:
+      return s->gate.recheck_deadline < s->gate.deadline
+                 ? s->gate.recheck_deadline
+                 : s->gate.deadline;
+    case SW_SWITCH_DRAINING:
+      return s->drain.active ? s->drain.deadline : 0;
+    default:
+      return 0;
+  }
+}
+
+uint64_t sw_switch_version(const sw_switch_t *s) {
+  return s->version;
+}
+
+size_t sw_switch_history_count(const sw_switch_t *s) {
+  return s->nhistory;
+}
+
+const sw_switch_event_t *sw_switch_history_at(const sw_switch_t *s, size_t i) {
+  return i < s->nhistory ? &s->history[i] : NULL;
+}
+
+const char *sw_switch_phase_name(sw_switch_phase_t p) {
+  return (unsigned)p < SW_SWITCH_PHASES ? phase_names[p] : "unknown";
+}
+
+const char *sw_switch_reason_name(sw_switch_reason_t r) {
+  return (unsigned)r < SW_SWITCH_REASONS ? reason_names[r] : "unknown";
+}
+
+const char *sw_switch_outcome_name(sw_switch_outcome_t o) {
+  switch (o) {
+    case SW_SWITCH_OUTCOME_NONE:
+      return "none";
+    case SW_SWITCH_OUTCOME_PASSED:
+      return "passed";
+    case SW_SWITCH_OUTCOME_FAILED:
+      return "failed";
+    case SW_SWITCH_OUTCOME_INCONCLUSIVE:
+      return "inconclusive";
+  }
+  return "unknown";
+}
+
+const char *sw_switch_health_name(sw_switch_health_t h) {
+  switch (h) {
+    case SW_SWITCH_HEALTH_UNKNOWN:
+      return "unknown";
+    case SW_SWITCH_HEALTH_UP:
+      return "healthy";
+    case SW_SWITCH_HEALTH_DOWN:
+      return "unhealthy";
+  }
+  return "unknown";
+}
+
+const char *sw_switch_action_name(unsigned action) {
+  switch (action) {
+    case SW_SWITCH_ACT_VERIFY:
+      return "verify";
+    case SW_SWITCH_ACT_PROBE:
+      return "probe";
+    case SW_SWITCH_ACT_FLIP:
+      return "flip";
+    case SW_SWITCH_ACT_CANCEL_DRAIN:
+      return "cancel_drain";
+    case SW_SWITCH_ACT_PERSIST:
+      return "persist";
+  }
+  return "unknown";
+}
+
+int sw_switch_phase_parse(const char *name, sw_switch_phase_t *p) {
+  for (unsigned i = 0; name != NULL && i < SW_SWITCH_PHASES; i++) {
+    if (strcmp(name, phase_names[i]) == 0) {
+      *p = (sw_switch_phase_t)i;
+      return 0;
+    }
+  }
+  return SW_EPARSE;
+}
+
+sw_switch_outcome_t sw_switch_reason_outcome(sw_switch_reason_t r) {
+  switch (r) {
+    case SW_SWITCH_R_FLIPPED:
+      return SW_SWITCH_OUTCOME_PASSED;
+    /* The gate's own evidence said no. */
+    case SW_SWITCH_R_VERIFY_FAILED:
+    case SW_SWITCH_R_LIVE_UNHEALTHY:
+    case SW_SWITCH_R_PROBE_FAILED:
+      return SW_SWITCH_OUTCOME_FAILED;
+    /* Ended by something other than its evidence: never a pass. */
+    case SW_SWITCH_R_OPERATOR:
+    case SW_SWITCH_R_TIMEOUT:
+    case SW_SWITCH_R_RECHECK_TIMEOUT:
+    case SW_SWITCH_R_VERIFY_INCONCLUSIVE:
+    case SW_SWITCH_R_RESTART:
+      return SW_SWITCH_OUTCOME_INCONCLUSIVE;
+    default:
+      return SW_SWITCH_OUTCOME_NONE;
+  }
+}

@@ -1,0 +1,1555 @@
+/* Unit tests of the cutover state machine (proxy/switch.c). The machine is
+ * pure, so every test drives it with explicit times and checks the actions
+ * it hands back. test_matrix applies every event to every phase the machine
+ * can be in (ignored events included) and checks the phase, the return
+ * code, the actions, the transitions and the version; the other tests walk
+ * through the rules one at a time: fresh evidence only, the gate's three
+ * conditions, deadlines, the re-check, the drain, restore, the ring and the
+ * bounds on stored text.
+ *
+ * The standard story: blue is live; green is requested at T_REQ. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sw_switch.h"
+#include "sw_test.h"
+
+#define T_INIT 1000
+#define T_REQ 2000
+#define GATE_MS 60000
+#define RECHECK_MS 2000
+#define DRAIN_MS 30000
+#define FAR 1000000000ull /* past every deadline */
+
+static sw_switch_params_t test_params(void) {
+  sw_switch_params_t p;
+
+  sw_switch_params_default(&p);
+  p.rise[SW_BLUE] = 3;
+  p.rise[SW_GREEN] = 3;
+  p.gate_timeout_ms = GATE_MS;
+  p.recheck_timeout_ms = RECHECK_MS;
+  p.drain_timeout_ms = DRAIN_MS;
+  p.history = 8;
+  return p;
+}
+
+/* Whether s is valid UTF-8 with no control characters: what a record must
+ * be to reach a JSON log line. */
+static int clean_utf8(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+
+  while (*p) {
+    int n = *p < 0x80             ? 1
+            : (*p & 0xe0) == 0xc0 ? 2
+            : (*p & 0xf0) == 0xe0 ? 3
+            : (*p & 0xf8) == 0xf0 ? 4
+                                  : 0;
+    if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f)))
+      return 0;
+    for (int i = 1; i < n; i++)
+      if ((p[i] & 0xc0) != 0x80)
+        return 0;
+    p += n;
+  }
+  return 1;
+}
+
+static const sw_switch_event_t *last_event(const sw_switch_actions_t *a) {
+  return a->nevents > 0 ? &a->events[a->nevents - 1] : NULL;
+}
+
+/* Checks that a produced one transition with this reason into `to`. */
+static void check_transition_at(const char *file,
+                                int line,
+                                const sw_switch_t *s,
+                                const sw_switch_actions_t *a,
+                                sw_switch_phase_t from,
+                                sw_switch_phase_t to,
+                                sw_switch_reason_t reason) {
+  const sw_switch_event_t *ev = last_event(a);
+
+  SW_CHECK_UINT_EQ_AT(file, line, a->nevents, 1);
+  if (!SW_CHECK_AT(file, line, ev != NULL))
+    return;
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(ev->from),
+                     sw_switch_phase_name(from));
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(ev->to),
+                     sw_switch_phase_name(to));
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_reason_name(ev->reason),
+                     sw_switch_reason_name(reason));
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(s->phase),
+                     sw_switch_phase_name(to));
+  SW_CHECK_UINT_EQ_AT(file, line, ev->version, s->version);
+  SW_CHECK_AT(file, line, (a->flags & SW_SWITCH_ACT_PERSIST) != 0);
+  SW_CHECK_AT(file, line, clean_utf8(ev->text));
+}
+#define CHECK_TRANSITION(s, a, from, to, reason) \
+  check_transition_at(__FILE__, __LINE__, s, a, from, to, reason)
+
+#define CHECK_PHASE(s, p) \
+  SW_CHECK_STR_EQ(sw_switch_phase_name((s)->phase), sw_switch_phase_name(p))
+
+/* Feeds n fresh passes of colour c, one every 100 ms from *now. */
+static void passes(sw_switch_t *s,
+                   uint64_t *now,
+                   sw_colour_t c,
+                   int n,
+                   sw_switch_actions_t *a) {
+  for (int i = 0; i < n; i++) {
+    *now += 100;
+    sw_switch_on_health(s, *now, c, 1, *now, "", a);
+  }
+}
+
+/* Puts s into `phase` with blue live and a cutover to green on its way.
+ * Returns the time the phase was entered; `now` for events comes after it. */
+static uint64_t setup(sw_switch_t *s, sw_switch_phase_t phase) {
+  sw_switch_params_t p = test_params();
+  sw_switch_actions_t a;
+  uint64_t now = T_INIT;
+
+  sw_switch_init(s, SW_BLUE, &p);
+  sw_switch_on_colour_health(s, now, SW_BLUE, 1, "", &a);
+  sw_switch_on_colour_health(s, now, SW_GREEN, 1, "", &a);
+  if (phase == SW_SWITCH_STEADY)
+    return now;
+
+  now = T_REQ;
+  sw_switch_request(s, now, SW_GREEN, 2, "test", &a);
+  if (phase == SW_SWITCH_GATING)
+    return now;
+
+  passes(s, &now, SW_GREEN, 3, &a); /* 2100, 2200, 2300 */
+  now += 100;
+  sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  if (phase == SW_SWITCH_RECHECKING)
+    return now; /* 2400 */
+
+  now += 100;
+  sw_switch_on_health(s, now, SW_GREEN, 1, now - 50, "", &a);
+  now += 100;
+  sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, now - 150, "",
+                      &a);
+  return now; /* 2600, draining */
+}
+
+/* ---- the phase x event matrix ---- */
+
+typedef enum ev_e {
+  EV_REQUEST_GREEN = 0,
+  EV_REQUEST_BLUE,
+  EV_REQUEST_NO_SERVERS,
+  EV_REQUEST_INVALID,
+  EV_ABORT,
+  EV_HEALTH_GREEN_PASS,
+  EV_HEALTH_GREEN_STALE_PASS,
+  EV_HEALTH_GREEN_FAIL,
+  EV_HEALTH_BLUE_PASS,
+  EV_HEALTH_BLUE_FAIL,
+  EV_COLOUR_BLUE_UP,
+  EV_COLOUR_BLUE_DOWN,
+  EV_COLOUR_GREEN_UP,
+  EV_COLOUR_GREEN_DOWN,
+  EV_VERIFY_GREEN_PASS,
+  EV_VERIFY_GREEN_FAIL,
+  EV_VERIFY_GREEN_INCONCLUSIVE,
+  EV_VERIFY_GREEN_STALE_FAIL,
+  EV_VERIFY_BLUE_FAIL,
+  EV_INFLIGHT_BLUE_0,
+  EV_INFLIGHT_BLUE_5,
+  EV_INFLIGHT_GREEN_0,
+  EV_DRAIN_CANCELLED_BLUE,
+  EV_TICK,
+  EV_TICK_DEADLINE,
+  EV_COUNT
+} ev_t;
+
+static const char *const ev_names[EV_COUNT] = {
+    "request green",
+    "request blue",
+    "request, no servers",
+    "request colour 7",
+    "abort",
+    "health green pass",
+    "health green stale",
+    "health green fail",
+    "health blue pass",
+    "health blue fail",
+    "colour blue up",
+    "colour blue down",
+    "colour green up",
+    "colour green down",
+    "verify green pass",
+    "verify green fail",
+    "verify green inconc",
+    "verify green stale fail",
+    "verify blue fail",
+    "inflight blue 0",
+    "inflight blue 5",
+    "inflight green 0",
+    "drain cancelled",
+    "tick",
+    "tick past deadlines",
+};
+
+/* Applies ev at now; returns what request/abort returned, else -1. */
+static int apply(sw_switch_t *s,
+                 ev_t ev,
+                 uint64_t now,
+                 sw_switch_actions_t *a) {
+  switch (ev) {
+    case EV_REQUEST_GREEN:
+      return (int)sw_switch_request(s, now, SW_GREEN, 2, "m", a);
+    case EV_REQUEST_BLUE:
+      return (int)sw_switch_request(s, now, SW_BLUE, 2, "m", a);
+    case EV_REQUEST_NO_SERVERS:
+      return (int)sw_switch_request(s, now, SW_GREEN, 0, "m", a);
+    case EV_REQUEST_INVALID:
+      return (int)sw_switch_request(s, now, (sw_colour_t)7, 2, "m", a);
+    case EV_ABORT:
+      return (int)sw_switch_abort(s, now, "m", a);
+    case EV_HEALTH_GREEN_PASS:
+      sw_switch_on_health(s, now, SW_GREEN, 1, now, "", a);
+      break;
+    case EV_HEALTH_GREEN_STALE_PASS:
+      sw_switch_on_health(s, now, SW_GREEN, 1, T_REQ - 500, "", a);
+      break;
+    case EV_HEALTH_GREEN_FAIL:
+      sw_switch_on_health(s, now, SW_GREEN, 0, now, "HTTP 503", a);
+      break;
+    case EV_HEALTH_BLUE_PASS:
+      sw_switch_on_health(s, now, SW_BLUE, 1, now, "", a);
+      break;
+    case EV_HEALTH_BLUE_FAIL:
+      sw_switch_on_health(s, now, SW_BLUE, 0, now, "HTTP 500", a);
+      break;
+    case EV_COLOUR_BLUE_UP:
+      sw_switch_on_colour_health(s, now, SW_BLUE, 1, "", a);
+      break;
+    case EV_COLOUR_BLUE_DOWN:
+      sw_switch_on_colour_health(s, now, SW_BLUE, 0, "3 checks failed", a);
+      break;
+    case EV_COLOUR_GREEN_UP:
+      sw_switch_on_colour_health(s, now, SW_GREEN, 1, "", a);
+      break;
+    case EV_COLOUR_GREEN_DOWN:
+      sw_switch_on_colour_health(s, now, SW_GREEN, 0, "3 checks failed", a);
+      break;
+    case EV_VERIFY_GREEN_PASS:
+      sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, now, "", a);
+      break;
+    case EV_VERIFY_GREEN_FAIL:
+      sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_FAIL, now,
+                          "missing migration shop.0042_rename", a);
+      break;
+    case EV_VERIFY_GREEN_INCONCLUSIVE:
+      sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_INCONCLUSIVE, now,
+                          "connection refused", a);
+      break;
+    case EV_VERIFY_GREEN_STALE_FAIL:
+      sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_FAIL, T_REQ - 500,
+                          "missing migration shop.0042_rename", a);
+      break;
+    case EV_VERIFY_BLUE_FAIL:
+      sw_switch_on_verify(s, now, SW_BLUE, SW_SWITCH_VERIFY_FAIL, now,
+                          "missing column", a);
+      break;
+    case EV_INFLIGHT_BLUE_0:
+      sw_switch_on_inflight(s, now, SW_BLUE, 0, a);
+      break;
+    case EV_INFLIGHT_BLUE_5:
+      sw_switch_on_inflight(s, now, SW_BLUE, 5, a);
+      break;
+    case EV_INFLIGHT_GREEN_0:
+      sw_switch_on_inflight(s, now, SW_GREEN, 0, a);
+      break;
+    case EV_DRAIN_CANCELLED_BLUE:
+      sw_switch_on_drain_cancelled(s, now, SW_BLUE, 4, a);
+      break;
+    case EV_TICK:
+      sw_switch_tick(s, now, a);
+      break;
+    case EV_TICK_DEADLINE:
+      sw_switch_tick(s, FAR, a);
+      break;
+    case EV_COUNT:
+      break;
+  }
+  return -1;
+}
+
+typedef struct want_s {
+  sw_switch_phase_t phase;   /* after the event */
+  int ret;                   /* request/abort's return; -1 for other events */
+  unsigned flags;            /* exact action bits */
+  sw_switch_reason_t reason; /* of the one transition; NONE: no transition */
+} want_t;
+
+#define PERSIST SW_SWITCH_ACT_PERSIST
+#define IGN(ph) \
+  { ph, -1, 0, SW_SWITCH_R_NONE }
+#define REFUSE(ph, r) \
+  { ph, SW_SWITCH_R_##r, 0, SW_SWITCH_R_NONE }
+#define TO(ph, r) \
+  { ph, -1, PERSIST, SW_SWITCH_R_##r }
+
+#define ST SW_SWITCH_STEADY
+#define GA SW_SWITCH_GATING
+#define RE SW_SWITCH_RECHECKING
+#define DR SW_SWITCH_DRAINING
+
+/* What each event does in each phase. Events that leave the phase and the
+ * version alone are the ignored ones: they are listed as deliberately as
+ * the others. */
+static const want_t matrix[4][EV_COUNT] = {
+    [SW_SWITCH_STEADY] =
+        {
+            [EV_REQUEST_GREEN] = {GA, SW_SWITCH_R_NONE,
+                                  SW_SWITCH_ACT_VERIFY | PERSIST,
+                                  SW_SWITCH_R_REQUESTED},
+            [EV_REQUEST_BLUE] = REFUSE(ST, ALREADY_LIVE),
+            [EV_REQUEST_NO_SERVERS] = REFUSE(ST, NO_SERVERS),
+            [EV_REQUEST_INVALID] = REFUSE(ST, INVALID),
+            [EV_ABORT] = REFUSE(ST, NOT_GATING),
+            [EV_HEALTH_GREEN_PASS] = IGN(ST),
+            [EV_HEALTH_GREEN_STALE_PASS] = IGN(ST),
+            [EV_HEALTH_GREEN_FAIL] = IGN(ST),
+            [EV_HEALTH_BLUE_PASS] = IGN(ST),
+            [EV_HEALTH_BLUE_FAIL] = IGN(ST),
+            [EV_COLOUR_BLUE_UP] = IGN(ST),
+            [EV_COLOUR_BLUE_DOWN] = IGN(ST),
+            [EV_COLOUR_GREEN_UP] = IGN(ST),
+            [EV_COLOUR_GREEN_DOWN] = IGN(ST),
+            [EV_VERIFY_GREEN_PASS] = IGN(ST),
+            [EV_VERIFY_GREEN_FAIL] = IGN(ST),
+            [EV_VERIFY_GREEN_INCONCLUSIVE] = IGN(ST),
+            [EV_VERIFY_GREEN_STALE_FAIL] = IGN(ST),
+            [EV_VERIFY_BLUE_FAIL] = IGN(ST),
+            [EV_INFLIGHT_BLUE_0] = IGN(ST),
+            [EV_INFLIGHT_BLUE_5] = IGN(ST),
+            [EV_INFLIGHT_GREEN_0] = IGN(ST),
+            [EV_DRAIN_CANCELLED_BLUE] = IGN(ST),
+            [EV_TICK] = IGN(ST),
+            [EV_TICK_DEADLINE] = IGN(ST),
+        },
+    [SW_SWITCH_GATING] =
+        {
+            [EV_REQUEST_GREEN] = REFUSE(GA, IN_PROGRESS),
+            [EV_REQUEST_BLUE] = REFUSE(GA, IN_PROGRESS),
+            [EV_REQUEST_NO_SERVERS] = REFUSE(GA, IN_PROGRESS),
+            [EV_REQUEST_INVALID] = REFUSE(GA, INVALID),
+            [EV_ABORT] = {ST, SW_SWITCH_R_NONE, PERSIST, SW_SWITCH_R_OPERATOR},
+            [EV_HEALTH_GREEN_PASS] = IGN(GA),
+            [EV_HEALTH_GREEN_STALE_PASS] = IGN(GA),
+            [EV_HEALTH_GREEN_FAIL] = IGN(GA),
+            [EV_HEALTH_BLUE_PASS] = IGN(GA),
+            [EV_HEALTH_BLUE_FAIL] = IGN(GA),
+            [EV_COLOUR_BLUE_UP] = IGN(GA),
+            [EV_COLOUR_BLUE_DOWN] = TO(ST, LIVE_UNHEALTHY),
+            [EV_COLOUR_GREEN_UP] = IGN(GA),
+            [EV_COLOUR_GREEN_DOWN] = IGN(GA),
+            [EV_VERIFY_GREEN_PASS] = IGN(GA),
+            [EV_VERIFY_GREEN_FAIL] = TO(ST, VERIFY_FAILED),
+            [EV_VERIFY_GREEN_INCONCLUSIVE] = TO(ST, VERIFY_INCONCLUSIVE),
+            [EV_VERIFY_GREEN_STALE_FAIL] = IGN(GA),
+            [EV_VERIFY_BLUE_FAIL] = IGN(GA),
+            [EV_INFLIGHT_BLUE_0] = IGN(GA),
+            [EV_INFLIGHT_BLUE_5] = IGN(GA),
+            [EV_INFLIGHT_GREEN_0] = IGN(GA),
+            [EV_DRAIN_CANCELLED_BLUE] = IGN(GA),
+            [EV_TICK] = IGN(GA),
+            [EV_TICK_DEADLINE] = TO(ST, TIMEOUT),
+        },
+    [SW_SWITCH_RECHECKING] =
+        {
+            [EV_REQUEST_GREEN] = REFUSE(RE, IN_PROGRESS),
+            [EV_REQUEST_BLUE] = REFUSE(RE, IN_PROGRESS),
+            [EV_REQUEST_NO_SERVERS] = REFUSE(RE, IN_PROGRESS),
+            [EV_REQUEST_INVALID] = REFUSE(RE, INVALID),
+            [EV_ABORT] = {ST, SW_SWITCH_R_NONE, PERSIST, SW_SWITCH_R_OPERATOR},
+            [EV_HEALTH_GREEN_PASS] = IGN(RE),
+            [EV_HEALTH_GREEN_STALE_PASS] = IGN(RE),
+            [EV_HEALTH_GREEN_FAIL] = TO(ST, PROBE_FAILED),
+            [EV_HEALTH_BLUE_PASS] = IGN(RE),
+            [EV_HEALTH_BLUE_FAIL] = IGN(RE),
+            [EV_COLOUR_BLUE_UP] = IGN(RE),
+            [EV_COLOUR_BLUE_DOWN] = TO(ST, LIVE_UNHEALTHY),
+            [EV_COLOUR_GREEN_UP] = IGN(RE),
+            [EV_COLOUR_GREEN_DOWN] = IGN(RE),
+            [EV_VERIFY_GREEN_PASS] = IGN(RE),
+            [EV_VERIFY_GREEN_FAIL] = TO(ST, VERIFY_FAILED),
+            [EV_VERIFY_GREEN_INCONCLUSIVE] = TO(ST, VERIFY_INCONCLUSIVE),
+            [EV_VERIFY_GREEN_STALE_FAIL] = IGN(RE),
+            [EV_VERIFY_BLUE_FAIL] = IGN(RE),
+            [EV_INFLIGHT_BLUE_0] = IGN(RE),
+            [EV_INFLIGHT_BLUE_5] = IGN(RE),
+            [EV_INFLIGHT_GREEN_0] = IGN(RE),
+            [EV_DRAIN_CANCELLED_BLUE] = IGN(RE),
+            [EV_TICK] = IGN(RE),
+            [EV_TICK_DEADLINE] = TO(ST, TIMEOUT),
+        },
+    [SW_SWITCH_DRAINING] =
+        {
+            [EV_REQUEST_GREEN] = REFUSE(DR, IN_PROGRESS),
+            [EV_REQUEST_BLUE] = REFUSE(DR, IN_PROGRESS),
+            [EV_REQUEST_NO_SERVERS] = REFUSE(DR, IN_PROGRESS),
+            [EV_REQUEST_INVALID] = REFUSE(DR, INVALID),
+            [EV_ABORT] = REFUSE(DR, NOT_GATING),
+            [EV_HEALTH_GREEN_PASS] = IGN(DR),
+            [EV_HEALTH_GREEN_STALE_PASS] = IGN(DR),
+            [EV_HEALTH_GREEN_FAIL] = IGN(DR),
+            [EV_HEALTH_BLUE_PASS] = IGN(DR),
+            [EV_HEALTH_BLUE_FAIL] = IGN(DR),
+            [EV_COLOUR_BLUE_UP] = IGN(DR),
+            [EV_COLOUR_BLUE_DOWN] = IGN(DR),
+            [EV_COLOUR_GREEN_UP] = IGN(DR),
+            [EV_COLOUR_GREEN_DOWN] = IGN(DR),
+            [EV_VERIFY_GREEN_PASS] = IGN(DR),
+            [EV_VERIFY_GREEN_FAIL] = IGN(DR),
+            [EV_VERIFY_GREEN_INCONCLUSIVE] = IGN(DR),
+            [EV_VERIFY_GREEN_STALE_FAIL] = IGN(DR),
+            [EV_VERIFY_BLUE_FAIL] = IGN(DR),
+            [EV_INFLIGHT_BLUE_0] = TO(ST, DRAINED),
+            [EV_INFLIGHT_BLUE_5] = IGN(DR),
+            [EV_INFLIGHT_GREEN_0] = IGN(DR),
+            [EV_DRAIN_CANCELLED_BLUE] = IGN(DR),
+            [EV_TICK] = IGN(DR),
+            /* The drain deadline asks for the cancellation; the phase ends
+             * when the count comes back. */
+            [EV_TICK_DEADLINE] = {DR, -1, SW_SWITCH_ACT_CANCEL_DRAIN,
+                                  SW_SWITCH_R_NONE},
+        },
+};
+
+static void test_matrix(void) {
+  for (int ph = 0; ph < 4; ph++) {
+    for (int ev = 0; ev < EV_COUNT; ev++) {
+      const want_t *w = &matrix[ph][ev];
+      sw_switch_t s;
+      sw_switch_actions_t a;
+      uint64_t now = setup(&s, (sw_switch_phase_t)ph) + 100;
+      uint64_t version = s.version;
+      sw_colour_t live = s.live;
+      size_t nhistory = s.nhistory;
+      int ret, ok = 1;
+
+      CHECK_PHASE(&s, (sw_switch_phase_t)ph);
+      ret = apply(&s, (ev_t)ev, now, &a);
+      ok &= SW_CHECK_STR_EQ(sw_switch_phase_name(s.phase),
+                            sw_switch_phase_name(w->phase));
+      ok &= SW_CHECK_INT_EQ(ret, w->ret);
+      ok &= SW_CHECK_UINT_EQ(a.flags, w->flags);
+      /* No cell of the matrix flips: the flip needs two fresh passes. */
+      ok &= SW_CHECK_INT_EQ(s.live, live);
+      if (w->reason == SW_SWITCH_R_NONE) {
+        ok &= SW_CHECK_UINT_EQ(a.nevents, 0);
+        ok &= SW_CHECK_UINT_EQ(s.version, version);
+        ok &= SW_CHECK_UINT_EQ(s.nhistory, nhistory);
+      } else {
+        ok &= SW_CHECK_UINT_EQ(a.nevents, 1);
+        ok &= SW_CHECK_UINT_EQ(s.version, version + 1);
+        if (a.nevents == 1) {
+          ok &= SW_CHECK_INT_EQ(a.events[0].from, ph);
+          ok &= SW_CHECK_INT_EQ(a.events[0].to, w->phase);
+          ok &= SW_CHECK_STR_EQ(sw_switch_reason_name(a.events[0].reason),
+                                sw_switch_reason_name(w->reason));
+          ok &= SW_CHECK_UINT_EQ(a.events[0].version, s.version);
+          ok &= SW_CHECK_UINT_EQ(a.events[0].at,
+                                 ev == EV_TICK_DEADLINE ? FAR : now);
+        }
+        if (s.phase == SW_SWITCH_STEADY && ph != SW_SWITCH_DRAINING) {
+          /* A gate that ended: the result says why, the gate is cleared. */
+          ok &= SW_CHECK_INT_EQ(s.last_gate.reason, w->reason);
+          ok &= SW_CHECK_INT_EQ(s.gate.passes, 0);
+          ok &= SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+        }
+      }
+      if (!ok)
+        printf("  in phase %s, event '%s'\n",
+               sw_switch_phase_name((sw_switch_phase_t)ph), ev_names[ev]);
+    }
+  }
+}
+
+/* ---- the rules, one at a time ---- */
+
+static void test_names(void) {
+  static const char *const phases[] = {
+      "steady",   "gating",      "rechecking",
+      "draining", "watching",    "committed_manual",
+      "final",    "rolled_back", "rollback_blocked"};
+  static const char *const reasons[] = {"none",           "invalid",
+                                        "already_live",   "in_progress",
+                                        "no_servers",     "not_gating",
+                                        "requested",      "gate_passed",
+                                        "flipped",        "drained",
+                                        "drain_timeout",  "operator",
+                                        "timeout",        "recheck_timeout",
+                                        "verify_failed",  "verify_inconclusive",
+                                        "live_unhealthy", "probe_failed",
+                                        "restart"};
+  sw_switch_phase_t p;
+
+  SW_CHECK_UINT_EQ(sizeof(phases) / sizeof(phases[0]), SW_SWITCH_PHASES);
+  SW_CHECK_UINT_EQ(sizeof(reasons) / sizeof(reasons[0]), SW_SWITCH_REASONS);
+  for (int i = 0; i < SW_SWITCH_PHASES; i++) {
+    SW_CHECK_STR_EQ(sw_switch_phase_name((sw_switch_phase_t)i), phases[i]);
+    p = SW_SWITCH_STEADY;
+    SW_CHECK_INT_EQ(sw_switch_phase_parse(phases[i], &p), 0);
+    SW_CHECK_INT_EQ(p, i);
+  }
+  for (int i = 0; i < SW_SWITCH_REASONS; i++)
+    SW_CHECK_STR_EQ(sw_switch_reason_name((sw_switch_reason_t)i), reasons[i]);
+  SW_CHECK_STR_EQ(sw_switch_phase_name((sw_switch_phase_t)99), "unknown");
+  SW_CHECK_STR_EQ(sw_switch_reason_name((sw_switch_reason_t)99), "unknown");
+  p = SW_SWITCH_GATING;
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("Steady", &p), SW_EPARSE);
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("aborted", &p), SW_EPARSE);
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("", &p), SW_EPARSE);
+  SW_CHECK_INT_EQ(sw_switch_phase_parse(NULL, &p), SW_EPARSE);
+  SW_CHECK_INT_EQ(p, SW_SWITCH_GATING); /* untouched on failure */
+
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(SW_SWITCH_OUTCOME_NONE), "none");
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(SW_SWITCH_OUTCOME_PASSED), "passed");
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(SW_SWITCH_OUTCOME_FAILED), "failed");
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(SW_SWITCH_OUTCOME_INCONCLUSIVE),
+                  "inconclusive");
+  SW_CHECK_STR_EQ(sw_switch_outcome_name((sw_switch_outcome_t)9), "unknown");
+  SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_UNKNOWN), "unknown");
+  SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_UP), "healthy");
+  SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_DOWN), "unhealthy");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_VERIFY), "verify");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_PROBE), "probe");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_FLIP), "flip");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_CANCEL_DRAIN),
+                  "cancel_drain");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_PERSIST), "persist");
+  SW_CHECK_STR_EQ(sw_switch_action_name(0), "unknown");
+  SW_CHECK_STR_EQ(
+      sw_switch_action_name(SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST),
+      "unknown");
+
+  /* Failed: the gate's own evidence. Inconclusive: anything else. */
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_FLIPPED),
+                  SW_SWITCH_OUTCOME_PASSED);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_VERIFY_FAILED),
+                  SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_LIVE_UNHEALTHY),
+                  SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_PROBE_FAILED),
+                  SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_OPERATOR),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_TIMEOUT),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_RECHECK_TIMEOUT),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_VERIFY_INCONCLUSIVE),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_RESTART),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_IN_PROGRESS),
+                  SW_SWITCH_OUTCOME_NONE);
+}
+
+static void test_init(void) {
+  sw_switch_params_t p;
+  sw_switch_t s;
+  sw_switch_persisted_t st;
+
+  sw_switch_params_default(&p);
+  SW_CHECK_UINT_EQ(p.rise[SW_BLUE], 3);
+  SW_CHECK_UINT_EQ(p.rise[SW_GREEN], 3);
+  SW_CHECK_UINT_EQ(p.gate_timeout_ms, 600000);
+  SW_CHECK_UINT_EQ(p.recheck_timeout_ms, 2000);
+  SW_CHECK_UINT_EQ(p.drain_timeout_ms, 30000);
+  SW_CHECK_UINT_EQ(p.history, SW_SWITCH_DEFAULT_HISTORY);
+
+  sw_switch_init(&s, SW_GREEN, NULL);
+  CHECK_PHASE(&s, SW_SWITCH_STEADY);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(sw_switch_version(&s), 1);
+  SW_CHECK_UINT_EQ(s.flip_at, 0);
+  SW_CHECK_UINT_EQ(s.params.gate_timeout_ms, 600000);
+  SW_CHECK_INT_EQ(s.health[SW_BLUE], SW_SWITCH_HEALTH_UNKNOWN);
+  SW_CHECK_INT_EQ(s.health[SW_GREEN], SW_SWITCH_HEALTH_UNKNOWN);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_NONE);
+  SW_CHECK_INT_EQ(s.last_drain.valid, 0);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 0);
+  SW_CHECK(sw_switch_history_at(&s, 0) == NULL);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.live, SW_GREEN);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_STEADY);
+  SW_CHECK_UINT_EQ(st.flip_at, 0);
+  SW_CHECK_UINT_EQ(st.version, 1);
+
+  /* The ring is bounded whatever the caller asks for. */
+  p.history = 100000;
+  sw_switch_init(&s, SW_BLUE, &p);
+  SW_CHECK_UINT_EQ(s.params.history, SW_SWITCH_HISTORY_MAX);
+}
+
+/* The whole story, action by action. */
+static void test_full_cutover(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  sw_switch_persisted_t st;
+  const sw_switch_event_t *ev;
+  uint64_t now;
+
+  setup(&s, SW_SWITCH_STEADY);
+  SW_CHECK_UINT_EQ(s.version, 1);
+
+  /* The request: gating, a deadline, and a verification to start. */
+  now = T_REQ;
+  SW_CHECK_INT_EQ(sw_switch_request(&s, now, SW_GREEN, 2, "uid 1000", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_STEADY, SW_SWITCH_GATING,
+                   SW_SWITCH_R_REQUESTED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_VERIFY | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.verify, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_BLUE);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "cutover to green requested by uid 1000 (rise 3, gate "
+                  "timeout 60000 ms)");
+  SW_CHECK_UINT_EQ(s.version, 2);
+  SW_CHECK_UINT_EQ(s.gate.requested_at, T_REQ);
+  SW_CHECK_UINT_EQ(s.gate.deadline, T_REQ + GATE_MS);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  SW_CHECK_UINT_EQ(s.gate.rise, 3);
+  SW_CHECK_STR_EQ(s.gate.who, "uid 1000");
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_REQ + GATE_MS);
+
+  /* Three passes and a verification: nothing until the last arrives. */
+  passes(&s, &now, SW_GREEN, 2, &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 2);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  now += 100;
+  sw_switch_on_verify(&s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  SW_CHECK_INT_EQ(s.gate.verified, 1);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  passes(&s, &now, SW_GREEN, 1, &a); /* 2400 */
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_RECHECKING,
+                   SW_SWITCH_R_GATE_PASSED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY |
+                                SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.probe, SW_GREEN);
+  SW_CHECK_INT_EQ(a.verify, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "green passed 3 health checks in a row and verification; "
+                  "live blue healthy; re-checking");
+  SW_CHECK_UINT_EQ(s.version, 3);
+  SW_CHECK_UINT_EQ(s.gate.recheck_at, 2400);
+  SW_CHECK_UINT_EQ(s.gate.recheck_deadline, 2400 + RECHECK_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 2400 + RECHECK_MS);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* The re-check: the verification first, then the probe flips. */
+  sw_switch_on_verify(&s, 2450, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2400, "", &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_INT_EQ(s.gate.recheck_verified, 1);
+  sw_switch_on_health(&s, 2500, SW_GREEN, 1, 2400, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_DRAINING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "live blue -> green; draining blue (up to 30000 ms)");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 4);
+  SW_CHECK_UINT_EQ(s.flip_at, 2500);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_PASSED);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_PASSED], 1);
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.drain.deadline, 2500 + DRAIN_MS);
+  SW_CHECK_INT_EQ(s.drain.inflight_known, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 2500 + DRAIN_MS);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.live, SW_GREEN);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_DRAINING);
+  SW_CHECK_UINT_EQ(st.flip_at, 2500);
+  SW_CHECK_UINT_EQ(st.version, 4);
+
+  /* The drain's progress is visible, then it completes. */
+  sw_switch_on_inflight(&s, 2500, SW_BLUE, 3, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(s.drain.inflight, 3);
+  SW_CHECK_INT_EQ(s.drain.inflight_known, 1);
+  sw_switch_on_inflight(&s, 3000, SW_BLUE, 1, &a);
+  SW_CHECK_UINT_EQ(s.drain.inflight, 1);
+  sw_switch_on_inflight(&s, 3000, SW_GREEN, 0, &a); /* the new colour */
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  sw_switch_on_inflight(&s, 4000, SW_BLUE, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_DRAINING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_STR_EQ(a.events[0].text, "blue drained in 1500 ms");
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 5);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_INT_EQ(s.last_drain.valid, 1);
+  SW_CHECK_INT_EQ(s.last_drain.colour, SW_BLUE);
+  SW_CHECK_INT_EQ(s.last_drain.reason, SW_SWITCH_R_DRAINED);
+  SW_CHECK_UINT_EQ(s.last_drain.started_at, 2500);
+  SW_CHECK_UINT_EQ(s.last_drain.ended_at, 4000);
+  SW_CHECK_UINT_EQ(s.last_drain.cancelled, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  /* Four transitions in the ring, oldest first. */
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 4);
+  ev = sw_switch_history_at(&s, 0);
+  if (SW_CHECK(ev != NULL)) {
+    SW_CHECK_INT_EQ(ev->reason, SW_SWITCH_R_REQUESTED);
+    SW_CHECK_UINT_EQ(ev->at, T_REQ);
+    SW_CHECK_UINT_EQ(ev->version, 2);
+  }
+  ev = sw_switch_history_at(&s, 3);
+  if (SW_CHECK(ev != NULL)) {
+    SW_CHECK_INT_EQ(ev->reason, SW_SWITCH_R_DRAINED);
+    SW_CHECK_INT_EQ(ev->from, SW_SWITCH_DRAINING);
+    SW_CHECK_INT_EQ(ev->to, SW_SWITCH_STEADY);
+    SW_CHECK_UINT_EQ(ev->version, 5);
+  }
+  SW_CHECK(sw_switch_history_at(&s, 4) == NULL);
+
+  /* And back: green is live, blue is the target, with blue's rise. */
+  s.params.rise[SW_BLUE] = 1;
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 5000, SW_GREEN, 2, NULL, &a),
+                  SW_SWITCH_R_ALREADY_LIVE);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 5000, SW_BLUE, 1, NULL, &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(a.verify, SW_BLUE);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "requested by operator (rise 1,");
+  sw_switch_on_verify(&s, 5100, SW_BLUE, SW_SWITCH_VERIFY_PASS, 5000, "", &a);
+  sw_switch_on_health(&s, 5200, SW_BLUE, 1, 5100, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_INT_EQ(a.probe, SW_BLUE);
+  sw_switch_on_health(&s, 5300, SW_BLUE, 1, 5200, "", &a);
+  sw_switch_on_verify(&s, 5300, SW_BLUE, SW_SWITCH_VERIFY_PASS, 5200, "", &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_BLUE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flips, 2);
+}
+
+/* Only passes that started after the request count. */
+static void test_stale_pass_never_counts(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2050, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  /* Checks that started before the request finish after it: not counted. */
+  for (int i = 1; i <= 5; i++)
+    sw_switch_on_health(&s, T_REQ + (uint64_t)i, SW_GREEN, 1, T_REQ - 1, "",
+                        &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  /* One that started in the request's own ms (the same loop turn) counts. */
+  sw_switch_on_health(&s, 2100, SW_GREEN, 1, T_REQ, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 1);
+  sw_switch_on_health(&s, 2200, SW_GREEN, 1, 2150, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 2);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_health(&s, 2300, SW_GREEN, 1, 2250, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_RECHECKING,
+                   SW_SWITCH_R_GATE_PASSED);
+
+  /* A verification from before the request does not count either. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2050, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ - 1, "",
+                      &a);
+  SW_CHECK_INT_EQ(s.gate.verified, 0);
+  for (int i = 1; i <= 3; i++)
+    sw_switch_on_health(&s, 2100 + (uint64_t)i, SW_GREEN, 1, 2100, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 3);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2300, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2200, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+
+  /* A verification of the other colour does not stand in for the target. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2050, SW_BLUE, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  SW_CHECK_INT_EQ(s.gate.verified, 0);
+  /* Nor do the other colour's health passes. */
+  for (int i = 1; i <= 3; i++)
+    sw_switch_on_health(&s, 2100 + (uint64_t)i, SW_BLUE, 1, 2100, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+}
+
+/* A failing check resets the count; it does not end the gate. */
+static void test_fail_resets_count(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now = T_REQ;
+
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2010, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  passes(&s, &now, SW_GREEN, 2, &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 2);
+  sw_switch_on_health(&s, 2300, SW_GREEN, 0, 2250,
+                      "HTTP 503 from 10.0.0.2:8000", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  SW_CHECK_STR_EQ(s.gate.last_failure, "HTTP 503 from 10.0.0.2:8000");
+  /* Even a failure that started before the request resets: caution only
+   * delays. */
+  now = 2300;
+  passes(&s, &now, SW_GREEN, 2, &a);
+  sw_switch_on_health(&s, 2600, SW_GREEN, 0, T_REQ - 100, NULL, &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  SW_CHECK_STR_EQ(s.gate.last_failure, "failed");
+  now = 2600;
+  passes(&s, &now, SW_GREEN, 2, &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  passes(&s, &now, SW_GREEN, 1, &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+
+  /* The deadline message names what was missing and the last failure. */
+  setup(&s, SW_SWITCH_GATING);
+  now = T_REQ;
+  passes(&s, &now, SW_GREEN, 1, &a);
+  sw_switch_on_health(&s, 2200, SW_GREEN, 0, 2150, "connect refused", &a);
+  now = 2200;
+  passes(&s, &now, SW_GREEN, 1, &a);
+  sw_switch_tick(&s, T_REQ + GATE_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate deadline reached after 60000 ms: green had 1 of 3 "
+                  "health passes (last failure: connect refused), "
+                  "verification pending, live blue healthy");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.last_gate.target, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.last_gate.at, T_REQ + GATE_MS);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_INCONCLUSIVE], 1);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+}
+
+/* The gate needs all three: rise, verification, a healthy live colour. */
+static void test_gate_needs_all_three(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now = T_REQ;
+
+  /* The live colour's health not known yet: the gate waits for it. */
+  sw_switch_init(&s, SW_BLUE, &p);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_REQ, SW_GREEN, 1, "t", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  passes(&s, &now, SW_GREEN, 5, &a);
+  sw_switch_on_verify(&s, 2600, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  /* Green's own colour-level state does not stand in for blue's. */
+  sw_switch_on_colour_health(&s, 2700, SW_GREEN, 1, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_colour_health(&s, 2800, SW_BLUE, 1, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_RECHECKING,
+                   SW_SWITCH_R_GATE_PASSED);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "passed 5 health checks");
+
+  /* Verification last. */
+  setup(&s, SW_SWITCH_GATING);
+  now = T_REQ;
+  passes(&s, &now, SW_GREEN, 3, &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2400, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2000, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+
+  /* Timeout with verification passed but rise not reached: the deadline
+   * text says so; the live colour unknown shows as such. */
+  sw_switch_init(&s, SW_BLUE, &p);
+  sw_switch_request(&s, T_REQ, SW_GREEN, 1, "t", &a);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  sw_switch_tick(&s, T_REQ + GATE_MS + 5, &a);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate deadline reached after 60005 ms: green had 0 of 3 "
+                  "health passes, verification passed, live blue unknown");
+}
+
+/* A timer never turns a gate into a pass; inconclusive is never a pass. */
+static void test_no_pass_by_timer(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now = T_REQ;
+
+  /* The deadline is exact: one ms before it nothing happens. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_tick(&s, T_REQ + GATE_MS - 1, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_tick(&s, T_REQ + GATE_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_INT_EQ(a.flags & SW_SWITCH_ACT_FLIP, 0);
+
+  /* The last piece of evidence arrives at the deadline, before the tick
+   * does: the gate has timed out, the evidence is too late. */
+  setup(&s, SW_SWITCH_GATING);
+  passes(&s, &now, SW_GREEN, 3, &a);
+  sw_switch_on_verify(&s, T_REQ + GATE_MS, SW_GREEN, SW_SWITCH_VERIFY_PASS,
+                      T_REQ + 10, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  /* And evidence after the gate ended does nothing. */
+  sw_switch_on_health(&s, T_REQ + GATE_MS + 1, SW_GREEN, 1, T_REQ + GATE_MS, "",
+                      &a);
+  sw_switch_on_verify(&s, T_REQ + GATE_MS + 1, SW_GREEN, SW_SWITCH_VERIFY_PASS,
+                      T_REQ + GATE_MS, "", &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_STEADY);
+
+  /* Inconclusive ends the gate with the libpq error, even when every other
+   * condition holds. */
+  setup(&s, SW_SWITCH_GATING);
+  now = T_REQ;
+  passes(&s, &now, SW_GREEN, 3, &a);
+  sw_switch_on_verify(&s, 2400, SW_GREEN, SW_SWITCH_VERIFY_INCONCLUSIVE, 2000,
+                      "could not connect to server: Connection refused\n"
+                      "\tIs the server running on host \"db\"?\n",
+                      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_INCONCLUSIVE);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "green verification inconclusive: could not connect to "
+                  "server: Connection refused  Is the server running on host "
+                  "\"db\"?");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* A verdict the verifier should never send is inconclusive too. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, (sw_switch_verify_t)42, 2000, NULL,
+                      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_INCONCLUSIVE);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "green verification inconclusive: no detail given");
+}
+
+static void test_verify_fail(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2000,
+                      "missing migrations: shop.0042_rename, "
+                      "auth.0013_alter; missing column shop_order.total",
+                      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_FAILED);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "green verification failed: missing migrations: "
+                  "shop.0042_rename, auth.0013_alter; missing column "
+                  "shop_order.total");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_VERIFY_FAILED);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_FAILED], 1);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.version, 3);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  /* The record's text is the message, cut to what a record keeps. */
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "shop.0042_rename");
+
+  /* A new request after a failed gate starts from nothing. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 3000, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  SW_CHECK_INT_EQ(s.gate.verified, 0);
+  SW_CHECK_UINT_EQ(s.gate.requested_at, 3000);
+}
+
+/* The live colour unhealthy ends the gate with its own reason. */
+static void test_live_unhealthy(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_colour_health(&s, 2100, SW_BLUE, 0, "0 of 2 servers up", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_LIVE_UNHEALTHY);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "live blue became unhealthy: 0 of 2 servers up");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(s.health[SW_BLUE], SW_SWITCH_HEALTH_DOWN);
+  SW_CHECK_STR_EQ(s.health_reason[SW_BLUE], "0 of 2 servers up");
+
+  /* Already known down at the request: accepted, then ended in the same
+   * call, two transitions. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 3000, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_UINT_EQ(a.nevents, 2);
+  SW_CHECK_INT_EQ(a.events[0].reason, SW_SWITCH_R_REQUESTED);
+  SW_CHECK_INT_EQ(a.events[1].reason, SW_SWITCH_R_LIVE_UNHEALTHY);
+  SW_CHECK_INT_EQ(a.events[1].from, SW_SWITCH_GATING);
+  SW_CHECK_INT_EQ(a.events[1].to, SW_SWITCH_STEADY);
+  SW_CHECK_UINT_EQ(a.events[1].version, a.events[0].version + 1);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_VERIFY | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "live blue is unhealthy: 0 of 2 servers up");
+  CHECK_PHASE(&s, SW_SWITCH_STEADY);
+
+  /* Healthy again: the health reason is cleared and a gate can run. */
+  sw_switch_on_colour_health(&s, 3100, SW_BLUE, 1, "ignored", &a);
+  SW_CHECK_STR_EQ(s.health_reason[SW_BLUE], "");
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 3200, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+
+  /* Down without a reason. */
+  sw_switch_on_colour_health(&s, 3300, SW_BLUE, 0, NULL, &a);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "live blue became unhealthy: no reason given");
+
+  /* In rechecking, too. */
+  setup(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, 2450, SW_GREEN, 1, 2400, "", &a);
+  sw_switch_on_colour_health(&s, 2460, SW_BLUE, 0, "fall 3", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_LIVE_UNHEALTHY);
+  sw_switch_on_verify(&s, 2470, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2400, "", &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+}
+
+/* Refusals change nothing, and say which rule refused. */
+static void test_refusals(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v;
+
+  setup(&s, SW_SWITCH_STEADY);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1100, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_ALREADY_LIVE);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1100, SW_GREEN, 0, "t", &a),
+                  SW_SWITCH_R_NO_SERVERS);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1100, (sw_colour_t)-1, 2, "t", &a),
+                  SW_SWITCH_R_INVALID);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, 1100, "t", &a), SW_SWITCH_R_NOT_GATING);
+  SW_CHECK_UINT_EQ(s.version, v);
+  SW_CHECK_UINT_EQ(s.nhistory, 0);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  /* The target being live wins over it having no servers. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1100, SW_BLUE, 0, "t", &a),
+                  SW_SWITCH_R_ALREADY_LIVE);
+
+  /* Two requests in a row: exactly one proceeds. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1200, SW_GREEN, 2, "first", &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1200, SW_GREEN, 2, "second", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_STR_EQ(s.gate.who, "first");
+  SW_CHECK_UINT_EQ(s.gate.requested_at, 1200);
+
+  /* A request that finds a gate past its deadline: the old one ends as a
+   * timeout, the new one starts. */
+  SW_CHECK_INT_EQ(
+      sw_switch_request(&s, 1200 + GATE_MS, SW_GREEN, 2, "third", &a),
+      SW_SWITCH_R_NONE);
+  SW_CHECK_UINT_EQ(a.nevents, 2);
+  SW_CHECK_INT_EQ(a.events[0].reason, SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_INT_EQ(a.events[1].reason, SW_SWITCH_R_REQUESTED);
+  SW_CHECK_STR_EQ(s.gate.who, "third");
+  SW_CHECK_UINT_EQ(s.gate.deadline, 1200 + 2 * GATE_MS);
+}
+
+static void test_abort(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_GATING);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, 2100, "uid 1000 (pid 42)", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_OPERATOR);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate to green aborted by uid 1000 (pid 42) during gating");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_OPERATOR);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, 2200, "again", &a),
+                  SW_SWITCH_R_NOT_GATING);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+
+  setup(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, 2500, NULL, &a), SW_SWITCH_R_NONE);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate to green aborted by operator during rechecking");
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* Past the deadline the gate ended by itself: the record says timeout,
+   * and the abort finds nothing to abort. */
+  setup(&s, SW_SWITCH_GATING);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, T_REQ + GATE_MS, "late", &a),
+                  SW_SWITCH_R_NOT_GATING);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+
+  /* A drain cannot be aborted: the flip is done. */
+  setup(&s, SW_SWITCH_DRAINING);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, 2700, "t", &a), SW_SWITCH_R_NOT_GATING);
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+}
+
+/* The re-check needs its own evidence, started after it began. */
+static void test_recheck_freshness(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_RECHECKING); /* recheck_at 2400 */
+  /* Passes that started during gating are not fresh for the re-check. */
+  sw_switch_on_health(&s, 2450, SW_GREEN, 1, 2399, "", &a);
+  sw_switch_on_verify(&s, 2450, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2399, "", &a);
+  SW_CHECK_INT_EQ(s.gate.probe_ok, 0);
+  SW_CHECK_INT_EQ(s.gate.recheck_verified, 0);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  /* Fresh ones, probe first: the verification flips. */
+  sw_switch_on_health(&s, 2500, SW_GREEN, 1, 2400, "", &a);
+  SW_CHECK_INT_EQ(s.gate.probe_ok, 1);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, 2600, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2400, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_DRAINING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(s.flip_at, 2600);
+
+  /* A failure from during the gate, reported at the re-check, aborts. */
+  setup(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, 2450, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2100,
+                      "missing column shop_order.total", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_FAILED);
+  /* One from before the request does not. */
+  setup(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, 2450, SW_GREEN, SW_SWITCH_VERIFY_INCONCLUSIVE,
+                      T_REQ - 1, "timeout", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  /* Any failing check of the target aborts, with the probe's reason. */
+  sw_switch_on_health(&s, 2460, SW_GREEN, 0, 2300, "HTTP 502", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_PROBE_FAILED);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "green failed a health check at the re-check: HTTP 502");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+}
+
+/* The re-check is bounded by its own timeout and by the gate deadline. */
+static void test_recheck_timeout(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now = T_REQ;
+
+  setup(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, 2500, SW_GREEN, 1, 2400, "", &a);
+  sw_switch_tick(&s, 2400 + RECHECK_MS - 1, &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  /* The verification passes exactly at the bound: too late. */
+  sw_switch_on_verify(&s, 2400 + RECHECK_MS, SW_GREEN, SW_SWITCH_VERIFY_PASS,
+                      2400, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_RECHECK_TIMEOUT);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "re-check of green took longer than 2000 ms: probe passed, "
+                  "verification pending");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* Near the gate deadline, the gate deadline bounds the re-check. */
+  sw_switch_init(&s, SW_BLUE, &p);
+  sw_switch_on_colour_health(&s, T_INIT, SW_BLUE, 1, "", &a);
+  sw_switch_request(&s, T_REQ, SW_GREEN, 1, "t", &a);
+  now = T_REQ + GATE_MS - 600;
+  passes(&s, &now, SW_GREEN, 3, &a);
+  sw_switch_on_verify(&s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_UINT_EQ(s.gate.recheck_deadline, T_REQ + GATE_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_REQ + GATE_MS);
+  sw_switch_tick(&s, T_REQ + GATE_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate deadline reached during the re-check of green: probe "
+                  "pending, verification pending");
+
+  /* A bound of 0 leaves the gate deadline alone in charge. */
+  p.recheck_timeout_ms = 0;
+  sw_switch_init(&s, SW_BLUE, &p);
+  sw_switch_on_colour_health(&s, T_INIT, SW_BLUE, 1, "", &a);
+  sw_switch_request(&s, T_REQ, SW_GREEN, 1, "t", &a);
+  now = T_REQ;
+  passes(&s, &now, SW_GREEN, 3, &a);
+  sw_switch_on_verify(&s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.recheck_deadline, T_REQ + GATE_MS);
+  sw_switch_tick(&s, T_REQ + GATE_MS - 1, &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+}
+
+/* At the drain deadline the caller cancels what is left and says how many. */
+static void test_drain_timeout(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t deadline;
+
+  setup(&s, SW_SWITCH_DRAINING); /* flipped at 2600 */
+  deadline = 2600 + DRAIN_MS;
+  sw_switch_on_inflight(&s, 2700, SW_BLUE, 3, &a);
+  sw_switch_tick(&s, deadline - 1, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  /* The report of a cancellation nobody asked for is ignored. */
+  sw_switch_on_drain_cancelled(&s, deadline - 1, SW_BLUE, 3, &a);
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+
+  sw_switch_tick(&s, deadline, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN);
+  SW_CHECK_INT_EQ(a.cancel, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  SW_CHECK_INT_EQ(s.drain.cancel_sent, 1);
+  /* Asked again until the count comes back, by any event. */
+  sw_switch_tick(&s, deadline + 5, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN);
+  sw_switch_on_inflight(&s, deadline + 6, SW_BLUE, 2, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN);
+  /* The count for the wrong colour is ignored. */
+  sw_switch_on_drain_cancelled(&s, deadline + 7, SW_GREEN, 2, &a);
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  sw_switch_on_drain_cancelled(&s, deadline + 7, SW_BLUE, 2, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_DRAINING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_DRAIN_TIMEOUT);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "blue drain timed out after 30007 ms: 2 requests cancelled");
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_drain.reason, SW_SWITCH_R_DRAIN_TIMEOUT);
+  SW_CHECK_UINT_EQ(s.last_drain.cancelled, 2);
+  SW_CHECK_UINT_EQ(s.drain_cancelled, 2);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  /* A late second report changes nothing. */
+  sw_switch_on_drain_cancelled(&s, deadline + 8, SW_BLUE, 2, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(s.drain_cancelled, 2);
+
+  /* One request cancelled: singular. */
+  setup(&s, SW_SWITCH_DRAINING);
+  sw_switch_tick(&s, deadline, &a);
+  sw_switch_on_drain_cancelled(&s, deadline, SW_BLUE, 1, &a);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "blue drain timed out after 30000 ms: 1 request cancelled");
+
+  /* The last request finishing after the deadline, before the count: the
+   * drain completed, nothing was cancelled. */
+  setup(&s, SW_SWITCH_DRAINING);
+  sw_switch_tick(&s, deadline, &a);
+  sw_switch_on_inflight(&s, deadline + 1, SW_BLUE, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_DRAINING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_INT_EQ(a.flags & SW_SWITCH_ACT_CANCEL_DRAIN, 0);
+  SW_CHECK_UINT_EQ(s.last_drain.cancelled, 0);
+  sw_switch_on_drain_cancelled(&s, deadline + 2, SW_BLUE, 0, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+
+  /* A drain timeout of 0 cancels at the first event. */
+  {
+    sw_switch_params_t p = test_params();
+    p.drain_timeout_ms = 0;
+    setup(&s, SW_SWITCH_RECHECKING);
+    sw_switch_set_params(&s, &p);
+    sw_switch_on_health(&s, 2500, SW_GREEN, 1, 2400, "", &a);
+    sw_switch_on_verify(&s, 2500, SW_GREEN, SW_SWITCH_VERIFY_PASS, 2400, "",
+                        &a);
+    CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+    sw_switch_on_inflight(&s, 2500, SW_BLUE, 7, &a);
+    SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN);
+  }
+}
+
+/* Restart: a gate is never resumed as a pass, a drain is over. */
+static void test_restore(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_persisted_t st;
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  st.live = SW_GREEN;
+  st.phase = SW_SWITCH_STEADY;
+  st.flip_at = 1234;
+  st.version = 7;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_STEADY);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 7);
+  SW_CHECK_UINT_EQ(s.flip_at, 1234);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.health[SW_GREEN], SW_SWITCH_HEALTH_UNKNOWN);
+
+  /* Gating and rechecking: steady, with the recorded live colour. */
+  for (int ph = SW_SWITCH_GATING; ph <= SW_SWITCH_RECHECKING; ph++) {
+    st.live = SW_BLUE;
+    st.phase = (sw_switch_phase_t)ph;
+    st.flip_at = 0;
+    st.version = 7;
+    SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
+    CHECK_TRANSITION(&s, &a, (sw_switch_phase_t)ph, SW_SWITCH_STEADY,
+                     SW_SWITCH_R_RESTART);
+    SW_CHECK_INT_EQ(s.live, SW_BLUE);
+    SW_CHECK_UINT_EQ(s.version, 8);
+    SW_CHECK_INT_EQ(a.flags & SW_SWITCH_ACT_FLIP, 0);
+    SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+    SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_RESTART);
+    SW_CHECK_INT_EQ(s.last_gate.target, SW_GREEN);
+    SW_CHECK_UINT_EQ(s.last_gate.at, 5000);
+    SW_CHECK_STR_CONTAINS(s.last_gate.message,
+                          "the gate to green ended inconclusive; live blue");
+    SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 1);
+    SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  }
+
+  /* Draining: steady with the new colour; the old one's drain is over. */
+  st.live = SW_GREEN;
+  st.phase = SW_SWITCH_DRAINING;
+  st.flip_at = 4000;
+  st.version = 0; /* a file without a version: start from 1 */
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_DRAINING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_RESTART);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "restart during the drain of blue: its requests ended with "
+                  "the process; live green");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 2);
+  SW_CHECK_UINT_EQ(s.flip_at, 4000);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_INT_EQ(s.last_drain.valid, 1);
+  SW_CHECK_INT_EQ(s.last_drain.colour, SW_BLUE);
+  SW_CHECK_INT_EQ(s.last_drain.reason, SW_SWITCH_R_RESTART);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_NONE);
+  /* And it runs: a cutover back to blue is accepted. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 5100, SW_BLUE, 1, "t", &a),
+                  SW_SWITCH_R_NONE);
+
+  /* A phase this version cannot resume: steady, live kept. */
+  st.live = SW_GREEN;
+  st.phase = SW_SWITCH_WATCHING;
+  st.version = 3;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_RESTART);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "does not resume watching");
+
+  /* Values that do not exist: the caller reports a corrupt file. */
+  st.live = (sw_colour_t)2;
+  st.phase = SW_SWITCH_STEADY;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), SW_ECONFIG);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  st.live = SW_BLUE;
+  st.phase = (sw_switch_phase_t)SW_SWITCH_PHASES;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), SW_ECONFIG);
+
+  /* Snapshot and restore round trip in steady. */
+  setup(&s, SW_SWITCH_DRAINING);
+  sw_switch_on_inflight(&s, 2700, SW_BLUE, 0, &a);
+  sw_switch_snapshot(&s, &st);
+  {
+    sw_switch_t back;
+    SW_CHECK_INT_EQ(sw_switch_restore(&back, 9000, &p, &st, &a), 0);
+    SW_CHECK_INT_EQ(back.live, SW_GREEN);
+    SW_CHECK_UINT_EQ(back.version, s.version);
+    SW_CHECK_UINT_EQ(back.flip_at, s.flip_at);
+    SW_CHECK_UINT_EQ(a.nevents, 0);
+  }
+}
+
+static void test_history_ring(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  p.history = 3;
+  sw_switch_init(&s, SW_BLUE, &p);
+  /* Ten transitions: request and abort, five times. */
+  for (uint64_t i = 0; i < 5; i++) {
+    sw_switch_request(&s, 100 * i, SW_GREEN, 1, "t", &a);
+    sw_switch_abort(&s, 100 * i + 50, "t", &a);
+  }
+  SW_CHECK_UINT_EQ(s.version, 11);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 3);
+  SW_CHECK_UINT_EQ(sw_switch_history_at(&s, 0)->at, 350);
+  SW_CHECK_INT_EQ(sw_switch_history_at(&s, 0)->reason, SW_SWITCH_R_OPERATOR);
+  SW_CHECK_UINT_EQ(sw_switch_history_at(&s, 1)->at, 400);
+  SW_CHECK_UINT_EQ(sw_switch_history_at(&s, 2)->at, 450);
+  SW_CHECK_UINT_EQ(sw_switch_history_at(&s, 2)->version, 11);
+  SW_CHECK(sw_switch_history_at(&s, 3) == NULL);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_INCONCLUSIVE], 5);
+
+  /* A reload to a smaller ring keeps the newest. */
+  p.history = 1;
+  sw_switch_set_params(&s, &p);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 1);
+  SW_CHECK_UINT_EQ(sw_switch_history_at(&s, 0)->at, 450);
+
+  /* No ring at all: the caller still gets every record. */
+  p.history = 0;
+  sw_switch_set_params(&s, &p);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 0);
+  sw_switch_request(&s, 1000, SW_GREEN, 1, "t", &a);
+  SW_CHECK_UINT_EQ(a.nevents, 1);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 0);
+  SW_CHECK(sw_switch_history_at(&s, 0) == NULL);
+}
+
+/* A reload applies to the next gate; the running gate keeps its rise and
+ * deadline. rise 0 counts as 1: a verification alone never passes. */
+static void test_params_reload_and_rise(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_GATING);
+  p.rise[SW_GREEN] = 1;
+  p.gate_timeout_ms = 5;
+  sw_switch_set_params(&s, &p);
+  SW_CHECK_UINT_EQ(s.gate.rise, 3);
+  SW_CHECK_UINT_EQ(s.gate.deadline, T_REQ + GATE_MS);
+  sw_switch_tick(&s, T_REQ + 10, &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_abort(&s, T_REQ + 20, "t", &a);
+  sw_switch_request(&s, 3000, SW_GREEN, 1, "t", &a);
+  SW_CHECK_UINT_EQ(s.gate.rise, 1);
+  SW_CHECK_UINT_EQ(s.gate.deadline, 3005);
+
+  p = test_params();
+  p.rise[SW_GREEN] = 0;
+  sw_switch_init(&s, SW_BLUE, &p);
+  sw_switch_on_colour_health(&s, 0, SW_BLUE, 1, "", &a);
+  sw_switch_request(&s, T_REQ, SW_GREEN, 1, "t", &a);
+  SW_CHECK_UINT_EQ(s.gate.rise, 1);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_health(&s, 2200, SW_GREEN, 1, 2100, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+}
+
+/* Outside text is stored bounded, as one line of valid UTF-8. */
+static void test_text_bounds(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  char big[2000];
+  size_t n;
+
+  /* Far too long: cut with "...", within the bounds. */
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2000, big, &a);
+  n = strlen(s.last_gate.message);
+  SW_CHECK_UINT_EQ(n, SW_SWITCH_MESSAGE - 1);
+  SW_CHECK_STR_EQ(s.last_gate.message + n - 4, "x...");
+  SW_CHECK_UINT_EQ(strlen(a.events[0].text), SW_SWITCH_TEXT - 1);
+  SW_CHECK_STR_EQ(a.events[0].text + SW_SWITCH_TEXT - 4, "...");
+
+  /* Multibyte characters are never split, at either bound. */
+  big[0] = '\0';
+  for (int i = 0; i < 400; i++)
+    strcat(big, "\xc3\xa9"); /* é */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2000, big, &a);
+  SW_CHECK(clean_utf8(s.last_gate.message));
+  SW_CHECK(clean_utf8(a.events[0].text));
+  SW_CHECK(strlen(s.last_gate.message) < SW_SWITCH_MESSAGE);
+  SW_CHECK(strlen(a.events[0].text) < SW_SWITCH_TEXT);
+  n = strlen(a.events[0].text);
+  SW_CHECK_STR_EQ(a.events[0].text + n - 5, "\xc3\xa9...");
+
+  /* Control characters become spaces, invalid bytes '?', trailing blanks
+   * go; overlong forms and surrogates are invalid. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2000,
+                      "a\tb\r\nc\x7f"
+                      "d\xff"
+                      "e\xc0\xaf"
+                      "f\xed\xa0\x80"
+                      "g\xe2\x82\xac\xf0\x9f\x98\x80 \n\n",
+                      &a);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "green verification failed: a b  c d?e??f???g\xe2\x82\xac"
+                  "\xf0\x9f\x98\x80");
+  /* A sequence cut by the end of the string is dropped. */
+  setup(&s, SW_SWITCH_GATING);
+  sw_switch_on_verify(&s, 2100, SW_GREEN, SW_SWITCH_VERIFY_FAIL, 2000,
+                      "ok \xe2\x82", &a);
+  SW_CHECK_STR_EQ(s.last_gate.message, "green verification failed: ok");
+
+  /* A long caller name is bounded too. */
+  memset(big, 'w', 300);
+  big[300] = '\0';
+  setup(&s, SW_SWITCH_STEADY);
+  sw_switch_request(&s, 1100, SW_GREEN, 1, big, &a);
+  SW_CHECK_UINT_EQ(strlen(s.gate.who), SW_SWITCH_WHO - 1);
+  SW_CHECK(clean_utf8(a.events[0].text));
+
+  /* A health failure reason, kept for the deadline message. */
+  sw_switch_on_health(&s, 1200, SW_GREEN, 0, 1150, big, &a);
+  SW_CHECK_UINT_EQ(strlen(s.gate.last_failure), SW_SWITCH_TEXT - 1);
+  sw_switch_on_colour_health(&s, 1300, SW_GREEN, 0, big, &a);
+  SW_CHECK_UINT_EQ(strlen(s.health_reason[SW_GREEN]), SW_SWITCH_TEXT - 1);
+}
+
+/* The caller's actions struct is cleared by every call. */
+static void test_actions_cleared(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup(&s, SW_SWITCH_STEADY);
+  memset(&a, 0xff, sizeof(a));
+  sw_switch_tick(&s, 1100, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  memset(&a, 0xff, sizeof(a));
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 1100, SW_BLUE, 1, "t", &a),
+                  SW_SWITCH_R_ALREADY_LIVE);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+}
+
+SW_TEST_MAIN(SW_TASK(test_names),
+             SW_TASK(test_init),
+             SW_TASK(test_matrix),
+             SW_TASK(test_full_cutover),
+             SW_TASK(test_stale_pass_never_counts),
+             SW_TASK(test_fail_resets_count),
+             SW_TASK(test_gate_needs_all_three),
+             SW_TASK(test_no_pass_by_timer),
+             SW_TASK(test_verify_fail),
+             SW_TASK(test_live_unhealthy),
+             SW_TASK(test_refusals),
+             SW_TASK(test_abort),
+             SW_TASK(test_recheck_freshness),
+             SW_TASK(test_recheck_timeout),
+             SW_TASK(test_drain_timeout),
+             SW_TASK(test_restore),
+             SW_TASK(test_history_ring),
+             SW_TASK(test_params_reload_and_rise),
+             SW_TASK(test_text_bounds),
+             SW_TASK(test_actions_cleared))
