@@ -15,6 +15,7 @@
 
 #include "sw_buf.h"
 #include "sw_config.h"
+#include "sw_health.h"
 #include "sw_http.h"
 #include "sw_list.h"
 #include "sw_timeq.h"
@@ -65,7 +66,8 @@ typedef struct sw_server_s {
   int removed;    /* no longer configured: close connections when idle */
   sw_list_t idle; /* idle sw_upconn_t, most recent at the tail */
   unsigned nidle;
-  unsigned inflight; /* exchanges bound to this server */
+  unsigned inflight;   /* exchanges bound to this server */
+  sw_health_t *health; /* active checker, NULL when checks are off */
   uint64_t requests;
 } sw_server_t;
 
@@ -256,8 +258,16 @@ void sw_client_resume_body(sw_req_t *r);
 void sw_client_written(sw_client_t *c, int status);
 
 /* upstream.c */
-int sw_pools_apply(const sw_config_t *cfg);
+/* Applies a config's servers. At startup (first) servers are taken as up
+ * until their checks say otherwise, so a restart serves at once; a server
+ * added by a reload gets traffic once it has passed `rise` checks. */
+int sw_pools_apply(const sw_config_t *cfg, int first);
+/* Stops every health checker (at shutdown; their timers keep the loop
+ * running). */
+void sw_pools_stop_health(void);
 void sw_pools_free(void);
+/* Whether a server may get requests: unchecked, or checked and up. */
+int sw_server_usable(const sw_server_t *s);
 void sw_upstream_dispatch(sw_req_t *r);
 /* Streams request body bytes to the upstream (framing added here). */
 int sw_upstream_body(sw_req_t *r, const char *data, size_t len, int last);

@@ -76,6 +76,7 @@ static void finish_shutdown(void) {
   sw.shutdown_started = 1;
   sw_info("main", 0, "all connections closed, exiting");
   sw_upstream_close_idle();
+  sw_pools_stop_health();
   uv_close((uv_handle_t *)&sw.shutdown_timer, NULL);
   uv_close((uv_handle_t *)&sw.flush_timer, NULL);
   uv_close((uv_handle_t *)&sw.sig_term, NULL);
@@ -138,7 +139,7 @@ static void reload(void) {
   if (e != 0)
     sw_error("main", 0, "reload: cannot open logs (%s); keeping the old ones",
              uv_strerror(e));
-  e = sw_pools_apply(cfg);
+  e = sw_pools_apply(cfg, 0);
   if (e != 0) {
     sw_error("main", 0, "reload: %s", uv_strerror(e));
     sw_config_free(cfg);
@@ -275,7 +276,7 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&sw.flush_timer);
   apply_timeouts(cfg);
 
-  if (sw_pools_apply(cfg) != 0) {
+  if (sw_pools_apply(cfg, 1) != 0) {
     snprintf(err, sizeof(err), "%s: out of memory", path);
     code = 1;
   } else if (sw_listener_sync(cfg, err, sizeof(err)) != 0) {

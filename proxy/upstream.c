@@ -22,9 +22,68 @@ static void resp_settings_init(void);
 
 /* --- servers and pools ---------------------------------------------------- */
 
+static void health_stop(sw_server_t *s);
+
 static void server_unref(sw_server_t *s) {
-  if (--s->refs == 0)
+  if (--s->refs == 0) {
+    health_stop(s);
     free(s);
+  }
+}
+
+int sw_server_usable(const sw_server_t *s) {
+  return s->health == NULL || s->health->state == SW_HEALTH_UP;
+}
+
+static void on_health(sw_health_t *h, const sw_health_result_t *r) {
+  sw_server_t *s = h->data;
+  if (r->changed && r->state == SW_HEALTH_UP)
+    sw_info("health", 0, "%s (%s) is up after %u passes", s->name,
+            sw_colour_name(s->colour), r->passes);
+  else if (r->changed)
+    sw_warn("health", 0, "%s (%s) is down: %s", s->name,
+            sw_colour_name(s->colour), r->reason);
+}
+
+static void health_stop(sw_server_t *s) {
+  if (s->health == NULL)
+    return;
+  sw_health_stop(s->health, NULL);
+  s->health = NULL;
+}
+
+/* (Re)starts a server's checker with the colour's current settings, keeping
+ * the state it had, so that a reload does not take servers out. */
+static int health_start(sw_server_t *s,
+                        const sw_health_conf_t *hc,
+                        sw_health_state_t initial) {
+  sw_health_params_t p;
+  sw_health_t *h;
+  int err;
+
+  if (s->health != NULL)
+    initial = s->health->state;
+  health_stop(s);
+  if (!hc->enabled)
+    return 0;
+  sw_health_params_default(&p);
+  p.path = hc->path;
+  p.host = hc->host;
+  p.status_min = hc->status_min;
+  p.status_max = hc->status_max;
+  p.body = hc->body;
+  p.interval_ms = hc->interval_ms;
+  p.timeout_ms = hc->timeout_ms;
+  p.rise = hc->rise;
+  p.fall = hc->fall;
+  err = sw_health_new(sw.loop, (struct sockaddr *)&s->addr, s->name, &p,
+                      on_health, s, &h);
+  if (err == 0)
+    err = sw_health_start(h, initial);
+  if (err != 0)
+    return err;
+  s->health = h;
+  return 0;
 }
 
 static sw_server_t *server_new(const sw_server_conf_t *sc, sw_colour_t col) {
@@ -49,7 +108,7 @@ static void server_close_idle(sw_server_t *s) {
 /* Applies the servers of a config: a server kept across a reload keeps its
  * pooled connections; a removed one closes its idle connections now and
  * its busy ones when their exchange ends. */
-int sw_pools_apply(const sw_config_t *cfg) {
+int sw_pools_apply(const sw_config_t *cfg, int first) {
   for (int col = 0; col < SW_COLOURS; col++) {
     const sw_upstream_conf_t *uc = &cfg->upstream[col];
     sw_pool_t *old = &sw.pools[col];
@@ -85,13 +144,27 @@ int sw_pools_apply(const sw_config_t *cfg) {
       if (s == NULL)
         continue;
       s->removed = 1;
+      health_stop(s);
       server_close_idle(s);
       server_unref(s);
+    }
+    for (size_t i = 0; i < np.n; i++) {
+      int err = health_start(np.servers[i], &uc->health,
+                             first ? SW_HEALTH_UP : SW_HEALTH_DOWN);
+      if (err != 0)
+        sw_error("health", 0, "%s: cannot start checks: %s",
+                 np.servers[i]->name, uv_strerror(err));
     }
     free(old->servers);
     *old = np;
   }
   return 0;
+}
+
+void sw_pools_stop_health(void) {
+  for (int col = 0; col < SW_COLOURS; col++)
+    for (size_t k = 0; k < sw.pools[col].n; k++)
+      health_stop(sw.pools[col].servers[k]);
 }
 
 void sw_pools_free(void) {
@@ -344,12 +417,16 @@ static void try_server(sw_req_t *r) {
   sw_pool_t *pool = &sw.pools[r->colour];
   sw_server_t *s;
 
-  if (r->tried >= pool->n) {
-    sw_req_fail(r, pool->n == 0 ? 503 : (r->last_fail ? r->last_fail : 502));
-    return;
-  }
-  s = pool->servers[(r->rr_first + r->tried) % pool->n];
-  r->tried++;
+  /* Servers whose checks say down are skipped; when no server was even
+   * tried, there is no healthy server to send to: 503. */
+  do {
+    if (r->tried >= pool->n) {
+      sw_req_fail(r, r->last_fail ? r->last_fail : 503);
+      return;
+    }
+    s = pool->servers[(r->rr_first + r->tried) % pool->n];
+    r->tried++;
+  } while (!sw_server_usable(s));
   r->server = s;
   if (!sw_list_empty(&s->idle)) {
     /* The most recently used connection is the least likely to have been
