@@ -177,6 +177,7 @@ class Demo:
                 listen_port=self.port,
                 blue_port=self.upstreams["blue"].server_address[1],
                 green_port=self.upstreams["green"].server_address[1],
+                admin_socket=os.path.join(self.tmp, "admin.sock"),
             )
         # Write aside and rename, so switchd never reads a half-written file.
         tmp = self.conf + ".new"

@@ -66,8 +66,10 @@ typedef struct sw_server_s {
   int removed;    /* no longer configured: close connections when idle */
   sw_list_t idle; /* idle sw_upconn_t, most recent at the tail */
   unsigned nidle;
-  unsigned inflight;   /* exchanges bound to this server */
-  sw_health_t *health; /* active checker, NULL when checks are off */
+  unsigned inflight;    /* exchanges bound to this server */
+  sw_health_t *health;  /* active checker, NULL when checks are off */
+  uint64_t by_class[6]; /* responses by status class (0: other) */
+  uint64_t errors;      /* 5xx responses */
   uint64_t requests;
 } sw_server_t;
 

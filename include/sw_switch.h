@@ -135,9 +135,10 @@ typedef enum sw_switch_reason_e {
   SW_SWITCH_R_LIVE_UNHEALTHY,      /* nothing healthy to roll back to */
   SW_SWITCH_R_PROBE_FAILED,        /* the target failed a check at re-check */
   SW_SWITCH_R_RESTART,             /* the process restarted mid-cutover */
+  SW_SWITCH_R_CONFIG,              /* the config file named a new live colour */
 } sw_switch_reason_t;
 
-#define SW_SWITCH_REASONS (SW_SWITCH_R_RESTART + 1)
+#define SW_SWITCH_REASONS (SW_SWITCH_R_CONFIG + 1)
 
 /* How a gate ended. */
 typedef enum sw_switch_outcome_e {
@@ -322,6 +323,15 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                      size_t target_servers,
                                      const char *who,
                                      sw_switch_actions_t *out);
+
+/* The operator changed `live` in the config file and reloaded: an
+ * immediate switch without a gate, accepted only while steady (returns
+ * IN_PROGRESS otherwise, ALREADY_LIVE when nothing changes). Recorded with
+ * reason CONFIG, with FLIP and PERSIST in out; no drain is tracked. */
+sw_switch_reason_t sw_switch_set_live(sw_switch_t *s,
+                                      uint64_t now,
+                                      sw_colour_t live,
+                                      sw_switch_actions_t *out);
 
 /* An operator abort of the gate in progress (gating or rechecking): result
  * inconclusive, reason OPERATOR. Returns SW_SWITCH_R_NONE, or NOT_GATING

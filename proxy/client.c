@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -192,6 +193,7 @@ static void log_access(sw_req_t *r) {
   const char *rid = r->rid;
   size_t rid_len = strlen(r->rid);
 
+  sw_control_observe(r);
   if (!sw_log_access_enabled())
     return;
   peer_text(r->client, client, sizeof(client));

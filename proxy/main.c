@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -77,6 +78,7 @@ static void finish_shutdown(void) {
   sw_info("main", 0, "all connections closed, exiting");
   sw_upstream_close_idle();
   sw_pools_stop_health();
+  sw_control_stop();
   uv_close((uv_handle_t *)&sw.shutdown_timer, NULL);
   uv_close((uv_handle_t *)&sw.flush_timer, NULL);
   uv_close((uv_handle_t *)&sw.sig_term, NULL);
@@ -146,12 +148,13 @@ static void reload(void) {
     return;
   }
   apply_timeouts(cfg);
-  if (sw.live != cfg->live)
-    sw_info("main", 0, "live colour %s -> %s", sw_colour_name(sw.live),
-            sw_colour_name(cfg->live));
-  sw.live = cfg->live;
-  sw_config_free(sw.cfg);
-  sw.cfg = cfg;
+  {
+    sw_config_t *old = sw.cfg;
+    sw.cfg = cfg;
+    /* The control module decides what a changed `live` means. */
+    sw_control_reload(old);
+    sw_config_free(old);
+  }
   sw_info("main", 0, "reloaded %s", cfg->file);
 }
 
@@ -278,6 +281,8 @@ int main(int argc, char **argv) {
 
   if (sw_pools_apply(cfg, 1) != 0) {
     snprintf(err, sizeof(err), "%s: out of memory", path);
+    code = 1;
+  } else if (sw_control_start(err, sizeof(err)) != 0) {
     code = 1;
   } else if (sw_listener_sync(cfg, err, sizeof(err)) != 0) {
     code = 1;

@@ -43,6 +43,7 @@ static const char *const reason_names[SW_SWITCH_REASONS] = {
     [SW_SWITCH_R_LIVE_UNHEALTHY] = "live_unhealthy",
     [SW_SWITCH_R_PROBE_FAILED] = "probe_failed",
     [SW_SWITCH_R_RESTART] = "restart",
+    [SW_SWITCH_R_CONFIG] = "config",
 };
 
 /* The machine's own colour names, so that a pure module does not pull in
@@ -555,6 +556,30 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                              : "no reason given");
     gate_end(s, now, SW_SWITCH_R_LIVE_UNHEALTHY, msg, out);
   }
+  return SW_SWITCH_R_NONE;
+}
+
+sw_switch_reason_t sw_switch_set_live(sw_switch_t *s,
+                                      uint64_t now,
+                                      sw_colour_t live,
+                                      sw_switch_actions_t *out) {
+  char msg[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  if (live != SW_BLUE && live != SW_GREEN)
+    return SW_SWITCH_R_INVALID;
+  if (s->phase != SW_SWITCH_STEADY)
+    return SW_SWITCH_R_IN_PROGRESS;
+  if (live == s->live)
+    return SW_SWITCH_R_ALREADY_LIVE;
+  s->live = live;
+  s->flip_at = now;
+  s->flips++;
+  text_printf(msg, sizeof(msg), "live set to %s by a config reload",
+              colour_name(live));
+  transition(s, now, SW_SWITCH_STEADY, SW_SWITCH_R_CONFIG, live, msg, out);
+  out->flags |= SW_SWITCH_ACT_FLIP;
+  out->flip_to = live;
   return SW_SWITCH_R_NONE;
 }
 

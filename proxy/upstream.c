@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -37,6 +38,7 @@ int sw_server_usable(const sw_server_t *s) {
 
 static void on_health(sw_health_t *h, const sw_health_result_t *r) {
   sw_server_t *s = h->data;
+  sw_control_health(s, r);
   if (r->changed && r->state == SW_HEALTH_UP)
     sw_info("health", 0, "%s (%s) is up after %u passes", s->name,
             sw_colour_name(s->colour), r->passes);

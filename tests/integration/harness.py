@@ -389,6 +389,13 @@ class Switchd:
                                      % (e, tail(self.stderr_text())))
 
     def write_config(self, conf):
+        # Every instance gets its own admin socket in the test's folder
+        # unless the test configures the admin section itself: the default
+        # under /run would be shared by every switchd of the run.
+        if not re.search(r"^\s*admin\s*$", conf, re.M):
+            self.admin_socket = os.path.join(
+                self.ctx.dir, "%s-%d.sock" % (self.name, os.getpid()))
+            conf = conf + "\nadmin\n    socket %s\n" % self.admin_socket
         tmp = self.conf_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(conf)

@@ -488,7 +488,7 @@ static void test_names(void) {
                                         "timeout",        "recheck_timeout",
                                         "verify_failed",  "verify_inconclusive",
                                         "live_unhealthy", "probe_failed",
-                                        "restart"};
+                                        "restart",        "config"};
   sw_switch_phase_t p;
 
   SW_CHECK_UINT_EQ(sizeof(phases) / sizeof(phases[0]), SW_SWITCH_PHASES);
@@ -1533,7 +1533,40 @@ static void test_actions_cleared(void) {
   SW_CHECK_UINT_EQ(a.nevents, 0);
 }
 
-SW_TEST_MAIN(SW_TASK(test_names),
+/* A config reload naming another live colour switches at once while
+ * steady, and is refused during a cutover. */
+static void test_set_live(void) {
+  sw_switch_t s;
+  sw_switch_actions_t out;
+  uint64_t v;
+
+  sw_switch_init(&s, SW_BLUE, NULL);
+  v = sw_switch_version(&s);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, 10, SW_BLUE, &out),
+                  SW_SWITCH_R_ALREADY_LIVE);
+  SW_CHECK_UINT_EQ(out.flags, 0);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, 20, SW_GREEN, &out), SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.phase, SW_SWITCH_STEADY);
+  SW_CHECK_UINT_EQ(sw_switch_version(&s), v + 1);
+  SW_CHECK(out.flags & SW_SWITCH_ACT_FLIP);
+  SW_CHECK(out.flags & SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(out.flip_to, SW_GREEN);
+  SW_CHECK_UINT_EQ(out.nevents, 1);
+  SW_CHECK_INT_EQ(out.events[0].reason, SW_SWITCH_R_CONFIG);
+  SW_CHECK_UINT_EQ(s.flip_at, 20);
+  /* During a gate the file cannot override the cutover. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 30, SW_BLUE, 1, "t", &out),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, 40, SW_BLUE, &out),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, 40, (sw_colour_t)7, &out),
+                  SW_SWITCH_R_INVALID);
+}
+
+SW_TEST_MAIN(SW_TASK(test_set_live),
+             SW_TASK(test_names),
              SW_TASK(test_init),
              SW_TASK(test_matrix),
              SW_TASK(test_full_cutover),

@@ -1,0 +1,1006 @@
+/* The cutover driver (see sw_control.h). Owns the switch machine, its tick
+ * timer, the verifications in flight, the persisted state and the admin
+ * handler. It decides nothing itself: every decision is the machine's, and
+ * this module only reports facts to it and performs its actions. */
+#include "sw_control.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "sw_admin.h"
+#include "sw_log.h"
+#include "sw_state.h"
+#include "sw_switch.h"
+#include "sw_verify.h"
+
+/* Request latency buckets of the histogram, in seconds. */
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                 0.5,   1,    2.5,   5,    10};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+/* One verification run; stale runs (superseded or cancelled) are told
+ * apart by their generation. */
+typedef struct run_s {
+  sw_colour_t colour;
+  uint64_t gen;
+  uint64_t started; /* loop time */
+  int for_gate;
+} run_t;
+
+typedef struct verify_view_s {
+  const char *status; /* "none", "running", "pass", "fail", "inconclusive" */
+  char message[SW_SWITCH_MESSAGE];
+  uint64_t wall_ms;
+  uint64_t elapsed_ms;
+} verify_view_t;
+
+static struct {
+  int started;
+  sw_switch_t m;
+  uv_timer_t timer;
+  int timer_open;
+  sw_state_t state; /* history as persisted, wall-clock times */
+  uint64_t gen[SW_COLOURS];
+  sw_verify_t *running[SW_COLOURS];
+  verify_view_t verify[SW_COLOURS];
+  unsigned fed[SW_COLOURS];  /* colour-level pass rounds told to the machine */
+  int colour_up[SW_COLOURS]; /* -1 unknown */
+  uint64_t hist[SW_COLOURS][NBUCKETS + 1];
+  double hist_sum[SW_COLOURS];
+  uint64_t hist_count[SW_COLOURS];
+  char *token;
+} ctl;
+
+static void perform(sw_switch_actions_t *a);
+
+static uint64_t wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* The machine runs on loop time; people and the state file want wall
+ * time. */
+static uint64_t to_wall(uint64_t loop_ms) {
+  uint64_t now = uv_now(sw.loop);
+  if (loop_ms == 0)
+    return 0;
+  return wall_ms() - (now > loop_ms ? now - loop_ms : 0);
+}
+
+static uint64_t to_loop(uint64_t wall) {
+  uint64_t now = uv_now(sw.loop), w = wall_ms();
+  if (wall == 0)
+    return 0;
+  return w > wall && w - wall < now ? now - (w - wall) : 1;
+}
+
+static void params_from(const sw_config_t *cfg, sw_switch_params_t *p) {
+  sw_switch_params_default(p);
+  for (int c = 0; c < SW_COLOURS; c++)
+    p->rise[c] = cfg->upstream[c].health.rise;
+  p->gate_timeout_ms = cfg->cutover.gate_timeout_ms;
+  p->drain_timeout_ms = cfg->cutover.drain_timeout_ms;
+}
+
+static uint64_t colour_inflight(sw_colour_t c) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < sw.pools[c].n; i++)
+    n += sw.pools[c].servers[i]->inflight;
+  return n;
+}
+
+/* --- the state file ------------------------------------------------------ */
+
+static void persist(void) {
+  const char *path = sw.cfg->cutover.state_file;
+  char err[512];
+
+  if (path == NULL)
+    return;
+  ctl.state.live = ctl.m.live;
+  snprintf(ctl.state.phase, sizeof(ctl.state.phase), "%s",
+           sw_switch_phase_name(ctl.m.phase));
+  ctl.state.flip_time_ms = to_wall(ctl.m.flip_at);
+  ctl.state.version = ctl.m.version;
+  if (sw_state_save(path, &ctl.state, err, sizeof(err)) != 0)
+    sw_error("control", 0, "cannot write the state file: %s", err);
+}
+
+/* --- events and actions ------------------------------------------------- */
+
+static json_t *event_json(const sw_switch_event_t *e) {
+  return json_pack(
+      "{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "time_ms",
+      (json_int_t)to_wall(e->at), "version", (json_int_t)e->version, "from",
+      sw_switch_phase_name(e->from), "to", sw_switch_phase_name(e->to),
+      "reason", sw_switch_reason_name(e->reason), "live",
+      sw_colour_name(e->live), "target", sw_colour_name(e->target), "text",
+      e->text);
+}
+
+static void announce(const sw_switch_event_t *e) {
+  sw_state_event_t se;
+  json_t *j;
+
+  sw_info("control", 0, "%s -> %s (%s): %s", sw_switch_phase_name(e->from),
+          sw_switch_phase_name(e->to), sw_switch_reason_name(e->reason),
+          e->text);
+  memset(&se, 0, sizeof(se));
+  se.time_ms = to_wall(e->at);
+  snprintf(se.from, sizeof(se.from), "%s", sw_switch_phase_name(e->from));
+  snprintf(se.to, sizeof(se.to), "%s", sw_switch_phase_name(e->to));
+  /* The reason's name then its text, cut to the record's size. */
+  {
+    int n = snprintf(se.reason, sizeof(se.reason),
+                     "%s: ", sw_switch_reason_name(e->reason));
+    if (n > 0 && (size_t)n < sizeof(se.reason))
+      memcpy(se.reason + n, e->text,
+             strnlen(e->text, sizeof(se.reason) - (size_t)n - 1));
+  }
+  (void)sw_state_push(&ctl.state, &se);
+  j = event_json(e);
+  if (j != NULL) {
+    sw_admin_broadcast("transition", j);
+    json_decref(j);
+  }
+}
+
+static void on_verify(sw_verify_t *v,
+                      const sw_verify_result_t *res,
+                      void *data) {
+  run_t *run = data;
+  sw_colour_t c = run->colour;
+  sw_switch_actions_t a;
+  sw_switch_verify_t r;
+  json_t *j;
+  (void)v;
+
+  if (run->gen == ctl.gen[c])
+    ctl.running[c] = NULL;
+  if (run->gen != ctl.gen[c] || !ctl.started) {
+    free(run); /* superseded or stopping: its answer is not news */
+    return;
+  }
+  r = res->status == SW_VERIFY_PASS   ? SW_SWITCH_VERIFY_PASS
+      : res->status == SW_VERIFY_FAIL ? SW_SWITCH_VERIFY_FAIL
+                                      : SW_SWITCH_VERIFY_INCONCLUSIVE;
+  ctl.verify[c].status = sw_verify_status_name(res->status);
+  snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message), "%s",
+           res->message);
+  ctl.verify[c].wall_ms = wall_ms();
+  ctl.verify[c].elapsed_ms = res->elapsed_ms;
+  sw_log(res->status == SW_VERIFY_PASS ? SW_LOG_INFO : SW_LOG_WARN, "verify", 0,
+         "%s: %s%s%s", sw_colour_name(c), sw_verify_status_name(res->status),
+         res->message[0] ? ": " : "", res->message);
+  j = json_pack("{s:s, s:s, s:s}", "colour", sw_colour_name(c), "status",
+                sw_verify_status_name(res->status), "message", res->message);
+  if (j != NULL) {
+    sw_admin_broadcast("verify", j);
+    json_decref(j);
+  }
+  sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c, r, run->started, res->message,
+                      &a);
+  free(run);
+  perform(&a);
+}
+
+/* Verifies colour c's schema requirements; a colour with none passes at
+ * once without touching the database. */
+static void start_verify(sw_colour_t c, int for_gate) {
+  const sw_upstream_conf_t *uc = &sw.cfg->upstream[c];
+  const sw_database_conf_t *db = &sw.cfg->database;
+  sw_verify_params_t p;
+  sw_verify_req_t *reqs;
+  run_t *run;
+  int err;
+
+  if (ctl.running[c] != NULL)
+    sw_verify_cancel(ctl.running[c]);
+  ctl.running[c] = NULL;
+  ctl.gen[c]++;
+  if (uc->nrequires == 0 || db->dsn == NULL) {
+    sw_switch_actions_t a;
+    ctl.verify[c].status = "pass";
+    snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message),
+             "no requirements configured");
+    ctl.verify[c].wall_ms = wall_ms();
+    sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c, SW_SWITCH_VERIFY_PASS,
+                        uv_now(sw.loop), "no requirements configured", &a);
+    perform(&a);
+    return;
+  }
+  reqs = calloc(uc->nrequires, sizeof(*reqs));
+  run = calloc(1, sizeof(*run));
+  if (reqs == NULL || run == NULL) {
+    free(reqs);
+    free(run);
+    return;
+  }
+  for (size_t i = 0; i < uc->nrequires; i++) {
+    reqs[i].kind =
+        uc->requires[i].kind == SW_REQUIRE_MIGRATION ? SW_VERIFY_MIGRATION
+        : uc->requires[i].kind == SW_REQUIRE_COLUMN  ? SW_VERIFY_COLUMN
+                                                     : SW_VERIFY_QUERY;
+    reqs[i].a = uc->requires[i].a;
+    reqs[i].b = uc->requires[i].b;
+  }
+  memset(&p, 0, sizeof(p));
+  p.dsn = db->dsn;
+  p.connect_timeout_ms = db->connect_timeout_ms;
+  p.statement_timeout_ms = db->statement_timeout_ms;
+  p.lock_timeout_ms = db->lock_timeout_ms;
+  p.reqs = reqs;
+  p.nreqs = uc->nrequires;
+  run->colour = c;
+  run->gen = ctl.gen[c];
+  run->started = uv_now(sw.loop);
+  run->for_gate = for_gate;
+  ctl.verify[c].status = "running";
+  err = sw_verify_start(sw.loop, &p, on_verify, run, &ctl.running[c]);
+  free(reqs);
+  if (err != 0) {
+    sw_switch_actions_t a;
+    char msg[128];
+    free(run);
+    ctl.running[c] = NULL;
+    snprintf(msg, sizeof(msg), "cannot start: %s", uv_strerror(err));
+    ctl.verify[c].status = "inconclusive";
+    snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message), "%s", msg);
+    sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c,
+                        SW_SWITCH_VERIFY_INCONCLUSIVE, uv_now(sw.loop), msg,
+                        &a);
+    perform(&a);
+  }
+}
+
+/* One probe of every server of colour c, for the re-check before a flip. A
+ * colour without checks has nothing to probe and counts as passing. */
+static void probe_colour(sw_colour_t c) {
+  int any = 0;
+  for (size_t i = 0; i < sw.pools[c].n; i++) {
+    sw_server_t *s = sw.pools[c].servers[i];
+    if (s->health != NULL && sw_health_probe_now(s->health, NULL) == 0)
+      any = 1;
+  }
+  if (!any) {
+    sw_switch_actions_t a;
+    uint64_t now = uv_now(sw.loop);
+    sw_switch_on_health(&ctl.m, now, c, 1, now, "", &a);
+    perform(&a);
+  }
+}
+
+/* Ends the old colour's remaining exchanges at the drain deadline. */
+typedef struct cancel_s {
+  sw_colour_t colour;
+  sw_upconn_t **list;
+  size_t n, cap;
+} cancel_t;
+
+static void on_walk_cancel(uv_handle_t *h, void *arg) {
+  cancel_t *k = arg;
+  sw_kind_t *kind = h->data;
+  sw_upconn_t *u;
+
+  if (kind == NULL || *kind != SW_KIND_UPCONN || uv_is_closing(h))
+    return;
+  u = sw_container_of(kind, sw_upconn_t, kind);
+  if (u->req == NULL || u->server->colour != k->colour)
+    return;
+  if (k->n == k->cap) {
+    size_t cap = k->cap ? k->cap * 2 : 64;
+    sw_upconn_t **p = realloc(k->list, cap * sizeof(*p));
+    if (p == NULL)
+      return;
+    k->list = p;
+    k->cap = cap;
+  }
+  k->list[k->n++] = u;
+}
+
+static uint64_t cancel_colour(sw_colour_t c) {
+  cancel_t k;
+  uint64_t done = 0;
+
+  memset(&k, 0, sizeof(k));
+  k.colour = c;
+  uv_walk(sw.loop, on_walk_cancel, &k);
+  /* Collected first, acted on after: ending one exchange closes handles
+   * the walk would otherwise meet half-closed. */
+  for (size_t i = 0; i < k.n; i++) {
+    sw_req_t *r = k.list[i]->req;
+    if (r == NULL)
+      continue;
+    done++;
+    sw_warn("control", r->client->id,
+            "drain timeout: cancelling %s %.*s on %s (%s)", r->method,
+            (int)r->url_len, r->head.raw.data + r->url_off, r->server->name,
+            sw_colour_name(c));
+    if (r->state == SW_REQ_TUNNEL)
+      sw_client_close(r->client);
+    else
+      sw_req_fail(r, 503);
+  }
+  free(k.list);
+  return done;
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void arm(void) {
+  if (!ctl.timer_open)
+    return;
+  if (ctl.m.phase == SW_SWITCH_STEADY) {
+    uv_timer_stop(&ctl.timer);
+    return;
+  }
+  /* A short period: the drain's in-flight count is sampled on it, and the
+   * machine's deadlines are checked. */
+  if (!uv_is_active((uv_handle_t *)&ctl.timer))
+    uv_timer_start(&ctl.timer, on_tick, 100, 100);
+}
+
+static void perform(sw_switch_actions_t *a) {
+  for (size_t i = 0; i < a->nevents; i++)
+    announce(&a->events[i]);
+  if (a->flags & SW_SWITCH_ACT_FLIP) {
+    sw_colour_t old = sw.live;
+    /* The flip: from this assignment on, every request whose head is
+     * complete goes to the new colour. */
+    sw.live = a->flip_to;
+    sw_info("control", 0, "live colour %s -> %s", sw_colour_name(old),
+            sw_colour_name(sw.live));
+    /* Idle connections to the old colour are of no use any more. */
+    for (size_t k = 0; k < sw.pools[old].n; k++)
+      while (!sw_list_empty(&sw.pools[old].servers[k]->idle))
+        sw_upconn_close(sw_container_of(sw.pools[old].servers[k]->idle.next,
+                                        sw_upconn_t, link));
+  }
+  if (a->flags & SW_SWITCH_ACT_PERSIST)
+    persist();
+  if (a->flags & SW_SWITCH_ACT_VERIFY)
+    start_verify(a->verify, 1);
+  if (a->flags & SW_SWITCH_ACT_PROBE)
+    probe_colour(a->probe);
+  if (a->flags & SW_SWITCH_ACT_CANCEL_DRAIN) {
+    sw_switch_actions_t b;
+    uint64_t n = cancel_colour(a->cancel);
+    sw_switch_on_drain_cancelled(&ctl.m, uv_now(sw.loop), a->cancel, n, &b);
+    perform(&b);
+  }
+  if (ctl.m.phase == SW_SWITCH_DRAINING) {
+    sw_switch_actions_t b;
+    sw_switch_on_inflight(&ctl.m, uv_now(sw.loop), ctl.m.drain.colour,
+                          colour_inflight(ctl.m.drain.colour), &b);
+    if (b.nevents > 0 || b.flags != 0)
+      perform(&b);
+  }
+  arm();
+}
+
+static void on_tick(uv_timer_t *t) {
+  sw_switch_actions_t a;
+  (void)t;
+  sw_switch_tick(&ctl.m, uv_now(sw.loop), &a);
+  perform(&a);
+}
+
+/* --- health --------------------------------------------------------------- */
+
+void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
+  sw_colour_t c = s->colour;
+  sw_pool_t *pool = &sw.pools[c];
+  sw_switch_actions_t a;
+  uint64_t now = uv_now(sw.loop);
+  unsigned round = ~0u;
+  uint64_t oldest = now;
+  int up;
+
+  if (!ctl.started)
+    return;
+  /* The machine counts passes of a colour: one round is a pass of every
+   * server with checks, dated by the oldest of those probes. */
+  if (!r->pass) {
+    ctl.fed[c] = 0;
+    sw_switch_on_health(&ctl.m, now, c, 0, r->started_ms, r->reason, &a);
+    perform(&a);
+  } else {
+    for (size_t i = 0; i < pool->n; i++) {
+      sw_health_t *h = pool->servers[i]->health;
+      if (h == NULL)
+        continue;
+      if (h->passes < round)
+        round = h->passes;
+      if (h->last.started_ms < oldest)
+        oldest = h->last.started_ms;
+    }
+    if (round != ~0u && round > ctl.fed[c]) {
+      ctl.fed[c] = round;
+      sw_switch_on_health(&ctl.m, now, c, 1, oldest, "", &a);
+      perform(&a);
+    }
+  }
+  up = 0;
+  for (size_t i = 0; i < pool->n; i++)
+    up |= sw_server_usable(pool->servers[i]);
+  if (up != ctl.colour_up[c]) {
+    ctl.colour_up[c] = up;
+    sw_switch_on_colour_health(&ctl.m, now, c, up,
+                               up ? "" : "no server of the colour is up", &a);
+    perform(&a);
+  }
+  if (r->changed) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "colour", sw_colour_name(c),
+                          "server", s->name, "state",
+                          sw_health_state_name(r->state), "reason", r->reason);
+    if (j != NULL) {
+      sw_admin_broadcast("health", j);
+      json_decref(j);
+    }
+  }
+}
+
+/* Tells the machine how each colour stands now (at start and after a
+ * reload, when servers may have come or gone). */
+static void feed_colours(void) {
+  for (int c = 0; c < SW_COLOURS; c++) {
+    sw_switch_actions_t a;
+    int up = 0, checked = 0;
+    for (size_t i = 0; i < sw.pools[c].n; i++) {
+      up |= sw_server_usable(sw.pools[c].servers[i]);
+      checked |= sw.pools[c].servers[i]->health != NULL;
+    }
+    (void)checked;
+    ctl.colour_up[c] = up;
+    ctl.fed[c] = 0;
+    sw_switch_on_colour_health(&ctl.m, uv_now(sw.loop), (sw_colour_t)c, up,
+                               up ? "" : "no server of the colour is up", &a);
+    perform(&a);
+  }
+}
+
+/* --- metrics -------------------------------------------------------------- */
+
+void sw_control_observe(const sw_req_t *r) {
+  sw_server_t *s = r->server;
+  double secs;
+  int cls;
+  size_t b;
+
+  if (s == NULL)
+    return;
+  cls = r->status / 100;
+  if (cls < 1 || cls > 5)
+    cls = 0;
+  s->by_class[cls]++;
+  if (r->status >= 500)
+    s->errors++;
+  secs = (double)(uv_hrtime() - r->t_start) / 1e9;
+  for (b = 0; b < NBUCKETS && secs > buckets[b]; b++)
+    ;
+  ctl.hist[s->colour][b]++;
+  ctl.hist_sum[s->colour] += secs;
+  ctl.hist_count[s->colour]++;
+}
+
+static void metric_head(sw_buf_t *b,
+                        const char *name,
+                        const char *type,
+                        const char *help) {
+  (void)sw_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                       type);
+}
+
+static void metrics_text(sw_buf_t *b) {
+  static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+  metric_head(b, "switchd_live", "gauge", "1 for the live colour.");
+  for (int c = 0; c < SW_COLOURS; c++)
+    (void)sw_buf_appendf(b, "switchd_live{colour=\"%s\"} %d\n",
+                         sw_colour_name((sw_colour_t)c), (int)sw.live == c);
+  metric_head(b, "switchd_phase", "gauge", "1 for the current cutover phase.");
+  for (int p = 0; p <= SW_SWITCH_DRAINING; p++)
+    (void)sw_buf_appendf(b, "switchd_phase{phase=\"%s\"} %d\n",
+                         sw_switch_phase_name((sw_switch_phase_t)p),
+                         ctl.m.phase == (sw_switch_phase_t)p);
+  metric_head(b, "switchd_state_version", "gauge",
+              "The state version mutations must carry.");
+  (void)sw_buf_appendf(b, "switchd_state_version %llu\n",
+                       (unsigned long long)ctl.m.version);
+  metric_head(b, "switchd_flips_total", "counter", "Flips of the live colour.");
+  (void)sw_buf_appendf(b, "switchd_flips_total %llu\n",
+                       (unsigned long long)ctl.m.flips);
+  metric_head(b, "switchd_gates_total", "counter",
+              "Cutover gates that ended, by outcome.");
+  for (int o = SW_SWITCH_OUTCOME_PASSED; o <= SW_SWITCH_OUTCOME_INCONCLUSIVE;
+       o++)
+    (void)sw_buf_appendf(b, "switchd_gates_total{outcome=\"%s\"} %llu\n",
+                         sw_switch_outcome_name((sw_switch_outcome_t)o),
+                         (unsigned long long)ctl.m.gates[o]);
+  metric_head(b, "switchd_drain_inflight", "gauge",
+              "Requests still in flight on the colour being drained.");
+  (void)sw_buf_appendf(
+      b, "switchd_drain_inflight %llu\n",
+      (unsigned long long)(ctl.m.phase == SW_SWITCH_DRAINING
+                               ? colour_inflight(ctl.m.drain.colour)
+                               : 0));
+  metric_head(b, "switchd_drain_cancelled_total", "counter",
+              "Requests cancelled at a drain deadline.");
+  (void)sw_buf_appendf(b, "switchd_drain_cancelled_total %llu\n",
+                       (unsigned long long)ctl.m.drain_cancelled);
+  metric_head(b, "switchd_requests_total", "counter",
+              "Responses to clients, by colour, server and status class.");
+  for (int c = 0; c < SW_COLOURS; c++)
+    for (size_t i = 0; i < sw.pools[c].n; i++)
+      for (int k = 0; k < 6; k++)
+        (void)sw_buf_appendf(
+            b,
+            "switchd_requests_total{colour=\"%s\",server=\"%s\",class=\"%s\"} "
+            "%llu\n",
+            sw_colour_name((sw_colour_t)c), sw.pools[c].servers[i]->name,
+            classes[k],
+            (unsigned long long)sw.pools[c].servers[i]->by_class[k]);
+  metric_head(b, "switchd_errors_total", "counter",
+              "5xx responses, the upstream's and the proxy's own.");
+  metric_head(b, "switchd_inflight", "gauge", "Exchanges bound to a server.");
+  metric_head(b, "switchd_server_up", "gauge",
+              "1 when the server's health checks say up (or are off).");
+  for (int c = 0; c < SW_COLOURS; c++)
+    for (size_t i = 0; i < sw.pools[c].n; i++) {
+      sw_server_t *s = sw.pools[c].servers[i];
+      const char *cn = sw_colour_name((sw_colour_t)c);
+      (void)sw_buf_appendf(b,
+                           "switchd_errors_total{colour=\"%s\",server=\"%s\"} "
+                           "%llu\n",
+                           cn, s->name, (unsigned long long)s->errors);
+      (void)sw_buf_appendf(b,
+                           "switchd_inflight{colour=\"%s\",server=\"%s\"} %u\n",
+                           cn, s->name, s->inflight);
+      (void)sw_buf_appendf(
+          b, "switchd_server_up{colour=\"%s\",server=\"%s\"} %d\n", cn, s->name,
+          sw_server_usable(s));
+    }
+  metric_head(b, "switchd_request_duration_seconds", "histogram",
+              "Time from a request's first byte to its response's end.");
+  for (int c = 0; c < SW_COLOURS; c++) {
+    uint64_t cum = 0;
+    const char *cn = sw_colour_name((sw_colour_t)c);
+    for (size_t k = 0; k < NBUCKETS; k++) {
+      cum += ctl.hist[c][k];
+      (void)sw_buf_appendf(
+          b,
+          "switchd_request_duration_seconds_bucket{colour=\"%s\",le=\"%g\"} "
+          "%llu\n",
+          cn, buckets[k], (unsigned long long)cum);
+    }
+    cum += ctl.hist[c][NBUCKETS];
+    (void)sw_buf_appendf(
+        b,
+        "switchd_request_duration_seconds_bucket{colour=\"%s\",le=\"+Inf\"} "
+        "%llu\n",
+        cn, (unsigned long long)cum);
+    (void)sw_buf_appendf(
+        b, "switchd_request_duration_seconds_sum{colour=\"%s\"} %.6f\n", cn,
+        ctl.hist_sum[c]);
+    (void)sw_buf_appendf(
+        b, "switchd_request_duration_seconds_count{colour=\"%s\"} %llu\n", cn,
+        (unsigned long long)ctl.hist_count[c]);
+  }
+  metric_head(b, "switchd_client_connections", "gauge",
+              "Open client connections.");
+  (void)sw_buf_appendf(b, "switchd_client_connections %llu\n",
+                       (unsigned long long)sw.nclients);
+  metric_head(b, "switchd_buffered_bytes", "gauge",
+              "Bytes held in request buffers and write queues.");
+  (void)sw_buf_appendf(b, "switchd_buffered_bytes %llu\n",
+                       (unsigned long long)sw.buffered);
+}
+
+/* --- status and the admin API --------------------------------------------- */
+
+static json_t *colour_json(sw_colour_t c) {
+  json_t *servers = json_array();
+  json_t *o;
+
+  for (size_t i = 0; i < sw.pools[c].n; i++) {
+    sw_server_t *s = sw.pools[c].servers[i];
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", s->name, "health",
+                  s->health == NULL ? "unchecked"
+                                    : sw_health_state_name(s->health->state),
+                  "inflight", (json_int_t)s->inflight, "requests",
+                  (json_int_t)s->requests, "errors", (json_int_t)s->errors);
+    if (j != NULL && s->health != NULL) {
+      json_object_set_new(j, "last_failure",
+                          json_string(s->health->last_failure));
+      json_object_set_new(j, "passes", json_integer(s->health->passes));
+      json_object_set_new(j, "fails", json_integer(s->health->fails));
+    }
+    json_array_append_new(servers, j);
+  }
+  o = json_pack(
+      "{s:b, s:I, s:o, s:{s:s, s:s, s:I}}", "healthy", ctl.colour_up[c] > 0,
+      "inflight", (json_int_t)colour_inflight(c), "servers", servers, "verify",
+      "status", ctl.verify[c].status, "message", ctl.verify[c].message,
+      "time_ms", (json_int_t)ctl.verify[c].wall_ms);
+  return o;
+}
+
+static json_t *status_json(void) {
+  json_t *o, *hist = json_array();
+  uint64_t now = uv_now(sw.loop);
+
+  for (size_t i = 0; i < sw_switch_history_count(&ctl.m); i++)
+    json_array_append_new(hist, event_json(sw_switch_history_at(&ctl.m, i)));
+  o = json_pack(
+      "{s:I, s:s, s:s, s:I, s:o, s:o, s:o}", "version",
+      (json_int_t)ctl.m.version, "live", sw_colour_name(sw.live), "phase",
+      sw_switch_phase_name(ctl.m.phase), "flip_time_ms",
+      (json_int_t)to_wall(ctl.m.flip_at), "colours",
+      json_pack("{s:o, s:o}", "blue", colour_json(SW_BLUE), "green",
+                colour_json(SW_GREEN)),
+      "history", hist, "last_gate",
+      json_pack("{s:s, s:s, s:s, s:s, s:I}", "outcome",
+                sw_switch_outcome_name(ctl.m.last_gate.outcome), "reason",
+                sw_switch_reason_name(ctl.m.last_gate.reason), "target",
+                sw_colour_name(ctl.m.last_gate.target), "message",
+                ctl.m.last_gate.message, "time_ms",
+                (json_int_t)to_wall(ctl.m.last_gate.at)));
+  if (o == NULL)
+    return NULL;
+  if (ctl.m.phase == SW_SWITCH_GATING || ctl.m.phase == SW_SWITCH_RECHECKING) {
+    const sw_switch_gate_t *g = &ctl.m.gate;
+    json_object_set_new(
+        o, "gate",
+        json_pack("{s:s, s:I, s:I, s:b, s:I, s:s, s:s}", "target",
+                  sw_colour_name(g->target), "passes", (json_int_t)g->passes,
+                  "rise", (json_int_t)g->rise, "verified", g->verified,
+                  "deadline_in_ms",
+                  (json_int_t)(g->deadline > now ? g->deadline - now : 0),
+                  "who", g->who, "last_failure", g->last_failure));
+  }
+  if (ctl.m.phase == SW_SWITCH_DRAINING) {
+    const sw_switch_drain_t *d = &ctl.m.drain;
+    json_object_set_new(
+        o, "drain",
+        json_pack("{s:s, s:I, s:I}", "colour", sw_colour_name(d->colour),
+                  "inflight", (json_int_t)colour_inflight(d->colour),
+                  "deadline_in_ms",
+                  (json_int_t)(d->deadline > now ? d->deadline - now : 0)));
+  }
+  if (ctl.m.last_drain.valid)
+    json_object_set_new(
+        o, "last_drain",
+        json_pack("{s:s, s:s, s:I, s:I}", "colour",
+                  sw_colour_name(ctl.m.last_drain.colour), "reason",
+                  sw_switch_reason_name(ctl.m.last_drain.reason), "cancelled",
+                  (json_int_t)ctl.m.last_drain.cancelled, "time_ms",
+                  (json_int_t)to_wall(ctl.m.last_drain.ended_at)));
+  return o;
+}
+
+static int colour_arg(json_t *body,
+                      const char *key,
+                      sw_colour_t dflt,
+                      sw_colour_t *out) {
+  const char *s = json_string_value(json_object_get(body, key));
+  if (s == NULL) {
+    *out = dflt;
+    return json_object_get(body, key) == NULL ? 0 : -1;
+  }
+  if (strcmp(s, "blue") == 0)
+    *out = SW_BLUE;
+  else if (strcmp(s, "green") == 0)
+    *out = SW_GREEN;
+  else
+    return -1;
+  return 0;
+}
+
+/* A mutation names the state version it saw; a stale one is refused so
+ * that two operators cannot act on different pictures. */
+static int stale(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  json_t *v = q->body != NULL ? json_object_get(q->body, "version") : NULL;
+  if (v == NULL)
+    return 0;
+  if (!json_is_integer(v)) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error", "version must be a number");
+    return 1;
+  }
+  if ((uint64_t)json_integer_value(v) != ctl.m.version) {
+    resp->status = 409;
+    resp->json = json_pack("{s:s, s:I}", "error",
+                           "stale state version: read the status again",
+                           "version", (json_int_t)ctl.m.version);
+    return 1;
+  }
+  return 0;
+}
+
+static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  sw_colour_t to;
+  sw_switch_actions_t a;
+  sw_switch_reason_t why;
+
+  if (colour_arg(q->body, "to", sw.live == SW_BLUE ? SW_GREEN : SW_BLUE, &to) !=
+      0) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error", "\"to\" must be blue or green");
+    return;
+  }
+  if (stale(q, resp))
+    return;
+  why = sw_switch_request(&ctl.m, uv_now(sw.loop), to, sw.pools[to].n,
+                          q->caller, &a);
+  sw_info("admin", 0, "%s: cutover to %s: %s", q->caller, sw_colour_name(to),
+          why == SW_SWITCH_R_NONE ? "accepted" : sw_switch_reason_name(why));
+  if (why != SW_SWITCH_R_NONE) {
+    resp->status =
+        why == SW_SWITCH_R_IN_PROGRESS || why == SW_SWITCH_R_ALREADY_LIVE ? 409
+                                                                          : 400;
+    resp->json = json_pack("{s:s, s:s, s:I}", "error", "refused", "reason",
+                           sw_switch_reason_name(why), "version",
+                           (json_int_t)ctl.m.version);
+    return;
+  }
+  ctl.fed[to] = 0;
+  perform(&a);
+  resp->status = 202;
+  resp->json = json_pack(
+      "{s:b, s:s, s:s, s:I}", "accepted", 1, "to", sw_colour_name(to), "phase",
+      sw_switch_phase_name(ctl.m.phase), "version", (json_int_t)ctl.m.version);
+  /* Health checks already passing count only from now: the machine wants
+   * fresh passes; a colour without checks passes at once. */
+  {
+    int checked = 0;
+    for (size_t i = 0; i < sw.pools[to].n; i++)
+      checked |= sw.pools[to].servers[i]->health != NULL;
+    if (!checked)
+      for (unsigned k = 0;
+           k < ctl.m.gate.rise && ctl.m.phase == SW_SWITCH_GATING; k++) {
+        uint64_t now = uv_now(sw.loop);
+        sw_switch_on_health(&ctl.m, now, to, 1, now, "", &a);
+        perform(&a);
+      }
+  }
+}
+
+static void on_admin(const sw_admin_req_t *q,
+                     sw_admin_resp_t *resp,
+                     void *data) {
+  int get = strcmp(q->method, "GET") == 0;
+  int post = strcmp(q->method, "POST") == 0;
+  (void)data;
+
+  if (strcmp(q->path, "/v1/status") == 0 && get) {
+    resp->json = status_json();
+    return;
+  }
+  if (strcmp(q->path, "/metrics") == 0 && get) {
+    metrics_text(&resp->text);
+    resp->content_type = "text/plain; version=0.0.4";
+    return;
+  }
+  if (strcmp(q->path, "/v1/events") == 0 && get) {
+    json_t *st = status_json();
+    char *text = st != NULL ? json_dumps(st, JSON_COMPACT) : NULL;
+    resp->events = 1;
+    if (text != NULL)
+      (void)sw_buf_appendf(&resp->text, "%s", "event: status\ndata: ");
+    if (text != NULL && sw_buf_append(&resp->text, text, strlen(text)) == 0)
+      (void)sw_buf_append(&resp->text, "\n\n", 2);
+    free(text);
+    json_decref(st);
+    return;
+  }
+  if (strcmp(q->path, "/v1/cutover") == 0 ||
+      strcmp(q->path, "/v1/abort") == 0 || strcmp(q->path, "/v1/check") == 0) {
+    if (!post) {
+      resp->status = 405;
+      resp->json = json_pack("{s:s}", "error", "use POST");
+      return;
+    }
+    if (!q->may_mutate) {
+      resp->status = 403;
+      resp->json = json_pack("{s:s}", "error", "not allowed to change state");
+      return;
+    }
+  }
+  if (strcmp(q->path, "/v1/cutover") == 0) {
+    cutover(q, resp);
+    return;
+  }
+  if (strcmp(q->path, "/v1/abort") == 0) {
+    sw_switch_actions_t a;
+    sw_switch_reason_t why;
+    if (stale(q, resp))
+      return;
+    why = sw_switch_abort(&ctl.m, uv_now(sw.loop), q->caller, &a);
+    sw_info("admin", 0, "%s: abort: %s", q->caller,
+            why == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(why));
+    if (why != SW_SWITCH_R_NONE) {
+      resp->status = 409;
+      resp->json = json_pack("{s:s, s:s}", "error", "refused", "reason",
+                             sw_switch_reason_name(why));
+      return;
+    }
+    perform(&a);
+    resp->json = json_pack("{s:b, s:I}", "aborted", 1, "version",
+                           (json_int_t)ctl.m.version);
+    return;
+  }
+  if (strcmp(q->path, "/v1/check") == 0) {
+    sw_colour_t c;
+    if (colour_arg(q->body, "colour", sw.live, &c) != 0) {
+      resp->status = 400;
+      resp->json =
+          json_pack("{s:s}", "error", "\"colour\" must be blue or green");
+      return;
+    }
+    sw_info("admin", 0, "%s: check %s", q->caller, sw_colour_name(c));
+    if (ctl.m.phase != SW_SWITCH_STEADY && ctl.m.gate.target == c) {
+      resp->status = 409;
+      resp->json =
+          json_pack("{s:s}", "error", "a cutover is verifying this colour now");
+      return;
+    }
+    start_verify(c, 0);
+    for (size_t i = 0; i < sw.pools[c].n; i++)
+      if (sw.pools[c].servers[i]->health != NULL)
+        (void)sw_health_probe_now(sw.pools[c].servers[i]->health, NULL);
+    resp->status = 202;
+    resp->json =
+        json_pack("{s:b, s:s}", "started", 1, "colour", sw_colour_name(c));
+    return;
+  }
+  resp->status = 404;
+  resp->json = json_pack("{s:s}", "error", "no such resource");
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static int read_token(const char *path, char **out, char *err, size_t errlen) {
+  FILE *fp = fopen(path, "r");
+  char buf[512];
+  size_t n;
+
+  if (fp == NULL) {
+    snprintf(err, errlen, "%s: cannot read the admin token: %s", path,
+             strerror(errno));
+    return SW_ECONFIG;
+  }
+  n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  while (n > 0 &&
+         (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+    buf[--n] = '\0';
+  if (n < 16) {
+    snprintf(err, errlen, "%s: the admin token must be at least 16 bytes",
+             path);
+    return SW_ECONFIG;
+  }
+  *out = strdup(buf);
+  return *out != NULL ? 0 : UV_ENOMEM;
+}
+
+int sw_control_start(char *err, size_t errlen) {
+  const sw_config_t *cfg = sw.cfg;
+  sw_switch_params_t p;
+  sw_admin_opts_t ao;
+  int e;
+
+  memset(&ctl, 0, sizeof(ctl));
+  for (int c = 0; c < SW_COLOURS; c++) {
+    ctl.verify[c].status = "none";
+    ctl.colour_up[c] = -1;
+  }
+  params_from(cfg, &p);
+  sw_switch_init(&ctl.m, sw.live, &p);
+  ctl.state.max_history = cfg->cutover.history;
+  if (cfg->cutover.state_file != NULL) {
+    sw_state_t st;
+    memset(&st, 0, sizeof(st));
+    st.max_history = cfg->cutover.history;
+    e = sw_state_load(cfg->cutover.state_file, &st, err, errlen);
+    if (e < 0)
+      return e;
+    if (e == 0) {
+      sw_switch_persisted_t ps;
+      sw_switch_actions_t a;
+      ps.live = st.live;
+      ps.flip_at = to_loop(st.flip_time_ms);
+      ps.version = st.version;
+      if (sw_switch_phase_parse(st.phase, &ps.phase) != 0 ||
+          sw_switch_restore(&ctl.m, uv_now(sw.loop), &p, &ps, &a) != 0) {
+        snprintf(err, errlen, "%s: corrupt state file: unknown phase '%s'",
+                 cfg->cutover.state_file, st.phase);
+        sw_state_free(&st);
+        return SW_ECONFIG;
+      }
+      ctl.state = st;
+      ctl.state.max_history = cfg->cutover.history;
+      sw.live = ctl.m.live;
+      sw_info("control", 0, "restored from %s: live %s, version %llu",
+              cfg->cutover.state_file, sw_colour_name(sw.live),
+              (unsigned long long)ctl.m.version);
+      ctl.started = 1;
+      for (size_t i = 0; i < a.nevents; i++)
+        announce(&a.events[i]);
+      if (a.flags & SW_SWITCH_ACT_PERSIST)
+        persist();
+    }
+  }
+  ctl.started = 1;
+  e = uv_timer_init(sw.loop, &ctl.timer);
+  if (e != 0) {
+    snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(e));
+    return e;
+  }
+  ctl.timer_open = 1;
+
+  memset(&ao, 0, sizeof(ao));
+  ao.socket_path = cfg->admin.socket;
+  ao.allow_uids = cfg->admin.allow_uids;
+  ao.nallow_uids = cfg->admin.nallow_uids;
+  ao.metrics_open = cfg->admin.metrics_open;
+  if (cfg->admin.has_bind) {
+    e = read_token(cfg->admin.token_file, &ctl.token, err, errlen);
+    if (e != 0)
+      return e;
+    ao.tcp = (const struct sockaddr *)&cfg->admin.bind.addr;
+    ao.token = ctl.token;
+  }
+  err[0] = '\0';
+  e = sw_admin_start(sw.loop, &ao, on_admin, NULL, err, errlen);
+  if (e != 0)
+    return e;
+  feed_colours();
+  return 0;
+}
+
+void sw_control_reload(const sw_config_t *old_cfg) {
+  sw_switch_params_t p;
+  sw_switch_actions_t a;
+
+  if (!ctl.started)
+    return;
+  params_from(sw.cfg, &p);
+  sw_switch_set_params(&ctl.m, &p);
+  ctl.state.max_history = sw.cfg->cutover.history;
+  if (sw.cfg->live != old_cfg->live) {
+    sw_switch_reason_t why =
+        sw_switch_set_live(&ctl.m, uv_now(sw.loop), sw.cfg->live, &a);
+    if (why == SW_SWITCH_R_NONE)
+      perform(&a);
+    else if (why == SW_SWITCH_R_IN_PROGRESS)
+      sw_warn("control", 0,
+              "the config names live %s, but a cutover is running: ignored",
+              sw_colour_name(sw.cfg->live));
+  }
+  feed_colours();
+}
+
+void sw_control_stop(void) {
+  if (!ctl.started)
+    return;
+  ctl.started = 0;
+  for (int c = 0; c < SW_COLOURS; c++) {
+    if (ctl.running[c] != NULL)
+      sw_verify_cancel(ctl.running[c]);
+    ctl.running[c] = NULL;
+  }
+  if (ctl.timer_open) {
+    ctl.timer_open = 0;
+    uv_close((uv_handle_t *)&ctl.timer, NULL);
+  }
+  sw_admin_stop();
+  sw_state_free(&ctl.state);
+  free(ctl.token);
+  ctl.token = NULL;
+}
