@@ -32,7 +32,7 @@ PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ    := $(filter-out $(BUILD)/proxy/main.o,$(PROXY_OBJ))
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 CTL_SRC    := $(wildcard switchctl/*.c)
-CTL_OBJ    := $(CTL_SRC:%.c=$(BUILD)/%.o)
+CTL_OBJ    := $(CTL_SRC:switchctl/%.c=$(BUILD)/ctl/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -59,7 +59,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchd.a
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(WARN) -Itests/unit $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(BUILD)/proxy/%.o $(BUILD)/switchctl/%.o: CFLAGS_EXTRA = $(WARN)
+$(BUILD)/proxy/%.o: CFLAGS_EXTRA = $(WARN)
+
+# switchctl's objects live apart from its binary's name.
+$(BUILD)/ctl/%.o: switchctl/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(WARN) -c -o $@ $<
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 
 #include "sw_admin.h"
+#include "sw_api.h"
 #include "sw_log.h"
 #include "sw_state.h"
 #include "sw_switch.h"
@@ -777,16 +778,16 @@ static void on_admin(const sw_admin_req_t *q,
   int post = strcmp(q->method, "POST") == 0;
   (void)data;
 
-  if (strcmp(q->path, "/v1/status") == 0 && get) {
+  if (strcmp(q->path, SW_API_STATUS) == 0 && get) {
     resp->json = status_json();
     return;
   }
-  if (strcmp(q->path, "/metrics") == 0 && get) {
+  if (strcmp(q->path, SW_API_METRICS) == 0 && get) {
     metrics_text(&resp->text);
     resp->content_type = "text/plain; version=0.0.4";
     return;
   }
-  if (strcmp(q->path, "/v1/events") == 0 && get) {
+  if (strcmp(q->path, SW_API_EVENTS) == 0 && get) {
     json_t *st = status_json();
     char *text = st != NULL ? json_dumps(st, JSON_COMPACT) : NULL;
     resp->events = 1;
@@ -798,8 +799,9 @@ static void on_admin(const sw_admin_req_t *q,
     json_decref(st);
     return;
   }
-  if (strcmp(q->path, "/v1/cutover") == 0 ||
-      strcmp(q->path, "/v1/abort") == 0 || strcmp(q->path, "/v1/check") == 0) {
+  if (strcmp(q->path, SW_API_CUTOVER) == 0 ||
+      strcmp(q->path, SW_API_ABORT) == 0 ||
+      strcmp(q->path, SW_API_CHECK) == 0) {
     if (!post) {
       resp->status = 405;
       resp->json = json_pack("{s:s}", "error", "use POST");
@@ -811,11 +813,11 @@ static void on_admin(const sw_admin_req_t *q,
       return;
     }
   }
-  if (strcmp(q->path, "/v1/cutover") == 0) {
+  if (strcmp(q->path, SW_API_CUTOVER) == 0) {
     cutover(q, resp);
     return;
   }
-  if (strcmp(q->path, "/v1/abort") == 0) {
+  if (strcmp(q->path, SW_API_ABORT) == 0) {
     sw_switch_actions_t a;
     sw_switch_reason_t why;
     if (stale(q, resp))
@@ -834,7 +836,7 @@ static void on_admin(const sw_admin_req_t *q,
                            (json_int_t)ctl.m.version);
     return;
   }
-  if (strcmp(q->path, "/v1/check") == 0) {
+  if (strcmp(q->path, SW_API_CHECK) == 0) {
     sw_colour_t c;
     if (colour_arg(q->body, "colour", sw.live, &c) != 0) {
       resp->status = 400;
