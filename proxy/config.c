@@ -510,89 +510,64 @@ static int set_log_level(sw_parser_t *p,
   return bad_value(p, d, "expected debug, info, warn or error, got", arg);
 }
 
-static int set_duration(sw_parser_t *p,
-                        const sw_directive_t *d,
-                        void *field,
-                        const char *arg,
-                        const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_duration(arg, &v);
+/* How a numeric directive is read and stored: the parser of its syntax,
+ * the message for a value it cannot read, the largest value allowed and
+ * the width of the field it sets. */
+typedef struct sw_num_kind_s {
+  int (*parse)(const char *s, uint64_t *v);
+  const char *invalid;
+  uint64_t max;
+  size_t width; /* sizeof the field: 8 (uint64_t or size_t) or unsigned */
+} sw_num_kind_t;
 
-  rc = check_range(p, d, "invalid duration", arg, rc, v, UINT64_MAX);
-  if (rc == 0)
-    *(uint64_t *)field = v;
-  return rc;
-}
-
-static int set_size(sw_parser_t *p,
-                    const sw_directive_t *d,
-                    void *field,
-                    const char *arg,
-                    const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_size(arg, &v);
-
-  rc = check_range(p, d, "invalid size", arg, rc, v, UINT64_MAX);
-  if (rc == 0)
-    *(uint64_t *)field = v;
-  return rc;
-}
-
-static int set_buffer(sw_parser_t *p,
+static int set_number(const sw_num_kind_t *k,
+                      sw_parser_t *p,
                       const sw_directive_t *d,
                       void *field,
-                      const char *arg,
-                      const char *arg2) {
+                      const char *arg) {
   uint64_t v = 0;
-  int rc = parse_size(arg, &v);
+  int rc = k->parse(arg, &v);
 
-  rc = check_range(p, d, "invalid size", arg, rc, v, SW_MAX_BUFFER);
-  if (rc == 0)
-    *(uint64_t *)field = v;
-  return rc;
-}
-
-static int set_head_size(sw_parser_t *p,
-                         const sw_directive_t *d,
-                         void *field,
-                         const char *arg,
-                         const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_size(arg, &v);
-
-  rc = check_range(p, d, "invalid size", arg, rc, v, SW_MAX_HEAD_SIZE);
-  if (rc == 0)
-    *(size_t *)field = (size_t)v;
-  return rc;
-}
-
-static int set_count(sw_parser_t *p,
-                     const sw_directive_t *d,
-                     void *field,
-                     const char *arg,
-                     const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_count(arg, &v);
-
-  rc = check_range(p, d, "invalid number", arg, rc, v, SIZE_MAX);
-  if (rc == 0)
-    *(size_t *)field = (size_t)v;
-  return rc;
-}
-
-static int set_unsigned(sw_parser_t *p,
-                        const sw_directive_t *d,
-                        void *field,
-                        const char *arg,
-                        const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_count(arg, &v);
-
-  rc = check_range(p, d, "invalid number", arg, rc, v, UINT_MAX);
-  if (rc == 0)
+  rc = check_range(p, d, k->invalid, arg, rc, v, k->max);
+  if (rc != 0)
+    return rc;
+  if (k->width == sizeof(unsigned))
     *(unsigned *)field = (unsigned)v;
-  return rc;
+  else
+    *(uint64_t *)field = v;
+  return 0;
 }
+
+/* sizeof(size_t) == sizeof(uint64_t) on every platform switchd builds on,
+ * so size_t fields are stored through the 8-byte path. */
+_Static_assert(sizeof(size_t) == sizeof(uint64_t), "64-bit size_t");
+
+static const sw_num_kind_t num_duration = {parse_duration, "invalid duration",
+                                           UINT64_MAX, 8};
+static const sw_num_kind_t num_size = {parse_size, "invalid size", UINT64_MAX,
+                                       8};
+static const sw_num_kind_t num_buffer = {parse_size, "invalid size",
+                                         SW_MAX_BUFFER, 8};
+static const sw_num_kind_t num_head = {parse_size, "invalid size",
+                                       SW_MAX_HEAD_SIZE, 8};
+static const sw_num_kind_t num_count = {parse_count, "invalid number", SIZE_MAX,
+                                        8};
+static const sw_num_kind_t num_unsigned = {parse_count, "invalid number",
+                                           UINT_MAX, sizeof(unsigned)};
+
+#define SW_NUMBER_SETTER(name, kind)                                    \
+  static int name(sw_parser_t *p, const sw_directive_t *d, void *field, \
+                  const char *arg, const char *arg2) {                  \
+    (void)arg2;                                                         \
+    return set_number(&kind, p, d, field, arg);                         \
+  }
+
+SW_NUMBER_SETTER(set_duration, num_duration)
+SW_NUMBER_SETTER(set_size, num_size)
+SW_NUMBER_SETTER(set_buffer, num_buffer)
+SW_NUMBER_SETTER(set_head_size, num_head)
+SW_NUMBER_SETTER(set_count, num_count)
+SW_NUMBER_SETTER(set_unsigned, num_unsigned)
 
 static int add_bind(sw_parser_t *p,
                     const sw_directive_t *d,
