@@ -2,7 +2,8 @@
 """A purpose-built HTTP/1.1 upstream for switchd's integration tests.
 
     upstream.py --port P --name NAME [--close-after N] [--drop-after N]
-                [--serial] [--sndbuf BYTES]
+                [--serial] [--sndbuf BYTES] [--health-status CODE]
+                [--health-location URL]
 
 Listens on 127.0.0.1:P, one thread per connection, raw sockets. Keep-alive is
 supported and Connection: close / HTTP/1.0 are honoured. What a request gets is
@@ -47,6 +48,15 @@ chosen by its path:
                                carries its index and the server's send time
   /stats                       JSON counters (control request, not counted)
   /log                         JSON list of the requests seen (control request)
+  /health                      the health-check target: the current health
+                               status (--health-status, default 200), body
+                               "NAME health CODE\n" (none for 1xx/204/304); a
+                               3xx carries Location: --health-location. Counted
+                               as "health" in /stats, not in "requests" or
+                               "responses"; logged in /log with "health": true
+  /control/health/CODE         sets the status /health answers from now on;
+                               answers 200 JSON {"health_status": CODE}
+                               (control request, not counted, not logged)
 
 Query options on any path: sndbuf=BYTES sets SO_SNDBUF on the connection before
 the response (so the kernel cannot absorb a large response); wait=MS waits
@@ -61,10 +71,22 @@ Options:
   --serial          one request at a time in the whole server and Connection:
                     close after each response, like a Gunicorn sync worker
   --sndbuf BYTES    SO_SNDBUF for every accepted connection
+  --health-status CODE
+                    the status /health answers at start (default 200); change
+                    it at runtime with /control/health/CODE
+  --health-location URL
+                    the Location of a 3xx /health answer (default
+                    /health-moved, which is an ordinary path: a client that
+                    followed the redirect shows up in /log with that path)
 
 Every response carries X-Upstream: NAME and X-Conn: <connection number>.
-Control requests (/stats, /log) are not counted as requests and a connection
-whose first request is a control request is not counted as a connection.
+Control requests (/stats, /log, /control/...) are not counted as requests and a
+connection whose first request is a control request is not counted as a
+connection. Health probes (/health) are counted apart: "health" (probes) and
+"health_connections" (connections whose first request is /health) in /stats;
+they are not in "requests", "responses", "connections" or "open". Every /log
+entry has "health" (true for a /health probe), so tests can tell probes from
+traffic.
 
 The pattern: byte i of every generated body is PATTERN[i % len(PATTERN)];
 pattern_chunk() and pattern_sha256() are importable for the tests.
@@ -141,6 +163,12 @@ REASONS = {
 }
 
 CONTROL_PATHS = ("/stats", "/log")
+CONTROL_PREFIX = "/control/"
+HEALTH_PATH = "/health"
+
+
+def is_control(path):
+    return path in CONTROL_PATHS or path.startswith(CONTROL_PREFIX)
 
 
 class PeerClosed(Exception):
@@ -166,17 +194,24 @@ class Server:
         self.dropped = 0
         self.log = []
         self.next_conn = 0
+        self.health_status = args.health_status
+        self.health = 0
+        self.health_conns = 0
+        self.health_open = 0
 
     def stats(self):
         with self.lock:
             return {
                 "name": self.name,
                 "accepted": self.accepted,
-                "connections": self.accepted - self.control_conns,
-                "open": self.open - self.control_open,
+                "connections": self.accepted - self.control_conns - self.health_conns,
+                "open": self.open - self.control_open - self.health_open,
                 "requests": self.requests,
                 "responses": self.responses,
                 "dropped": self.dropped,
+                "health": self.health,
+                "health_connections": self.health_conns,
+                "health_status": self.health_status,
             }
 
     def serve(self):
@@ -215,6 +250,8 @@ class Server:
                 self.open -= 1
                 if c is not None and c.control:
                     self.control_open -= 1
+                if c is not None and c.probe:
+                    self.health_open -= 1
 
 
 class Conn:
@@ -226,6 +263,7 @@ class Conn:
         self.nresp = 0
         self.first = True
         self.control = False
+        self.probe = False
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if server.args.sndbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.args.sndbuf)
@@ -333,15 +371,25 @@ class Conn:
             req = parse_head(head)
             req["conn"] = self.cid
             req["t_head"] = time.time()
-            control = req["path"] in CONTROL_PATHS
+            control = is_control(req["path"])
+            probe = req["path"] == HEALTH_PATH
             if self.first and control:
                 self.control = True
                 with srv.lock:
                     srv.control_conns += 1
                     srv.control_open += 1
+            if self.first and probe:
+                self.probe = True
+                with srv.lock:
+                    srv.health_conns += 1
+                    srv.health_open += 1
             self.first = False
             if control:
                 self.read_body(req["headers"], lambda b: None)
+                if req["path"].startswith(CONTROL_PREFIX):
+                    if not self.control_request(req):
+                        return
+                    continue
                 data = srv.stats() if req["path"] == "/stats" else list(srv.log)
                 with srv.lock:
                     data = json.loads(json.dumps(data))
@@ -358,8 +406,12 @@ class Conn:
             entry["dropped"] = False
             entry["t_done"] = None
             entry["status"] = None
+            entry["health"] = probe
             with srv.lock:
-                srv.requests += 1
+                if probe:
+                    srv.health += 1
+                else:
+                    srv.requests += 1
                 srv.log.append(entry)
 
             if srv.args.serial:
@@ -371,6 +423,24 @@ class Conn:
                     srv.serial_lock.release()
             if not keep:
                 return
+
+    def control_request(self, req):
+        """/control/...: changes the server's behaviour at runtime. Returns
+        whether the connection continues."""
+        srv = self.srv
+        parts = req["path"][len(CONTROL_PREFIX):].strip("/").split("/")
+        status, data = 200, None
+        if parts[0] == "health" and len(parts) == 2 and parts[1].isdigit() \
+                and 100 <= int(parts[1]) <= 999:
+            with srv.lock:
+                srv.health_status = int(parts[1])
+                data = {"health_status": srv.health_status}
+        else:
+            status, data = 404, {"error": "unknown control %s" % req["path"]}
+        self.respond(req, status, json.dumps(data).encode(),
+                     [("Content-Type", "application/json")],
+                     close=not req["keepalive"])
+        return req["keepalive"]
 
     def handle(self, req, entry):
         """Answers one request; returns whether the connection continues."""
@@ -412,7 +482,19 @@ class Conn:
         keep = not close
         answered = True
 
-        if path == "/echo":
+        if path == HEALTH_PATH:
+            with srv.lock:
+                status = srv.health_status
+            body = ("%s health %d\n" % (srv.name, status)).encode()
+            hs = [("Content-Type", "text/plain")]
+            if status < 200:
+                body = b""
+            if 300 <= status < 400:
+                hs.append(("Location", args.health_location))
+            self.respond(req, status, body, hs, close)
+            entry["status"] = status
+            entry["t_done"] = time.time()
+        elif path == "/echo":
             body = json.dumps({
                 "name": srv.name, "method": req["method"], "path": req["target"],
                 "version": req["version"], "headers": req["headers"],
@@ -665,6 +747,8 @@ def main():
     ap.add_argument("--drop-after", type=int, default=None)
     ap.add_argument("--serial", action="store_true")
     ap.add_argument("--sndbuf", type=int, default=0)
+    ap.add_argument("--health-status", type=int, default=200)
+    ap.add_argument("--health-location", default="/health-moved")
     args = ap.parse_args()
     threading.stack_size(512 * 1024)
     try:
