@@ -332,6 +332,16 @@ static int cmd_cutover(int argc, char **argv) {
   }
   if (to != NULL && strcmp(to, "blue") != 0 && strcmp(to, "green") != 0)
     die_usage("--to must be blue or green");
+  if (version < 0) {
+    /* The mutation carries the state version this command saw, so that a
+     * change made by someone else in between is refused (409), not
+     * overridden. */
+    json_t *st = get_json(SW_API_STATUS, &status);
+    if (st == NULL)
+      unreachable();
+    version = num(st, "version");
+    json_decref(st);
+  }
   if (to != NULL && version >= 0)
     snprintf(req, sizeof(req), "{\"to\":\"%s\",\"version\":%lld}", to, version);
   else if (to != NULL)
