@@ -6,6 +6,7 @@
 #   make test       unit + integration tests, plain and sanitizer builds
 #   make deps       install the Debian packages the build and tests need
 #   make format     apply .clang-format
+#   make install    install under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 
 CC       ?= cc
 V        ?= 0
@@ -36,7 +37,8 @@ CTL_OBJ    := $(CTL_SRC:switchctl/%.c=$(BUILD)/ctl/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan test unit integration deps format format-check clean bench demo
+.PHONY: all asan test unit integration deps format format-check clean bench demo \
+        install
 
 all: $(BUILD)/switchd $(if $(CTL_SRC),$(BUILD)/switchctl) $(UNIT_BIN)
 
@@ -104,6 +106,23 @@ demo: all
 
 bench: all
 	$(Q)bench/proxy-bench.sh
+
+# The binaries, the man pages, and conf/switchd.conf as an example config (it
+# documents every directive); nothing is written to /etc.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+INSTALL  ?= install
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/doc/switchd
+	$(INSTALL) -m 755 $(BUILD)/switchd $(DESTDIR)$(PREFIX)/sbin/switchd
+	$(INSTALL) -m 755 $(BUILD)/switchctl $(DESTDIR)$(PREFIX)/bin/switchctl
+	$(INSTALL) -m 644 doc/switchctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/switchctl.1
+	$(INSTALL) -m 644 doc/switchd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/switchd.conf.5
+	$(INSTALL) -m 644 doc/switchd.8 $(DESTDIR)$(PREFIX)/share/man/man8/switchd.8
+	$(INSTALL) -m 644 conf/switchd.conf $(DESTDIR)$(PREFIX)/share/doc/switchd/switchd.conf
 
 clean:
 	rm -rf build build-asan

@@ -467,8 +467,25 @@ int sw_admin_start(uv_loop_t *loop,
     adm.open_handles++;
     ls->h.pipe.data = ls;
     adm.unix_ls = ls;
-    /* Created 0600 from the start: no window where others can connect. */
-    old = umask(0177);
+    /* Created with its final mode: no window where others can connect.
+     * 0600 when only root and our own uid may call; with allow_uid the
+     * socket must be reachable by those users, so it is 0666 and the uid
+     * check (SO_PEERCRED) is what keeps everyone else out. */
+    {
+      char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+      char *slash;
+      snprintf(dir, sizeof(dir), "%s", o->socket_path);
+      slash = strrchr(dir, '/');
+      if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+          snprintf(err, errlen, "admin socket %s: cannot create %s: %s",
+                   o->socket_path, dir, strerror(errno));
+          return -errno;
+        }
+      }
+    }
+    old = umask(o->nallow_uids > 0 ? 0111 : 0177);
     e = uv_pipe_bind(&ls->h.pipe, o->socket_path);
     umask(old);
     if (e == 0)

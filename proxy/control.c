@@ -53,6 +53,7 @@ static struct {
   double hist_sum[SW_COLOURS];
   uint64_t hist_count[SW_COLOURS];
   char *token;
+  uint64_t unrouted[6]; /* responses without an upstream, by class */
 } ctl;
 
 static void perform(sw_switch_actions_t *a);
@@ -472,11 +473,13 @@ void sw_control_observe(const sw_req_t *r) {
   int cls;
   size_t b;
 
-  if (s == NULL)
-    return;
   cls = r->status / 100;
   if (cls < 1 || cls > 5)
     cls = 0;
+  if (s == NULL) {
+    ctl.unrouted[cls]++;
+    return;
+  }
   s->by_class[cls]++;
   if (r->status >= 500)
     s->errors++;
@@ -545,26 +548,40 @@ static void metrics_text(sw_buf_t *b) {
             sw_colour_name((sw_colour_t)c), sw.pools[c].servers[i]->name,
             classes[k],
             (unsigned long long)sw.pools[c].servers[i]->by_class[k]);
+  /* One family at a time: the text format wants each family's samples
+   * together under its own header. */
   metric_head(b, "switchd_errors_total", "counter",
               "5xx responses, the upstream's and the proxy's own.");
-  metric_head(b, "switchd_inflight", "gauge", "Exchanges bound to a server.");
-  metric_head(b, "switchd_server_up", "gauge",
-              "1 when the server's health checks say up (or are off).");
   for (int c = 0; c < SW_COLOURS; c++)
-    for (size_t i = 0; i < sw.pools[c].n; i++) {
-      sw_server_t *s = sw.pools[c].servers[i];
-      const char *cn = sw_colour_name((sw_colour_t)c);
+    for (size_t i = 0; i < sw.pools[c].n; i++)
       (void)sw_buf_appendf(b,
                            "switchd_errors_total{colour=\"%s\",server=\"%s\"} "
                            "%llu\n",
-                           cn, s->name, (unsigned long long)s->errors);
-      (void)sw_buf_appendf(b,
-                           "switchd_inflight{colour=\"%s\",server=\"%s\"} %u\n",
-                           cn, s->name, s->inflight);
+                           sw_colour_name((sw_colour_t)c),
+                           sw.pools[c].servers[i]->name,
+                           (unsigned long long)sw.pools[c].servers[i]->errors);
+  metric_head(b, "switchd_inflight", "gauge", "Exchanges bound to a server.");
+  for (int c = 0; c < SW_COLOURS; c++)
+    for (size_t i = 0; i < sw.pools[c].n; i++)
       (void)sw_buf_appendf(
-          b, "switchd_server_up{colour=\"%s\",server=\"%s\"} %d\n", cn, s->name,
-          sw_server_usable(s));
-    }
+          b, "switchd_inflight{colour=\"%s\",server=\"%s\"} %u\n",
+          sw_colour_name((sw_colour_t)c), sw.pools[c].servers[i]->name,
+          sw.pools[c].servers[i]->inflight);
+  metric_head(b, "switchd_server_up", "gauge",
+              "1 when the server's health checks say up (or are off).");
+  for (int c = 0; c < SW_COLOURS; c++)
+    for (size_t i = 0; i < sw.pools[c].n; i++)
+      (void)sw_buf_appendf(
+          b, "switchd_server_up{colour=\"%s\",server=\"%s\"} %d\n",
+          sw_colour_name((sw_colour_t)c), sw.pools[c].servers[i]->name,
+          sw_server_usable(sw.pools[c].servers[i]));
+  metric_head(b, "switchd_proxy_responses_total", "counter",
+              "Responses the proxy made without an upstream (parse errors, "
+              "limits, no healthy server), by status class.");
+  for (int k = 0; k < 6; k++)
+    (void)sw_buf_appendf(b,
+                         "switchd_proxy_responses_total{class=\"%s\"} %llu\n",
+                         classes[k], (unsigned long long)ctl.unrouted[k]);
   metric_head(b, "switchd_request_duration_seconds", "histogram",
               "Time from a request's first byte to its response's end.");
   for (int c = 0; c < SW_COLOURS; c++) {
@@ -778,6 +795,14 @@ static void on_admin(const sw_admin_req_t *q,
   int post = strcmp(q->method, "POST") == 0;
   (void)data;
 
+  if ((strcmp(q->path, SW_API_STATUS) == 0 ||
+       strcmp(q->path, SW_API_METRICS) == 0 ||
+       strcmp(q->path, SW_API_EVENTS) == 0) &&
+      !get) {
+    resp->status = 405;
+    resp->json = json_pack("{s:s}", "error", "use GET");
+    return;
+  }
   if (strcmp(q->path, SW_API_STATUS) == 0 && get) {
     resp->json = status_json();
     return;

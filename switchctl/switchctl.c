@@ -66,11 +66,10 @@ static int call(const char *method,
                "%s %s HTTP/1.1\r\nHost: switchd\r\nConnection: close\r\n"
                "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
                method, path, json ? strlen(json) : 0);
-  if (write(fd, head, (size_t)n) != n ||
-      (json && write(fd, json, strlen(json)) != (ssize_t)strlen(json))) {
-    close(fd);
-    return -1;
-  }
+  /* A failed write is not the end: switchd may have answered (403) and
+   * closed before reading the request; its answer is read below. */
+  if (write(fd, head, (size_t)n) == n && json != NULL)
+    (void)!write(fd, json, strlen(json));
   buf = malloc(cap);
   for (;;) {
     ssize_t r;
@@ -97,21 +96,31 @@ static int call(const char *method,
   return status;
 }
 
+static void unreachable(void) {
+  fprintf(stderr, "switchctl: cannot reach switchd on %s: %s\n", sock_path,
+          strerror(errno));
+  exit(SW_EXIT_UNREACHABLE);
+}
+
+static int refused(int status, const char *body);
+
+/* GETs a JSON resource. Unreachable and refused answers end the command
+ * with their exit codes; the caller only ever sees a 200's JSON. */
 static json_t *get_json(const char *path, int *status) {
   char *body;
   json_t *j;
   *status = call("GET", path, NULL, &body);
   if (*status < 0)
-    return NULL;
+    unreachable();
+  if (*status != 200)
+    exit(refused(*status, body));
   j = json_loads(body, 0, NULL);
   free(body);
+  if (j == NULL) {
+    fprintf(stderr, "switchctl: switchd answered something not JSON\n");
+    exit(SW_EXIT_UNREACHABLE);
+  }
   return j;
-}
-
-static void unreachable(void) {
-  fprintf(stderr, "switchctl: cannot reach switchd on %s: %s\n", sock_path,
-          strerror(errno));
-  exit(SW_EXIT_UNREACHABLE);
 }
 
 static const char *str(json_t *o, const char *k) {
@@ -509,6 +518,9 @@ int main(int argc, char **argv) {
   int i = 1;
   const char *cmd;
 
+  /* A switchd that answers and closes before reading all we wrote must not
+   * kill us: the answer is still there to read. */
+  signal(SIGPIPE, SIG_IGN);
   sock_path = getenv("SWITCHCTL_SOCKET");
   if (sock_path == NULL)
     sock_path = SW_CONFIG_ADMIN_SOCKET;
@@ -540,6 +552,20 @@ int main(int argc, char **argv) {
       argc--;
       k--;
     }
+  if (i + 1 < argc && strcmp(argv[i + 1], "--help") == 0 &&
+      (strcmp(cmd, "status") == 0 || strcmp(cmd, "abort") == 0)) {
+    if (strcmp(cmd, "status") == 0)
+      printf(
+          "usage: switchctl status [--json]\n"
+          "  The live colour, the phase, each colour's health and "
+          "verification,\n  and the last cutover's outcome.\n");
+    else
+      printf(
+          "usage: switchctl abort\n"
+          "  Aborts the cutover gate in progress; nothing changes.\n"
+          "  Exit 3 when there is no gate to abort.\n");
+    return SW_EXIT_OK;
+  }
   if (strcmp(cmd, "status") == 0)
     return cmd_status();
   if (strcmp(cmd, "cutover") == 0)
