@@ -191,6 +191,20 @@ static int cmd_status(void) {
   return SW_EXIT_OK;
 }
 
+/* A non-negative decimal number, nothing else. */
+static int parse_count(const char *s, long long *out) {
+  char *end;
+  long long v;
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (*end != '\0' || errno != 0)
+    return -1;
+  *out = v;
+  return 0;
+}
+
 static int parse_duration(const char *s, uint64_t *ms) {
   char *end;
   double v = strtod(s, &end);
@@ -323,7 +337,8 @@ static int cmd_cutover(int argc, char **argv) {
           die_usage("bad --timeout '%s' (e.g. 90s, 5m)", optarg);
         break;
       case 'V':
-        version = atoll(optarg);
+        if (parse_count(optarg, &version) != 0)
+          die_usage("bad --version '%s' (a state version number)", optarg);
         break;
       case 'h':
         printf(
@@ -339,6 +354,8 @@ static int cmd_cutover(int argc, char **argv) {
         die_usage("cutover: unknown option");
     }
   }
+  if (optind < argc)
+    die_usage("cutover: unexpected argument '%s'", argv[optind]);
   if (to != NULL && strcmp(to, "blue") != 0 && strcmp(to, "green") != 0)
     die_usage("--to must be blue or green");
   if (version < 0) {
@@ -566,37 +583,50 @@ int main(int argc, char **argv) {
           "  Exit 3 when there is no gate to abort.\n");
     return SW_EXIT_OK;
   }
-  if (strcmp(cmd, "status") == 0)
-    return cmd_status();
+  if (strcmp(cmd, "status") == 0 || strcmp(cmd, "abort") == 0) {
+    if (i + 1 < argc)
+      die_usage("%s: unexpected argument '%s'", cmd, argv[i + 1]);
+    return strcmp(cmd, "status") == 0 ? cmd_status()
+                                      : cmd_simple_post(SW_API_ABORT, "{}");
+  }
   if (strcmp(cmd, "cutover") == 0)
     return cmd_cutover(argc - i, argv + i);
-  if (strcmp(cmd, "abort") == 0)
-    return cmd_simple_post(SW_API_ABORT, "{}");
   if (strcmp(cmd, "check") == 0) {
-    if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0) {
-      printf(
-          "usage: switchctl check blue|green\n"
-          "  Verifies the colour's schema requirements and probes its "
-          "servers.\n"
-          "  Exit 0 pass, 4 fail, 5 inconclusive.\n");
-      return i + 1 >= argc ? SW_EXIT_USAGE : SW_EXIT_OK;
+    static const char help[] =
+        "usage: switchctl check blue|green\n"
+        "  Verifies the colour's schema requirements and probes its "
+        "servers.\n"
+        "  Exit 0 pass, 4 fail, 5 inconclusive.\n";
+    if (i + 1 < argc && strcmp(argv[i + 1], "--help") == 0) {
+      printf("%s", help);
+      return SW_EXIT_OK;
     }
+    if (i + 1 >= argc)
+      die_usage("check: which colour? (blue or green)");
+    if (i + 2 < argc)
+      die_usage("check: unexpected argument '%s'", argv[i + 2]);
     if (strcmp(argv[i + 1], "blue") != 0 && strcmp(argv[i + 1], "green") != 0)
       die_usage("check: the colour must be blue or green");
     return cmd_check(argv[i + 1]);
   }
   if (strcmp(cmd, "watch") == 0) {
-    int count = 0;
-    if (i + 1 < argc && strcmp(argv[i + 1], "--help") == 0) {
-      printf(
-          "usage: switchctl watch [--count N]\n"
-          "  Refreshes every second: requests/s, errors/s and in-flight "
-          "per colour.\n");
-      return SW_EXIT_OK;
+    long long count = 0;
+    for (int k = i + 1; k < argc; k++) {
+      if (strcmp(argv[k], "--help") == 0) {
+        printf(
+            "usage: switchctl watch [--count N]\n"
+            "  Refreshes every second: requests/s, errors/s and in-flight "
+            "per colour;\n  --count stops after N refreshes.\n");
+        return SW_EXIT_OK;
+      }
+      if (strcmp(argv[k], "--count") == 0 && k + 1 < argc &&
+          parse_count(argv[k + 1], &count) == 0 && count > 0) {
+        k++;
+        continue;
+      }
+      die_usage("watch: bad argument '%s'", argv[k]);
     }
-    if (i + 2 < argc && strcmp(argv[i + 1], "--count") == 0)
-      count = atoi(argv[i + 2]);
-    return cmd_watch(count);
+    return cmd_watch((int)count);
   }
   die_usage("unknown command '%s'", cmd);
   return SW_EXIT_USAGE;

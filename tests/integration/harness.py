@@ -899,6 +899,215 @@ def parallel(fn, args_list, timeout=30):
     return results
 
 
+# -- PostgreSQL, the admin API and switchctl ------------------------------------
+
+PG_CLUSTER = os.path.join(ROOT, "tests", "pg-cluster.sh")
+
+# The schema every test cluster starts with: Django's bookkeeping table with
+# two applied migrations of app unified_db, and the table they made.
+PG_SCHEMA = """
+CREATE TABLE django_migrations (
+    id serial PRIMARY KEY,
+    app varchar(255) NOT NULL,
+    name varchar(255) NOT NULL,
+    applied timestamptz NOT NULL DEFAULT now());
+INSERT INTO django_migrations (app, name) VALUES
+    ('unified_db', '0001_initial'),
+    ('unified_db', '0002_personlink');
+CREATE TABLE unified_db_personlink (
+    id serial PRIMARY KEY,
+    person_id integer NOT NULL,
+    url text NOT NULL);
+"""
+
+
+def _psql_binary():
+    p = shutil.which("psql")
+    if p:
+        return p
+    for d in sorted(os.listdir("/usr/lib/postgresql"), reverse=True):
+        c = os.path.join("/usr/lib/postgresql", d, "bin", "psql")
+        if os.access(c, os.X_OK):
+            return c
+    raise AssertionError("no psql (install Debian's postgresql package)")
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster (tests/pg-cluster.sh) on a free port of
+    127.0.0.1 with PG_SCHEMA loaded; `dsn` is what switchd's database section
+    takes. Its folder is its own under /tmp (the test's folder is mode 0700,
+    closed to the postgres user the server runs as under root)."""
+
+    def __init__(self, ctx, schema=PG_SCHEMA):
+        self.ctx = ctx
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="swpg-", dir="/tmp")
+        self.running = False
+        self.dsn = ("host=127.0.0.1 port=%d user=postgres dbname=postgres"
+                    % self.port)
+        p = subprocess.run(["bash", PG_CLUSTER, "start", self.dir, str(self.port)],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("pg-cluster.sh start failed (%d):\n%s%s" % (
+                p.returncode, p.stdout.decode(errors="replace"),
+                p.stderr.decode(errors="replace")))
+        self.running = True
+        if schema:
+            self.sql(schema)
+
+    def sql(self, text):
+        """Runs SQL with psql; returns its unaligned, tuples-only output."""
+        p = subprocess.run(
+            [_psql_binary(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-d", self.dsn, "-c", text],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        if p.returncode != 0:
+            raise AssertionError("psql failed (%d): %s" % (
+                p.returncode, p.stderr.decode(errors="replace")))
+        return p.stdout.decode()
+
+    def stop(self):
+        """Stops the server and removes its folder (idempotent)."""
+        if not os.path.isdir(self.dir):
+            self.running = False
+            return
+        p = subprocess.run(["bash", PG_CLUSTER, "stop", self.dir],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=90)
+        self.running = False
+        if p.returncode != 0:
+            raise AssertionError("pg-cluster.sh stop failed (%d): %s" % (
+                p.returncode, p.stderr.decode(errors="replace")))
+
+
+def switchctl_binary():
+    """switchctl of the build under test (the plain one if that build has
+    none)."""
+    p = os.path.join(build_dir(), "switchctl")
+    if os.access(p, os.X_OK):
+        return p
+    return os.path.join(ROOT, "build", "switchctl")
+
+
+class CtlResult:
+    def __init__(self, args, rc, out, err, elapsed):
+        self.args = args
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.elapsed = elapsed
+
+    def json(self):
+        return json.loads(self.out)
+
+    def json_lines(self):
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+    def __repr__(self):
+        return "<switchctl %s: exit %s after %.2fs\n--- stdout ---\n%s--- stderr ---\n%s>" % (
+            " ".join(self.args), self.rc, self.elapsed, self.out, self.err)
+
+
+def switchctl(args, sock=None, timeout=30, user=None, env=None):
+    """Runs switchctl (with `-s sock` first when given); returns a CtlResult.
+    user: run it as that user through runuser (the caller must be root)."""
+    cmd = [switchctl_binary()]
+    if sock is not None:
+        cmd += ["-s", sock]
+    cmd += list(args)
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--"] + cmd
+    e = switchd_env()
+    e.pop("SWITCHCTL_SOCKET", None)
+    e.update(env or {})
+    t0 = time.time()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                       env=e, timeout=timeout * SLOW)
+    r = CtlResult(list(args), p.returncode, p.stdout.decode("utf-8", "replace"),
+                  p.stderr.decode("utf-8", "replace"), time.time() - t0)
+    for m in SANITIZER_MARKERS:
+        if m in r.err:
+            raise AssertionError("sanitizer report from switchctl: %r" % r)
+    return r
+
+
+def admin_raw(sock, data, timeout=5.0):
+    """Sends bytes on a fresh connection to the admin Unix socket and returns
+    everything until the close, parsed as one Response."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock)
+        s.sendall(data)
+        buf = bytearray()
+        deadline = time.time() + timeout
+        while True:
+            s.settimeout(max(0.01, deadline - time.time()))
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                raise Timeout("admin socket %s: no close within %.1fs (have %r)"
+                              % (sock, timeout, bytes(buf[:300])))
+            except ConnectionResetError:
+                break  # closed with part of the request unread, after answering
+            if not d:
+                break
+            buf += d
+    finally:
+        s.close()
+    return parse_response_bytes(bytes(buf))
+
+
+def parse_response_bytes(raw):
+    """One complete HTTP/1.1 response (as read until the close)."""
+    i = raw.find(b"\r\n\r\n")
+    if i < 0:
+        raise AssertionError("no complete response head in %r" % raw[:500])
+    r = Response()
+    r.raw_head = raw[:i + 4]
+    lines = raw[:i].decode("latin-1").split("\r\n")
+    m = re.match(r"^HTTP/(\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+    if not m:
+        raise AssertionError("bad status line %r" % lines[0])
+    r.version = "HTTP/" + m.group(1)
+    r.status = int(m.group(2))
+    r.reason = m.group(3) or ""
+    for line in lines[1:]:
+        n, v = line.split(":", 1)
+        r.headers.append((n, v.strip()))
+    r.body = raw[i + 4:]
+    cl = r.header("content-length")
+    if cl is not None:
+        assert len(r.body) == int(cl), "body of %d bytes, Content-Length %s: %r" % (
+            len(r.body), cl, raw[:500])
+    r.body_len = len(r.body)
+    r.complete = True
+    return r
+
+
+def admin_request(sock, method, path, body=None, headers=None, timeout=5.0):
+    """One admin API request over the Unix socket; returns the Response
+    (r.json() for the body)."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    hs = [("Connection", "close")]
+    if body is not None:
+        hs.append(("Content-Type", "application/json"))
+        hs.append(("Content-Length", str(len(body))))
+    hs += list(headers or [])
+    return admin_raw(sock, build_request(method, path, hs, body or b"",
+                                         host="switchd"), timeout)
+
+
+def admin_status(sock):
+    r = admin_request(sock, "GET", "/v1/status")
+    assert r.status == 200, "GET /v1/status: %r %r" % (r, r.body)
+    return r.json()
+
+
 # -- the per-test context ------------------------------------------------------
 
 class Context:
@@ -943,6 +1152,15 @@ class Context:
         self.clients.append(c)
         return c
 
+    def postgres(self, schema=PG_SCHEMA):
+        """A PostgreSQL cluster for this test (see Postgres), stopped and
+        removed at teardown."""
+        pg = Postgres(self, schema)
+        if not hasattr(self, "pg_clusters"):
+            self.pg_clusters = []
+        self.pg_clusters.append(pg)
+        return pg
+
     def get(self, port, path="/", **kw):
         """One request on a fresh connection, closed afterwards."""
         c = self.client(port)
@@ -978,6 +1196,11 @@ class Context:
             u.stop()
         for g in self.gunicorns:
             g.stop()
+        for pg in getattr(self, "pg_clusters", []):
+            try:
+                pg.stop()
+            except Exception as e:  # noqa
+                errors.append("postgres: %s" % e)
         return errors
 
     def report(self):
