@@ -990,6 +990,24 @@ def switchctl_binary():
     return os.path.join(ROOT, "build", "switchctl")
 
 
+_shared_ctl = None
+
+
+def shared_switchctl():
+    """A copy of switchctl that any user can run: the checkout (and so the
+    build folder) may sit in a folder only its owner can enter, as a fresh
+    CI clone under mktemp does."""
+    global _shared_ctl
+    if _shared_ctl is None or not os.path.exists(_shared_ctl):
+        d = tempfile.mkdtemp(prefix="switchd-ctl-")
+        os.chmod(d, 0o755)
+        _shared_ctl = os.path.join(d, "switchctl")
+        shutil.copy2(switchctl_binary(), _shared_ctl)
+        os.chmod(_shared_ctl, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+    return _shared_ctl
+
+
 class CtlResult:
     def __init__(self, args, rc, out, err, elapsed):
         self.args = args
@@ -1012,7 +1030,7 @@ class CtlResult:
 def switchctl(args, sock=None, timeout=30, user=None, env=None):
     """Runs switchctl (with `-s sock` first when given); returns a CtlResult.
     user: run it as that user through runuser (the caller must be root)."""
-    cmd = [switchctl_binary()]
+    cmd = [switchctl_binary() if user is None else shared_switchctl()]
     if sock is not None:
         cmd += ["-s", sock]
     cmd += list(args)
