@@ -68,6 +68,7 @@ typedef struct sw_server_s {
   unsigned nidle;
   unsigned inflight;    /* exchanges bound to this server */
   sw_health_t *health;  /* active checker, NULL when checks are off */
+  int health_failed;    /* checks are configured but could not start */
   uint64_t by_class[6]; /* responses by status class (0: other) */
   uint64_t errors;      /* 5xx responses */
   uint64_t requests;

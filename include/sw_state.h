@@ -30,7 +30,8 @@ typedef struct sw_state_s {
   uint64_t version;          /* the state version mutations must carry */
   sw_state_event_t *history; /* oldest first */
   size_t nhistory;
-  size_t max_history;
+  size_t max_history; /* set with sw_state_set_max once history exists */
+  size_t cap;         /* entries allocated */
 } sw_state_t;
 
 /* Writes s to path atomically. Returns 0 or a negative errno, with a
@@ -46,6 +47,10 @@ int sw_state_save(const char *path,
  * cannot be read or is not a valid state file, with "PATH: reason" in
  * err. */
 int sw_state_load(const char *path, sw_state_t *s, char *err, size_t errlen);
+
+/* Changes how many transitions are kept (a reload): the oldest beyond the
+ * new bound are dropped. */
+void sw_state_set_max(sw_state_t *s, size_t max);
 
 /* Appends a transition, dropping the oldest past max_history. */
 int sw_state_push(sw_state_t *s, const sw_state_event_t *e);

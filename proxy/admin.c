@@ -65,6 +65,8 @@ static struct {
   sw_admin_handler handler;
   void *data;
   sw_list_t conns;
+  dev_t sock_dev; /* the socket file we created, so that we only ever */
+  ino_t sock_ino; /* remove our own */
   int inited;
   size_t open_handles;
 } adm;
@@ -218,7 +220,10 @@ static void dispatch(adm_conn_t *c) {
   char *q;
   int is_metrics;
 
-  (void)sw_buf_append(&c->url, "", 1);
+  if (sw_buf_append(&c->url, "", 1) != 0) {
+    respond_error(c, 414, "the request target is too long");
+    return;
+  }
   memset(&req, 0, sizeof(req));
   memset(&resp, 0, sizeof(resp));
   sw_buf_init(&resp.text, 4 * 1024 * 1024);
@@ -270,6 +275,9 @@ static void dispatch(adm_conn_t *c) {
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   adm_conn_t *c = p->data;
+  /* One byte stays free for the terminating NUL dispatch() adds. */
+  if (len >= SW_ADMIN_URL_MAX - c->url.len)
+    return -1;
   return sw_buf_append(&c->url, at, len) == 0 ? 0 : -1;
 }
 
@@ -488,14 +496,20 @@ int sw_admin_start(uv_loop_t *loop,
     old = umask(o->nallow_uids > 0 ? 0111 : 0177);
     e = uv_pipe_bind(&ls->h.pipe, o->socket_path);
     umask(old);
-    if (e == 0)
+    if (e == 0) {
+      struct stat st;
+      adm.socket_path = strdup(o->socket_path);
+      if (lstat(o->socket_path, &st) == 0) {
+        adm.sock_dev = st.st_dev;
+        adm.sock_ino = st.st_ino;
+      }
       e = uv_listen((uv_stream_t *)&ls->h.pipe, 64, on_accept);
+    }
     if (e != 0) {
       snprintf(err, errlen, "admin socket %s: %s", o->socket_path,
                uv_strerror(e));
       return e;
     }
-    adm.socket_path = strdup(o->socket_path);
   }
   if (o->tcp != NULL) {
     adm_listener_t *ls = calloc(1, sizeof(*ls));
@@ -563,8 +577,14 @@ void sw_admin_stop(void) {
     uv_close((uv_handle_t *)&adm.tcp_ls->h.tcp, on_listener_close);
     adm.tcp_ls = NULL;
   }
-  if (adm.socket_path != NULL)
-    unlink(adm.socket_path);
+  if (adm.socket_path != NULL) {
+    /* Only our own socket: another switchd may have taken the path over
+     * after ours was removed. */
+    struct stat st;
+    if (lstat(adm.socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == adm.sock_dev && st.st_ino == adm.sock_ino)
+      unlink(adm.socket_path);
+  }
   free(adm.socket_path);
   free(adm.token);
   free(adm.allow);

@@ -54,6 +54,7 @@ static struct {
   uint64_t hist_count[SW_COLOURS];
   char *token;
   uint64_t unrouted[6]; /* responses without an upstream, by class */
+  uint64_t flip_wall;   /* wall time of the last flip, ms; 0: never */
 } ctl;
 
 static void perform(sw_switch_actions_t *a);
@@ -106,7 +107,7 @@ static void persist(void) {
   ctl.state.live = ctl.m.live;
   snprintf(ctl.state.phase, sizeof(ctl.state.phase), "%s",
            sw_switch_phase_name(ctl.m.phase));
-  ctl.state.flip_time_ms = to_wall(ctl.m.flip_at);
+  ctl.state.flip_time_ms = ctl.flip_wall;
   ctl.state.version = ctl.m.version;
   if (sw_state_save(path, &ctl.state, err, sizeof(err)) != 0)
     sw_error("control", 0, "cannot write the state file: %s", err);
@@ -354,6 +355,7 @@ static void perform(sw_switch_actions_t *a) {
     /* The flip: from this assignment on, every request whose head is
      * complete goes to the new colour. */
     sw.live = a->flip_to;
+    ctl.flip_wall = wall_ms();
     sw_info("control", 0, "live colour %s -> %s", sw_colour_name(old),
             sw_colour_name(sw.live));
     /* Idle connections to the old colour are of no use any more. */
@@ -658,7 +660,7 @@ static json_t *status_json(void) {
       "{s:I, s:s, s:s, s:I, s:o, s:o, s:o}", "version",
       (json_int_t)ctl.m.version, "live", sw_colour_name(sw.live), "phase",
       sw_switch_phase_name(ctl.m.phase), "flip_time_ms",
-      (json_int_t)to_wall(ctl.m.flip_at), "colours",
+      (json_int_t)ctl.flip_wall, "colours",
       json_pack("{s:o, s:o}", "blue", colour_json(SW_BLUE), "green",
                 colour_json(SW_GREEN)),
       "history", hist, "last_gate",
@@ -870,7 +872,9 @@ static void on_admin(const sw_admin_req_t *q,
       return;
     }
     sw_info("admin", 0, "%s: check %s", q->caller, sw_colour_name(c));
-    if (ctl.m.phase != SW_SWITCH_STEADY && ctl.m.gate.target == c) {
+    if ((ctl.m.phase == SW_SWITCH_GATING ||
+         ctl.m.phase == SW_SWITCH_RECHECKING) &&
+        ctl.m.gate.target == c) {
       resp->status = 409;
       resp->json =
           json_pack("{s:s}", "error", "a cutover is verifying this colour now");
@@ -951,6 +955,9 @@ int sw_control_start(char *err, size_t errlen) {
         return SW_ECONFIG;
       }
       ctl.state = st;
+      /* The flip's wall time is kept as recorded: loop time starts at
+       * boot, so a flip older than the uptime has no loop time. */
+      ctl.flip_wall = st.flip_time_ms;
       ctl.state.max_history = cfg->cutover.history;
       sw.live = ctl.m.live;
       sw_info("control", 0, "restored from %s: live %s, version %llu",
@@ -999,10 +1006,23 @@ void sw_control_reload(const sw_config_t *old_cfg) {
     return;
   params_from(sw.cfg, &p);
   sw_switch_set_params(&ctl.m, &p);
-  ctl.state.max_history = sw.cfg->cutover.history;
+  sw_state_set_max(&ctl.state, sw.cfg->cutover.history);
   if (sw.cfg->live != old_cfg->live) {
-    sw_switch_reason_t why =
-        sw_switch_set_live(&ctl.m, uv_now(sw.loop), sw.cfg->live, &a);
+    sw_switch_reason_t why;
+    int usable = 0;
+    for (size_t i = 0; i < sw.pools[sw.cfg->live].n; i++)
+      usable |= sw_server_usable(sw.pools[sw.cfg->live].servers[i]);
+    /* A file edit is an operator's immediate switch, without a gate; it
+     * still never switches to a colour with no server able to serve. */
+    if (!usable) {
+      sw_error("control", 0,
+               "the config names live %s, but no %s server is up: not "
+               "switched",
+               sw_colour_name(sw.cfg->live), sw_colour_name(sw.cfg->live));
+      feed_colours();
+      return;
+    }
+    why = sw_switch_set_live(&ctl.m, uv_now(sw.loop), sw.cfg->live, &a);
     if (why == SW_SWITCH_R_NONE)
       perform(&a);
     else if (why == SW_SWITCH_R_IN_PROGRESS)

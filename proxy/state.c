@@ -205,15 +205,27 @@ int sw_state_load(const char *path, sw_state_t *s, char *err, size_t errlen) {
   return rc;
 }
 
+void sw_state_set_max(sw_state_t *s, size_t max) {
+  if (s->nhistory > max) {
+    memmove(s->history, s->history + (s->nhistory - max),
+            max * sizeof(*s->history));
+    s->nhistory = max;
+  }
+  s->max_history = max;
+}
+
 int sw_state_push(sw_state_t *s, const sw_state_event_t *e) {
   if (s->max_history == 0)
     return 0;
-  if (s->history == NULL) {
-    s->history = calloc(s->max_history, sizeof(*s->history));
-    if (s->history == NULL)
+  if (s->cap < s->max_history) {
+    /* Grown to the bound in force, which a reload may have raised. */
+    sw_state_event_t *h = realloc(s->history, s->max_history * sizeof(*h));
+    if (h == NULL)
       return -ENOMEM;
+    s->history = h;
+    s->cap = s->max_history;
   }
-  if (s->nhistory == s->max_history) {
+  while (s->nhistory >= s->max_history) {
     memmove(s->history, s->history + 1,
             (s->nhistory - 1) * sizeof(*s->history));
     s->nhistory--;
@@ -226,4 +238,5 @@ void sw_state_free(sw_state_t *s) {
   free(s->history);
   s->history = NULL;
   s->nhistory = 0;
+  s->cap = 0;
 }

@@ -33,6 +33,8 @@ static void server_unref(sw_server_t *s) {
 }
 
 int sw_server_usable(const sw_server_t *s) {
+  if (s->health_failed)
+    return 0; /* checks asked for but not running: not known to be up */
   return s->health == NULL || s->health->state == SW_HEALTH_UP;
 }
 
@@ -66,6 +68,7 @@ static int health_start(sw_server_t *s,
   if (s->health != NULL)
     initial = s->health->state;
   health_stop(s);
+  s->health_failed = 0;
   if (!hc->enabled)
     return 0;
   sw_health_params_default(&p);
@@ -80,8 +83,12 @@ static int health_start(sw_server_t *s,
   p.fall = hc->fall;
   err = sw_health_new(sw.loop, (struct sockaddr *)&s->addr, s->name, &p,
                       on_health, s, &h);
-  if (err == 0)
+  if (err == 0) {
     err = sw_health_start(h, initial);
+    if (err != 0)
+      sw_health_stop(h, NULL);
+  }
+  s->health_failed = err != 0;
   if (err != 0)
     return err;
   s->health = h;
