@@ -23,6 +23,12 @@
 /* An event stream whose client has this much unread is dropped. */
 #define SW_ADMIN_STREAM_MAX (1024 * 1024)
 #define SW_ADMIN_URL_MAX 2048
+/* A connection that has not sent a whole request by then is closed; event
+ * streams are exempt (they are meant to stay). */
+#define SW_ADMIN_REQUEST_MS 10000
+/* Open admin connections at most: past it new ones are closed at once, so
+ * idle callers cannot take the descriptors the proxy needs. */
+#define SW_ADMIN_MAX_CONNS 256
 
 typedef struct adm_listener_s {
   union {
@@ -50,6 +56,7 @@ typedef struct adm_conn_s {
   int complete;
   int events; /* an open event stream */
   int closing;
+  uint64_t since; /* loop time of the accept */
   char caller[96];
 } adm_conn_t;
 
@@ -65,6 +72,9 @@ static struct {
   sw_admin_handler handler;
   void *data;
   sw_list_t conns;
+  size_t nconns;
+  uv_timer_t sweep; /* closes connections past SW_ADMIN_REQUEST_MS */
+  int sweep_open;
   dev_t sock_dev; /* the socket file we created, so that we only ever */
   ino_t sock_ino; /* remove our own */
   int inited;
@@ -108,6 +118,7 @@ static void conn_close(adm_conn_t *c) {
     return;
   c->closing = 1;
   sw_list_remove(&c->link);
+  adm.nconns--;
   uv_close((uv_handle_t *)&c->h.stream, on_conn_close);
 }
 
@@ -345,6 +356,8 @@ static void on_accept(uv_stream_t *server, int status) {
     return;
   }
   adm.open_handles++;
+  adm.nconns++;
+  c->since = uv_now(adm.loop);
   sw_list_init(&c->link);
   sw_list_append(&adm.conns, &c->link);
   sw_buf_init(&c->url, SW_ADMIN_URL_MAX);
@@ -352,7 +365,7 @@ static void on_accept(uv_stream_t *server, int status) {
   sw_buf_init(&c->auth, 1024);
   llhttp_init(&c->parser, HTTP_REQUEST, &settings);
   c->parser.data = c;
-  if (uv_accept(server, &c->h.stream) != 0) {
+  if (uv_accept(server, &c->h.stream) != 0 || adm.nconns > SW_ADMIN_MAX_CONNS) {
     conn_close(c);
     return;
   }
@@ -388,6 +401,23 @@ static void on_accept(uv_stream_t *server, int status) {
   }
   if (uv_read_start(&c->h.stream, on_alloc, on_conn_read) != 0)
     conn_close(c);
+}
+
+/* Every few seconds: a caller that has not completed its request in
+ * SW_ADMIN_REQUEST_MS is cut off. */
+static void on_sweep(uv_timer_t *t) {
+  uint64_t now = uv_now(t->loop);
+  for (sw_list_t *l = adm.conns.next; l != &adm.conns;) {
+    adm_conn_t *c = sw_container_of(l, adm_conn_t, link);
+    l = l->next;
+    if (!c->events && !c->closing && now - c->since >= SW_ADMIN_REQUEST_MS)
+      conn_close(c);
+  }
+}
+
+static void on_sweep_close(uv_handle_t *h) {
+  (void)h;
+  adm.open_handles--;
 }
 
 /* --- listeners ------------------------------------------------------------ */
@@ -449,6 +479,15 @@ int sw_admin_start(uv_loop_t *loop,
   settings.on_message_complete = on_message_complete;
   if (o->token != NULL && (adm.token = strdup(o->token)) == NULL)
     return UV_ENOMEM;
+  e = uv_timer_init(loop, &adm.sweep);
+  if (e != 0)
+    return e;
+  adm.sweep_open = 1;
+  adm.open_handles++;
+  uv_unref((uv_handle_t *)&adm.sweep);
+  e = uv_timer_start(&adm.sweep, on_sweep, 2000, 2000);
+  if (e != 0)
+    return e;
   if (o->nallow_uids > 0) {
     adm.allow = calloc(o->nallow_uids, sizeof(*adm.allow));
     if (adm.allow == NULL)
@@ -569,6 +608,10 @@ void sw_admin_stop(void) {
     return;
   while (!sw_list_empty(&adm.conns))
     conn_close(sw_container_of(adm.conns.next, adm_conn_t, link));
+  if (adm.sweep_open) {
+    adm.sweep_open = 0;
+    uv_close((uv_handle_t *)&adm.sweep, on_sweep_close);
+  }
   if (adm.unix_ls != NULL) {
     uv_close((uv_handle_t *)&adm.unix_ls->h.pipe, on_listener_close);
     adm.unix_ls = NULL;

@@ -713,3 +713,44 @@ def test_metrics_families_are_grouped(ctx):
     # one single group, with the optional HELP and TYPE lines first."
     sw, b, g = start(ctx)
     parse_exposition(get_metrics(sw.admin_socket), grouped=True)
+
+
+# -- idle admin callers ----------------------------------------------------------
+
+@timeout(40)
+def test_idle_admin_connections_are_cut_off(ctx):
+    """A caller that connects and never completes a request is closed after
+    about 10 s (so idle callers cannot hold descriptors for ever); an event
+    stream is not, and requests keep being served meanwhile."""
+    sw, b, g = start(ctx)
+    sock = sw.admin_socket
+
+    def connect():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(sock)
+        return s
+
+    idle = connect()
+    partial = connect()
+    partial.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+    events = connect()
+    events.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = events.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    t0 = time.time()
+    for s in (idle, partial):
+        data = s.recv(65536)  # blocks until switchd closes it
+        waited = time.time() - t0
+        assert data == b"", data
+        assert 8.0 <= waited <= 15.0, "closed after %.1f s" % waited
+    # The stream is still open and still gets events.
+    events.settimeout(0.5)
+    try:
+        more = events.recv(65536)
+        assert more != b"", "the event stream was closed"
+    except socket.timeout:
+        pass
+    assert admin_status(sock)["phase"] == "steady"
+    for s in (idle, partial, events):
+        s.close()
