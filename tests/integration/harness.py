@@ -1241,3 +1241,32 @@ class Context:
     def cleanup(self, keep=False):
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- health checks in tests ------------------------------------------------------
+
+def health_opts(rise=2, **over):
+    """Health directives of an upstream section: fast checks of /health
+    (answered by upstream.py, switchable with set_health)."""
+    o = {"health": "on", "health_path": "/health", "health_interval": "250ms",
+         "health_timeout": "200ms", "health_rise": rise, "health_fall": 3}
+    o.update(over)
+    return o
+
+
+def set_health(u, code):
+    """Makes upstream u's /health answer `code` from now on."""
+    c = Client(u.port, timeout=5)
+    try:
+        c.send(b"GET /control/health/%d HTTP/1.1\r\nHost: control\r\n"
+               b"Connection: close\r\n\r\n" % code)
+        r = c.read_response(timeout=5)
+    finally:
+        c.close()
+    assert r.status == 200 and json.loads(r.body) == {"health_status": code}, r
+
+
+def traffic(u):
+    """The requests upstream u saw, health probes left out."""
+    return [e for e in u.log() if not e.get("health")]
+

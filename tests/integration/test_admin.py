@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from harness import (PY, SLOW, Client, admin_raw, admin_request, admin_status,
+from harness import (health_opts, set_health, traffic, PY, SLOW, Client, admin_raw, admin_request, admin_status,
                      build_request, switchctl, switchctl_binary, switchd_env,
                      timeout, wait_for)
 
@@ -29,26 +29,7 @@ NOBODY = "nobody"
 
 
 def hopts(**over):
-    o = {"health": "on", "health_path": "/health", "health_interval": "250ms",
-         "health_timeout": "200ms", "health_rise": RISE, "health_fall": 3}
-    o.update(over)
-    return o
-
-
-def set_health(u, code):
-    """Makes upstream u's /health answer `code` from now on."""
-    c = Client(u.port, timeout=5)
-    try:
-        c.send(b"GET /control/health/%d HTTP/1.1\r\nHost: control\r\n"
-               b"Connection: close\r\n\r\n" % code)
-        r = c.read_response(timeout=5)
-    finally:
-        c.close()
-    assert r.status == 200 and json.loads(r.body) == {"health_status": code}, r
-
-
-def traffic(u):
-    return [e for e in u.log() if not e.get("health")]
+    return health_opts(RISE, **over)
 
 
 def start(ctx, admin=None, green_opts=None, cutover=None, name="switchd"):

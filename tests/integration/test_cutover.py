@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-from harness import (SLOW, Client, admin_request, admin_status, make_config,
+from harness import (health_opts, set_health, traffic, SLOW, Client, admin_request, admin_status, make_config,
                      port_accepts, switchctl, switchctl_binary, timeout,
                      wait_for)
 
@@ -32,28 +32,7 @@ RISE = 2
 
 
 def hopts(**over):
-    """Health directives of an upstream section: fast checks of /health."""
-    o = {"health": "on", "health_path": "/health", "health_interval": "250ms",
-         "health_timeout": "200ms", "health_rise": RISE, "health_fall": 3}
-    o.update(over)
-    return o
-
-
-def set_health(u, code):
-    """Makes upstream u's /health answer `code` from now on."""
-    c = Client(u.port, timeout=5)
-    try:
-        c.send(b"GET /control/health/%d HTTP/1.1\r\nHost: control\r\n"
-               b"Connection: close\r\n\r\n" % code)
-        r = c.read_response(timeout=5)
-    finally:
-        c.close()
-    assert r.status == 200 and json.loads(r.body) == {"health_status": code}, r
-
-
-def traffic(u):
-    """The requests upstream u saw, probes left out."""
-    return [e for e in u.log() if not e.get("health")]
+    return health_opts(RISE, **over)
 
 
 def sections(cutover=None, database=None):
