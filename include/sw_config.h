@@ -113,6 +113,37 @@ typedef struct sw_cutover_conf_s {
   unsigned history;          /* past transitions kept; default 50 */
 } sw_cutover_conf_t;
 
+/* The `watch` section (DESIGN §4, §5): the error watch armed at every
+ * flip, the rollback windows, and who is told. Every trigger can be turned
+ * off with `off` in place of its threshold. */
+#define SW_CONFIG_WATCH_EXCLUDE_MAX 16
+typedef struct sw_watch_conf_s {
+  int enabled;                 /* `enabled on|off`; default on */
+  uint64_t auto_window_ms;     /* `auto_window`; default 5 min */
+  uint64_t manual_window_ms;   /* `manual_window`, from the flip; 30 min;
+                                * must be >= auto_window */
+  uint64_t baseline_window_ms; /* `baseline_window`; default 10 min */
+  uint64_t min_requests;       /* `min_requests`; default 20 */
+  int not_errors[SW_CONFIG_WATCH_EXCLUDE_MAX]; /* `not_errors 501 505`: */
+  size_t nnot_errors;          /* statuses 500..599 only; default 501 505 */
+  int r1;                      /* `max_errors N|off`; default on, 10 */
+  uint64_t max_errors;
+  double alpha;                /* `alpha`; in (0, 1]; default 0.001 */
+  int r2;                      /* `max_error_ratio R|off`; default on */
+  double max_error_ratio;      /* in (0, 1]; "50%" or "0.5"; default 0.5 */
+  uint64_t ratio_window_ms;    /* `ratio_window`; default 10 s, >= 1 s */
+  int r3;                      /* `max_consecutive N|off`; default on, 5 */
+  uint64_t max_consecutive;    /* >= 1 */
+  int r4;                      /* `health_trigger on|off`; default on */
+  uint64_t verify_interval_ms; /* `verify_interval`: how often the old
+                                * colour's requirements are re-checked while
+                                * a rollback is possible; default 10 s */
+  char *notify;                /* `notify URL` (http://HOST:PORT/PATH); NULL */
+  uint64_t notify_timeout_ms;  /* `notify_timeout`; default 5 s */
+  unsigned notify_retries;     /* `notify_retries`; default 3 */
+  int line;                    /* line of the section keyword, 0 if absent */
+} sw_watch_conf_t;
+
 /* The admin API's default Unix socket, for switchd and switchctl alike. */
 #define SW_CONFIG_ADMIN_SOCKET "/run/switchd/admin.sock"
 
@@ -164,6 +195,7 @@ typedef struct sw_config_s {
 
   sw_database_conf_t database;
   sw_cutover_conf_t cutover;
+  sw_watch_conf_t watch;
   sw_admin_conf_t admin;
 } sw_config_t;
 
