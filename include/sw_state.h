@@ -23,6 +23,28 @@ typedef struct sw_state_event_s {
   char reason[SW_STATE_TEXT];
 } sw_state_event_t;
 
+/* The error watch as the state file keeps it (DESIGN §10): enough to resume
+ * a watch with the time it has left after a restart. Times are wall clock,
+ * ms since the epoch. Written as the object "watch" only when present; a
+ * file without it (older, or never flipped) loads with present = 0. */
+typedef struct sw_state_watch_s {
+  int present;
+  sw_colour_t colour; /* the watched colour */
+  uint64_t flip_time_ms;
+  uint64_t auto_window_ms; /* as armed */
+  uint64_t manual_window_ms;
+  int ended; /* ended early (commit or rollback) */
+  uint64_t ended_time_ms;
+  uint64_t requests; /* the watched colour's, since the flip */
+  uint64_t errors;
+  uint64_t baseline_requests;
+  uint64_t baseline_errors;
+  char fired[16]; /* "none", "fire" or "alert" */
+  char rule[8];   /* "none", "r1" .. "r4" */
+  uint64_t fired_time_ms;
+  char text[SW_STATE_TEXT]; /* the fired verdict's text, or "" */
+} sw_state_watch_t;
+
 typedef struct sw_state_s {
   sw_colour_t live;
   char phase[24];
@@ -32,6 +54,7 @@ typedef struct sw_state_s {
   size_t nhistory;
   size_t max_history; /* set with sw_state_set_max once history exists */
   size_t cap;         /* entries allocated */
+  sw_state_watch_t watch;
 } sw_state_t;
 
 /* Writes s to path atomically. Returns 0 or a negative errno, with a
