@@ -7,6 +7,8 @@
 #define SW_API_CUTOVER "/v1/cutover"
 #define SW_API_ABORT "/v1/abort"
 #define SW_API_CHECK "/v1/check"
+#define SW_API_ROLLBACK "/v1/rollback"
+#define SW_API_COMMIT "/v1/commit"
 #define SW_API_EVENTS "/v1/events"
 #define SW_API_METRICS "/metrics"
 
@@ -18,5 +20,6 @@
 #define SW_EXIT_GATE_FAILED 4  /* the gate's own checks said no */
 #define SW_EXIT_INCONCLUSIVE 5 /* the gate ended without an answer */
 #define SW_EXIT_TIMEOUT 6      /* --timeout passed before the end */
+#define SW_EXIT_ROLLED_BACK 7  /* the cutover was rolled back (or blocked) */
 
 #endif

@@ -21,9 +21,32 @@
  *   rechecking  the gate passed; one more probe and one more verification of
  *               the target, both started after entering this phase, must
  *               pass before the flip. Any failure ends it like a gate.
- *   draining    flipped: the target is live; the old colour's in-flight
- *               requests finish, up to drain_timeout, then are cancelled.
- *               Then steady with the new live colour.
+ *   draining    flipped without a watch (params.watch off): the target is
+ *               live; the old colour's in-flight requests finish, up to
+ *               drain_timeout, then are cancelled. Then steady with the new
+ *               live colour.
+ *
+ * With the error watch (params.watch, the default) the flip enters the
+ * watch phases instead, and the old colour drains alongside (the drain is
+ * kept in its own struct, and its end is recorded as a transition from a
+ * phase to itself):
+ *
+ *   watching          [flip, flip + auto_window): the caller's error watch
+ *                     is armed (ACT_WATCH); a trigger rolls back at once
+ *                     (sw_switch_rollback, mode AUTO), as may an operator.
+ *   committed_manual  [flip + auto_window, flip + manual_window): triggers
+ *                     only alert; a rollback needs CONFIRM (or FORCE).
+ *   final             after the manual window or an operator's commit: the
+ *                     cutover stands; a rollback needs FORCE.
+ *   rolled_back       the rollback flipped back. Latched: only an
+ *                     operator's new cutover leaves it.
+ *   rollback_blocked  a trigger fired but the old colour could not take
+ *                     the traffic (down, or its schema requirements fail):
+ *                     the new colour keeps serving until an operator rolls
+ *                     back (once the old colour is ready) or commits.
+ *
+ * A new cutover is accepted from steady, final and rolled_back once no
+ * drain is running.
  *
  * "Aborted" is a result, not a phase: a gate that ends without flipping goes
  * back to steady, and sw_switch_t.last_gate says why. A gate that ends for
@@ -91,6 +114,8 @@
 #define SW_SWITCH_DEFAULT_RECHECK_TIMEOUT_MS 2000
 #define SW_SWITCH_DEFAULT_DRAIN_TIMEOUT_MS (30 * 1000)
 #define SW_SWITCH_DEFAULT_HISTORY 16
+#define SW_SWITCH_DEFAULT_AUTO_WINDOW_MS (5 * 60 * 1000)
+#define SW_SWITCH_DEFAULT_MANUAL_WINDOW_MS (30 * 60 * 1000)
 
 /* The names of these values (sw_switch_phase_name) are stable: JSON, metric
  * labels and the state file use them. */
@@ -99,8 +124,7 @@ typedef enum sw_switch_phase_e {
   SW_SWITCH_GATING,
   SW_SWITCH_RECHECKING,
   SW_SWITCH_DRAINING,
-  /* Reserved for the error watch and rollback (the next issue): named and
-   * accepted by restore, but never entered by this version. */
+  /* The error watch and rollback. */
   SW_SWITCH_WATCHING,
   SW_SWITCH_COMMITTED_MANUAL,
   SW_SWITCH_FINAL,
@@ -115,11 +139,17 @@ typedef enum sw_switch_phase_e {
 typedef enum sw_switch_reason_e {
   SW_SWITCH_R_NONE = 0, /* accepted; or no transition yet */
   /* Refusals: nothing changed. */
-  SW_SWITCH_R_INVALID,      /* the colour is neither blue nor green */
-  SW_SWITCH_R_ALREADY_LIVE, /* the target is the live colour */
-  SW_SWITCH_R_IN_PROGRESS,  /* another cutover (or its drain) is running */
-  SW_SWITCH_R_NO_SERVERS,   /* the target colour has no server configured */
-  SW_SWITCH_R_NOT_GATING,   /* abort: no gate to abort */
+  SW_SWITCH_R_INVALID,       /* the colour is neither blue nor green */
+  SW_SWITCH_R_ALREADY_LIVE,  /* the target is the live colour */
+  SW_SWITCH_R_IN_PROGRESS,   /* another cutover (or its drain) is running */
+  SW_SWITCH_R_NO_SERVERS,    /* the target colour has no server configured */
+  SW_SWITCH_R_NOT_GATING,    /* abort: no gate to abort */
+  SW_SWITCH_R_WATCHING,      /* a watch runs: commit or roll back first */
+  SW_SWITCH_R_NOT_WATCHING,  /* commit or rollback: nothing to act on */
+  SW_SWITCH_R_NEEDS_CONFIRM, /* rollback in the manual window */
+  SW_SWITCH_R_NEEDS_FORCE,   /* rollback after the windows */
+  SW_SWITCH_R_ALREADY_ROLLED_BACK,
+  SW_SWITCH_R_NOT_READY, /* the old colour cannot take the traffic */
   /* Transitions of a cutover that goes on. */
   SW_SWITCH_R_REQUESTED,     /* steady -> gating */
   SW_SWITCH_R_GATE_PASSED,   /* gating -> rechecking */
@@ -136,9 +166,23 @@ typedef enum sw_switch_reason_e {
   SW_SWITCH_R_PROBE_FAILED,        /* the target failed a check at re-check */
   SW_SWITCH_R_RESTART,             /* the process restarted mid-cutover */
   SW_SWITCH_R_CONFIG,              /* the config file named a new live colour */
+  /* The watch and rollback. */
+  SW_SWITCH_R_AUTO_WINDOW_END,   /* watching -> committed_manual */
+  SW_SWITCH_R_MANUAL_WINDOW_END, /* committed_manual -> final */
+  SW_SWITCH_R_COMMITTED,         /* an operator's commit -> final */
+  SW_SWITCH_R_ROLLBACK,          /* -> rolled_back: flipped back */
+  SW_SWITCH_R_ROLLBACK_BLOCKED,  /* -> rollback_blocked */
 } sw_switch_reason_t;
 
-#define SW_SWITCH_REASONS (SW_SWITCH_R_CONFIG + 1)
+#define SW_SWITCH_REASONS (SW_SWITCH_R_ROLLBACK_BLOCKED + 1)
+
+/* Who asks for a rollback, which decides where it is allowed. */
+typedef enum sw_switch_rollback_mode_e {
+  SW_SWITCH_ROLLBACK_AUTO = 0, /* a trigger fired: watching only */
+  SW_SWITCH_ROLLBACK_MANUAL,   /* an operator: watching, rollback_blocked */
+  SW_SWITCH_ROLLBACK_CONFIRM,  /* --confirm: also committed_manual */
+  SW_SWITCH_ROLLBACK_FORCE,    /* --force: also final and after a flip */
+} sw_switch_rollback_mode_t;
 
 /* How a gate ended. */
 typedef enum sw_switch_outcome_e {
@@ -169,6 +213,9 @@ typedef enum sw_switch_verify_e {
 #define SW_SWITCH_ACT_FLIP (1u << 2)   /* live = flip_to, in this loop turn */
 #define SW_SWITCH_ACT_CANCEL_DRAIN (1u << 3) /* cancel `cancel`'s in-flight */
 #define SW_SWITCH_ACT_PERSIST (1u << 4)      /* write the state file */
+/* Arm the error watch on flip_to, with the machine's watch_auto_ms and
+ * watch_manual_ms windows from flip_at. */
+#define SW_SWITCH_ACT_WATCH (1u << 5)
 
 /* One transition: what the caller logs and keeps in the history. */
 typedef struct sw_switch_event_s {
@@ -201,6 +248,9 @@ typedef struct sw_switch_params_s {
   uint64_t recheck_timeout_ms; /* 0: bounded by the gate deadline only */
   uint64_t drain_timeout_ms;
   size_t history; /* transitions kept in the ring; at most HISTORY_MAX */
+  int watch;      /* a flip arms the watch: the watch phases */
+  uint64_t auto_window_ms;
+  uint64_t manual_window_ms; /* from the flip; below auto: taken as auto */
 } sw_switch_params_t;
 
 /* What the state file records of the machine (DESIGN §10). */
@@ -209,6 +259,8 @@ typedef struct sw_switch_persisted_s {
   sw_switch_phase_t phase;
   uint64_t flip_at; /* 0 when never flipped */
   uint64_t version;
+  uint64_t auto_window_ms; /* the watch's, as armed; 0: the params' */
+  uint64_t manual_window_ms;
 } sw_switch_persisted_t;
 
 /* The gate in progress (gating and rechecking). */
@@ -228,7 +280,7 @@ typedef struct sw_switch_gate_s {
 } sw_switch_gate_t;
 
 /* The drain in progress. Kept apart from the phase because with the error
- * watch (next issue) the old colour drains while the new one is watched. */
+ * watch the old colour drains while the new one is watched. */
 typedef struct sw_switch_drain_s {
   int active;
   sw_colour_t colour; /* the old colour */
@@ -258,6 +310,18 @@ typedef struct sw_switch_drain_result_s {
   uint64_t cancelled; /* requests cancelled at the drain deadline */
 } sw_switch_drain_result_t;
 
+/* The last rollback, for status. */
+typedef struct sw_switch_rollback_s {
+  int valid;
+  int blocked; /* the phase became rollback_blocked instead */
+  sw_switch_rollback_mode_t mode;
+  sw_colour_t from; /* the colour rolled back from */
+  sw_colour_t to;
+  uint64_t at;
+  char trigger[16];                /* "r1" .. "r4", "operator" */
+  char message[SW_SWITCH_MESSAGE]; /* why, and why blocked */
+} sw_switch_rollback_t;
+
 /* The machine. A plain struct the caller embeds; every field is readable
  * (status and metrics read them), and only sw_switch_* calls change them. */
 typedef struct sw_switch_s {
@@ -272,10 +336,16 @@ typedef struct sw_switch_s {
   sw_switch_drain_t drain;
   sw_switch_result_t last_gate;
   sw_switch_drain_result_t last_drain;
+  /* The watch windows of the last flip, as armed. */
+  uint64_t watch_auto_ms;
+  uint64_t watch_manual_ms;
+  sw_switch_rollback_t last_rollback;
   /* Counters for metrics, since the machine was initialised. */
   uint64_t flips;
   uint64_t gates[SW_SWITCH_OUTCOME_INCONCLUSIVE + 1]; /* by outcome */
   uint64_t drain_cancelled;                           /* requests, total */
+  uint64_t rollbacks;                                 /* flips back */
+  uint64_t rollbacks_blocked; /* triggers that found no way back */
   /* Recent transitions, oldest first. */
   sw_switch_event_t history[SW_SWITCH_HISTORY_MAX];
   size_t nhistory;
@@ -293,10 +363,12 @@ void sw_switch_init(sw_switch_t *s,
 /* Starts from what the state file recorded. A gate in progress is restored
  * as steady with the recorded live colour, its result inconclusive (reason
  * RESTART); a drain is restored as steady too (the old colour's requests
- * died with the process); so are the reserved phases, which this version
- * cannot resume. The version continues from the recorded one. Returns 0, or
- * SW_ECONFIG when st holds a colour or phase that does not exist (the caller
- * reports the file as corrupt). */
+ * died with the process). The watch phases resume with their windows
+ * counted from the recorded flip (whatever ran out while the process was
+ * down moves on at once, in this call); final, rolled_back and
+ * rollback_blocked resume as they were. The version continues from the recorded
+ * one. Returns 0, or SW_ECONFIG when st holds a colour or phase that does not
+ * exist (the caller reports the file as corrupt). */
 int sw_switch_restore(sw_switch_t *s,
                       uint64_t now,
                       const sw_switch_params_t *p,
@@ -325,9 +397,10 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                      sw_switch_actions_t *out);
 
 /* The operator changed `live` in the config file and reloaded: an
- * immediate switch without a gate, accepted only while steady (returns
- * IN_PROGRESS otherwise, ALREADY_LIVE when nothing changes). Recorded with
- * reason CONFIG, with FLIP and PERSIST in out; no drain is tracked. */
+ * immediate switch without a gate, accepted only where a cutover would be
+ * (returns IN_PROGRESS or WATCHING otherwise, ALREADY_LIVE when nothing
+ * changes). Recorded with reason CONFIG, with FLIP and PERSIST in out; no drain
+ * is tracked. */
 sw_switch_reason_t sw_switch_set_live(sw_switch_t *s,
                                       uint64_t now,
                                       sw_colour_t live,
@@ -335,12 +408,38 @@ sw_switch_reason_t sw_switch_set_live(sw_switch_t *s,
 
 /* An operator abort of the gate in progress (gating or rechecking): result
  * inconclusive, reason OPERATOR. Returns SW_SWITCH_R_NONE, or NOT_GATING
- * when there is no gate (a drain is past the point of no return; rollback
- * is the next issue's). */
+ * when there is no gate (after the flip, the way back is a rollback). */
 sw_switch_reason_t sw_switch_abort(sw_switch_t *s,
                                    uint64_t now,
                                    const char *who,
                                    sw_switch_actions_t *out);
+
+/* A rollback: live goes back to the other colour in this call (FLIP), the
+ * colour rolled back from drains, and the phase becomes rolled_back. Where
+ * a mode may act is listed with sw_switch_rollback_mode_t; elsewhere the
+ * refusal is NEEDS_CONFIRM, NEEDS_FORCE, IN_PROGRESS (a gate runs: abort
+ * it), ALREADY_ROLLED_BACK or NOT_WATCHING (never flipped). `not_ready`,
+ * NULL when the other colour can take the traffic, says why it cannot:
+ * then an AUTO rollback moves to rollback_blocked (returning
+ * ROLLBACK_BLOCKED) and any other is refused with NOT_READY, nothing
+ * changed. `trigger` ("r1".."r4", "operator") and `why` are recorded in
+ * last_rollback and the transition. Returns SW_SWITCH_R_NONE when it
+ * flipped. */
+sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
+                                      uint64_t now,
+                                      sw_switch_rollback_mode_t mode,
+                                      const char *trigger,
+                                      const char *why,
+                                      const char *not_ready,
+                                      sw_switch_actions_t *out);
+
+/* An operator's commit: the watch ends, the cutover stands (final).
+ * Accepted in watching, committed_manual and rollback_blocked; else
+ * NOT_WATCHING. */
+sw_switch_reason_t sw_switch_commit(sw_switch_t *s,
+                                    uint64_t now,
+                                    const char *who,
+                                    sw_switch_actions_t *out);
 
 /* One health result of colour c (the caller's colour-level view of a round
  * of checks): pass or not, the time the check started, and why it failed. */
@@ -404,8 +503,9 @@ const char *sw_switch_phase_name(sw_switch_phase_t p);
 const char *sw_switch_reason_name(sw_switch_reason_t r);
 const char *sw_switch_outcome_name(sw_switch_outcome_t o);
 const char *sw_switch_health_name(sw_switch_health_t h);
+const char *sw_switch_rollback_mode_name(sw_switch_rollback_mode_t m);
 /* The name of one SW_SWITCH_ACT_* bit ("verify", "probe", "flip",
- * "cancel_drain", "persist"). */
+ * "cancel_drain", "persist", "watch"). */
 const char *sw_switch_action_name(unsigned action);
 
 /* Parses a phase name, as read back from the state file. Returns 0 or

@@ -227,6 +227,12 @@ void sw_watch_params_default(sw_watch_params_t *p);
  * sw_watch_close. p NULL: the defaults. */
 int sw_watch_init(sw_watch_t *w, const sw_watch_params_t *p);
 
+/* A reload: new thresholds and windows for what comes next (a running
+ * watch keeps the windows it was armed with). A ring too short for the new
+ * windows is rebuilt longer, keeping every second it holds. Returns 0,
+ * SW_ECONFIG (nothing changed) or -ENOMEM (nothing changed). */
+int sw_watch_set_params(sw_watch_t *w, const sw_watch_params_t *p);
+
 /* Frees the rings; idempotent. */
 void sw_watch_close(sw_watch_t *w);
 

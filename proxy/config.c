@@ -15,16 +15,22 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-/* No directive takes more than two arguments; a few more slots let the
- * "expected 1 argument, got N" message count what was written. */
-#define SW_CONF_MAX_ARGS 8
+#include "sw_watch.h"
+
+/* The longest list a directive takes is not_errors, one status per slot
+ * after its name; a few more slots let the "expected 1 argument, got N" and
+ * "at most N statuses" messages count what was written (argc keeps counting
+ * past the array). */
+#define SW_CONF_MAX_ARGS (SW_CONFIG_WATCH_EXCLUDE_MAX + 4)
 
 /* A config is a few kilobytes; refusing huge files keeps a mistaken path
  * (a log file, a device) from eating memory during a reload. */
@@ -40,6 +46,7 @@ typedef enum sw_section_e {
   SW_SECTION_UPSTREAM,
   SW_SECTION_DATABASE,
   SW_SECTION_CUTOVER,
+  SW_SECTION_WATCH,
   SW_SECTION_ADMIN,
 } sw_section_t;
 
@@ -49,8 +56,9 @@ typedef struct sw_directive_s sw_directive_t;
 /* A directive handler gets its argument (arg2 is the second one of a
  * SW_DIR_PAIR directive, NULL otherwise) and a pointer to the field it sets:
  * the table's offset applied to the section's struct (sw_config_t, the
- * sw_upstream_conf_t of the open colour, or the database, cutover or admin
- * struct inside sw_config_t). */
+ * sw_upstream_conf_t of the open colour, or the database, cutover, watch or
+ * admin struct inside sw_config_t). A SW_DIR_MANY handler finds all of its
+ * arguments in the parser's argv and argc. */
 typedef int sw_directive_fn(sw_parser_t *p,
                             const sw_directive_t *d,
                             void *field,
@@ -60,6 +68,11 @@ typedef int sw_directive_fn(sw_parser_t *p,
 /* Directive flags. */
 #define SW_DIR_LIST 0x1u /* repeatable: each line adds to a list */
 #define SW_DIR_PAIR 0x2u /* takes two arguments instead of one */
+#define SW_DIR_MANY 0x4u /* takes one or more arguments */
+/* Repeatable, a later line replacing the earlier one: for a list with a
+ * default (not_errors), where adding to the default could never remove an
+ * entry from it. */
+#define SW_DIR_REPLACE 0x8u
 
 struct sw_directive_s {
   sw_section_t section;
@@ -80,6 +93,9 @@ static sw_directive_fn add_require_migration, add_require_column;
 static sw_directive_fn add_require_query, set_dsn, set_pg_duration;
 static sw_directive_fn set_history, set_admin_socket, add_allow_uid;
 static sw_directive_fn set_admin_bind;
+static sw_directive_fn set_window, set_ring_window, set_not_errors;
+static sw_directive_fn set_max_errors, set_alpha, set_max_error_ratio;
+static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
 
 /* Bounds that keep sizes within what the data path represents: head
  * offsets are 32-bit and a single buffer is written with one uv_buf_t. */
@@ -94,11 +110,37 @@ static sw_directive_fn set_admin_bind;
  * history keeps that write small. */
 #define SW_MAX_HISTORY 10000
 
+/* The watch counts per second in a ring of at most SW_WATCH_RING_MAX
+ * buckets; the baseline and ratio windows must fit in it, or the watch
+ * would refuse the config at startup after `switchd -t` accepted it. */
+#define SW_MAX_RING_WINDOW ((uint64_t)SW_WATCH_RING_MAX * 1000)
+
+/* Windows may be short (tests run whole watches in seconds), but a window
+ * of a few milliseconds would see no request at all. */
+#define SW_MIN_WINDOW 100
+
+/* R2's ratio is computed over whole seconds. */
+#define SW_MIN_RATIO_WINDOW 1000
+
+/* Each retry of a webhook waits for notify_timeout; more than a few only
+ * delays the next notification. */
+#define SW_MAX_NOTIFY_RETRIES 10
+
+/* The notifier's own bound on its URL (SW_NOTIFY_URL_MAX in sw_notify.h,
+ * which pulls in libuv and jansson, so it is not included here). */
+#define SW_MAX_NOTIFY_URL 2048
+
+_Static_assert(SW_CONFIG_WATCH_EXCLUDE_MAX == SW_WATCH_EXCLUDE_MAX,
+               "not_errors fits the watch's exclusion list");
+_Static_assert(SW_CONF_MAX_ARGS > SW_CONFIG_WATCH_EXCLUDE_MAX + 1,
+               "a full not_errors line fits in argv");
+
 #define SW_CFG(f) offsetof(sw_config_t, f)
 #define SW_UPS(f) offsetof(sw_upstream_conf_t, f)
 #define SW_DB(f) offsetof(sw_database_conf_t, f)
 #define SW_CUT(f) offsetof(sw_cutover_conf_t, f)
 #define SW_ADM(f) offsetof(sw_admin_conf_t, f)
+#define SW_WCH(f) offsetof(sw_watch_conf_t, f)
 
 /* Every directive the parser accepts. A name may appear in several sections
  * (idle_timeout, bind); the lookup is by section and name. */
@@ -188,6 +230,33 @@ static const sw_directive_t sw_directives[] = {
     /* 0 keeps no past transitions: status shows only the current one. */
     {SW_SECTION_CUTOVER, "history", set_history, SW_CUT(history), 0, 0},
 
+    {SW_SECTION_WATCH, "enabled", set_on_off, SW_WCH(enabled), 0, 0},
+    {SW_SECTION_WATCH, "auto_window", set_window, SW_WCH(auto_window_ms),
+     SW_MIN_WINDOW, 0},
+    {SW_SECTION_WATCH, "manual_window", set_window, SW_WCH(manual_window_ms),
+     SW_MIN_WINDOW, 0},
+    {SW_SECTION_WATCH, "baseline_window", set_ring_window,
+     SW_WCH(baseline_window_ms), SW_MIN_WINDOW, 0},
+    {SW_SECTION_WATCH, "min_requests", set_count, SW_WCH(min_requests), 1, 0},
+    /* Sets the list and its length, so it gets the whole watch struct. */
+    {SW_SECTION_WATCH, "not_errors", set_not_errors, 0, 0,
+     SW_DIR_MANY | SW_DIR_REPLACE},
+    /* The trigger setters set a flag and a threshold: the whole struct. */
+    {SW_SECTION_WATCH, "max_errors", set_max_errors, 0, 0, 0},
+    {SW_SECTION_WATCH, "alpha", set_alpha, SW_WCH(alpha), 0, 0},
+    {SW_SECTION_WATCH, "max_error_ratio", set_max_error_ratio, 0, 0, 0},
+    {SW_SECTION_WATCH, "ratio_window", set_ring_window, SW_WCH(ratio_window_ms),
+     SW_MIN_RATIO_WINDOW, 0},
+    {SW_SECTION_WATCH, "max_consecutive", set_max_consecutive, 0, 1, 0},
+    {SW_SECTION_WATCH, "health_trigger", set_on_off, SW_WCH(r4), 0, 0},
+    {SW_SECTION_WATCH, "verify_interval", set_duration,
+     SW_WCH(verify_interval_ms), 1, 0},
+    {SW_SECTION_WATCH, "notify", set_notify, SW_WCH(notify), 0, 0},
+    {SW_SECTION_WATCH, "notify_timeout", set_duration,
+     SW_WCH(notify_timeout_ms), 1, 0},
+    {SW_SECTION_WATCH, "notify_retries", set_notify_retries,
+     SW_WCH(notify_retries), 0, 0},
+
     {SW_SECTION_ADMIN, "socket", set_admin_socket, SW_ADM(socket), 0, 0},
     {SW_SECTION_ADMIN, "allow_uid", add_allow_uid, 0, 0, SW_DIR_LIST},
     /* At most one TCP listener: it is an operator's door, not a service. */
@@ -206,6 +275,10 @@ struct sw_parser_s {
   sw_config_t *cfg;
   char *err;
   size_t errlen;
+  /* The line being parsed, split, for SW_DIR_MANY handlers. argc counts
+   * every argument written; argv holds the first SW_CONF_MAX_ARGS. */
+  char **argv;
+  int argc;
   /* Line where each single-valued directive was set, per colour for the
    * upstream sections (global and client use slot 0), so a repeat is an error
    * that can point at the first one. */
@@ -257,6 +330,8 @@ static const char *section_name(sw_section_t s, sw_colour_t colour) {
       return "database";
     case SW_SECTION_CUTOVER:
       return "cutover";
+    case SW_SECTION_WATCH:
+      return "watch";
     case SW_SECTION_ADMIN:
       return "admin";
     case SW_SECTION_NONE:
@@ -1010,6 +1085,379 @@ static int set_admin_bind(sw_parser_t *p,
   return 0;
 }
 
+/* "100ms", "10s", "24h": a duration in the largest unit that divides it, for
+ * messages about limits. */
+static const char *format_duration(uint64_t ms, char *buf, size_t len) {
+  if (ms != 0 && ms % (60 * 60 * 1000) == 0)
+    snprintf(buf, len, "%lluh", (unsigned long long)(ms / (60 * 60 * 1000)));
+  else if (ms != 0 && ms % (60 * 1000) == 0)
+    snprintf(buf, len, "%llum", (unsigned long long)(ms / (60 * 1000)));
+  else if (ms != 0 && ms % 1000 == 0)
+    snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+  else
+    snprintf(buf, len, "%llums", (unsigned long long)ms);
+  return buf;
+}
+
+/* A duration from the table's minimum (in ms) to max, with messages that
+ * quote both limits in the unit an operator writes. */
+static int set_bounded_duration(sw_parser_t *p,
+                                const sw_directive_t *d,
+                                uint64_t *field,
+                                const char *arg,
+                                uint64_t max) {
+  char limit[32];
+  uint64_t v = 0;
+  int rc = parse_duration(arg, &v);
+
+  if (rc == -ERANGE)
+    return bad_value(p, d, "value too large", arg);
+  if (rc != 0)
+    return bad_value(p, d, "invalid duration", arg);
+  if (v == 0)
+    return bad_value(p, d, "must be greater than 0, got", arg);
+  if (v < d->min)
+    return conf_error(p, p->line, "%s: must be at least %s, got '%s'", d->name,
+                      format_duration(d->min, limit, sizeof(limit)), arg);
+  if (v > max)
+    return conf_error(p, p->line, "%s: must be at most %s, got '%s'", d->name,
+                      format_duration(max, limit, sizeof(limit)), arg);
+  *field = v;
+  return 0;
+}
+
+/* The automatic and manual windows: timers, no per-second state, so no
+ * upper bound beyond what a duration holds. */
+static int set_window(sw_parser_t *p,
+                      const sw_directive_t *d,
+                      void *field,
+                      const char *arg,
+                      const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, UINT64_MAX);
+}
+
+/* The baseline and ratio windows are read from the watch's per-second ring. */
+static int set_ring_window(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, SW_MAX_RING_WINDOW);
+}
+
+/* Upstream statuses that are answers about the request rather than failures
+ * of the code. Only 5xx can be errors in the first place, so anything else
+ * here is a misunderstanding worth an error. A repeated line replaces the
+ * list (the default 501 505 included), so the list is built aside and
+ * stored only once every status was read. */
+static int set_not_errors(sw_parser_t *p,
+                          const sw_directive_t *d,
+                          void *field,
+                          const char *arg,
+                          const char *arg2) {
+  sw_watch_conf_t *w = field;
+  int list[SW_CONFIG_WATCH_EXCLUDE_MAX];
+  size_t n = (size_t)(p->argc - 1), i, j;
+
+  if (n > SW_CONFIG_WATCH_EXCLUDE_MAX)
+    return conf_error(p, p->line, "%s: at most %d statuses, got %zu", d->name,
+                      SW_CONFIG_WATCH_EXCLUDE_MAX, n);
+  for (i = 0; i < n; i++) {
+    const char *s = p->argv[i + 1];
+    uint64_t v = 0;
+    if (parse_count(s, &v) != 0 || v < 500 || v > 599)
+      return bad_value(p, d, "expected a status from 500 to 599, got", s);
+    for (j = 0; j < i; j++) {
+      if (list[j] == (int)v)
+        return bad_value(p, d, "status listed twice", s);
+    }
+    list[i] = (int)v;
+  }
+  memcpy(w->not_errors, list, n * sizeof(list[0]));
+  w->nnot_errors = n;
+  return 0;
+}
+
+/* "off" turns a trigger off; anything else is its threshold, a count from
+ * the table's minimum up. */
+static int set_trigger_count(sw_parser_t *p,
+                             const sw_directive_t *d,
+                             int *enabled,
+                             uint64_t *field,
+                             const char *arg) {
+  uint64_t v = 0;
+  int rc;
+
+  if (strcmp(arg, "off") == 0) {
+    *enabled = 0;
+    return 0;
+  }
+  rc = parse_count(arg, &v);
+  rc = check_range(p, d, "expected a number or off, got", arg, rc, v,
+                   UINT64_MAX);
+  if (rc != 0)
+    return rc;
+  *enabled = 1;
+  *field = v;
+  return 0;
+}
+
+/* R1: 0 is allowed, "any error at all", still guarded by alpha. */
+static int set_max_errors(sw_parser_t *p,
+                          const sw_directive_t *d,
+                          void *field,
+                          const char *arg,
+                          const char *arg2) {
+  sw_watch_conf_t *w = field;
+
+  return set_trigger_count(p, d, &w->r1, &w->max_errors, arg);
+}
+
+/* R3: the table's minimum of 1, since 0 errors in a row is every moment. */
+static int set_max_consecutive(sw_parser_t *p,
+                               const sw_directive_t *d,
+                               void *field,
+                               const char *arg,
+                               const char *arg2) {
+  sw_watch_conf_t *w = field;
+
+  return set_trigger_count(p, d, &w->r3, &w->max_consecutive, arg);
+}
+
+/* A plain decimal: "0.001", ".5", "5", "1e-3", "2.5E-2", and with
+ * allow_percent "50%" or "12.5%". No sign, no hex, no inf or nan, and no
+ * locale: strtod would read "0,5" in some and "0x1p-3" in all. The digits
+ * become an integer mantissa and a power of ten, and a negative power is a
+ * division by an exact power of ten, so "0.001" and "1e-3" are both the
+ * double nearest to 1/1000. */
+static int parse_decimal(const char *s, int allow_percent, double *out) {
+  /* 10^0 .. 10^22 are exact doubles, and so are their products by 10. */
+  static const int exact_pow10 = 22;
+  uint64_t mantissa = 0;
+  long exp10 = 0;
+  int digits = 0, significant = 0;
+  const char *c = s;
+  double v, scale;
+
+  /* Beyond 15 significant digits the mantissa would no longer be exact;
+   * the digits dropped only move the power of ten. */
+  for (; *c >= '0' && *c <= '9'; c++, digits++) {
+    if (significant < 15) {
+      mantissa = mantissa * 10 + (uint64_t)(*c - '0');
+      significant += mantissa != 0;
+    } else {
+      exp10++;
+    }
+  }
+  if (*c == '.') {
+    for (c++; *c >= '0' && *c <= '9'; c++, digits++) {
+      if (significant < 15) {
+        mantissa = mantissa * 10 + (uint64_t)(*c - '0');
+        significant += mantissa != 0;
+        exp10--;
+      }
+    }
+  }
+  if (digits == 0)
+    return -EINVAL;
+  if (*c == 'e' || *c == 'E') {
+    long e = 0;
+    int negative = 0;
+    c++;
+    if (*c == '+' || *c == '-')
+      negative = *c++ == '-';
+    if (*c < '0' || *c > '9')
+      return -EINVAL;
+    /* Past a thousand the value is 0 or infinite either way. */
+    for (; *c >= '0' && *c <= '9'; c++)
+      e = e < 1000 ? e * 10 + (*c - '0') : e;
+    exp10 += negative ? -e : e;
+  }
+  if (allow_percent && *c == '%') {
+    exp10 -= 2;
+    c++;
+  }
+  if (*c != '\0')
+    return -EINVAL;
+  /* "0e999" is 0, not 0 times infinity. */
+  if (mantissa == 0)
+    exp10 = 0;
+
+  v = (double)mantissa;
+  scale = 1;
+  if (exp10 < 0) {
+    long k;
+    for (k = 0; k < -exp10 && k < exact_pow10; k++)
+      scale *= 10;
+    v /= scale;
+    if (-exp10 > exact_pow10)
+      v /= pow(10, (double)(-exp10 - exact_pow10));
+  } else if (exp10 > 0) {
+    v *= pow(10, (double)exp10);
+  }
+  *out = v;
+  return 0;
+}
+
+/* R1's significance level: how unlikely the errors must be as noise. */
+static int set_alpha(sw_parser_t *p,
+                     const sw_directive_t *d,
+                     void *field,
+                     const char *arg,
+                     const char *arg2) {
+  double v = 0;
+
+  if (parse_decimal(arg, 0, &v) != 0)
+    return bad_value(p, d, "expected a number such as 0.001 or 1e-3, got", arg);
+  /* Written as a negation so that anything odd fails it. */
+  if (!(v > 0 && v <= 1))
+    return bad_value(p, d, "must be greater than 0 and at most 1, got", arg);
+  *(double *)field = v;
+  return 0;
+}
+
+/* R2's threshold: a fraction of the window's requests, "0.5" or "50%". */
+static int set_max_error_ratio(sw_parser_t *p,
+                               const sw_directive_t *d,
+                               void *field,
+                               const char *arg,
+                               const char *arg2) {
+  sw_watch_conf_t *w = field;
+  double v = 0;
+
+  if (strcmp(arg, "off") == 0) {
+    w->r2 = 0;
+    return 0;
+  }
+  if (parse_decimal(arg, 1, &v) != 0)
+    return bad_value(p, d, "expected a ratio (0.5 or 50%) or off, got", arg);
+  if (!(v > 0 && v <= 1))
+    return bad_value(p, d, "must be greater than 0 and at most 1 (100%), got",
+                     arg);
+  w->r2 = 1;
+  w->max_error_ratio = v;
+  return 0;
+}
+
+/* A host name: dot-separated labels of letters, digits, '_' (seen in
+ * internal names) and inner hyphens. A last label of digits only is how an
+ * IPv4 address looks, so such a name must be one ("10.0.0.256" is a typo,
+ * not a host name). */
+static int valid_url_host(const char *host, size_t len) {
+  char v4[INET_ADDRSTRLEN];
+  struct in_addr addr;
+  size_t i, label = 0;
+  int all_digits = 1;
+
+  if (len == 0 || len > 253)
+    return 0;
+  for (i = 0; i < len; i++) {
+    char c = host[i];
+    if (c == '.') {
+      if (label == 0 || host[i - 1] == '-')
+        return 0;
+      label = 0;
+      all_digits = 1;
+      continue;
+    }
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return 0;
+    if ((c == '-' && label == 0) || ++label > 63)
+      return 0;
+    if (c < '0' || c > '9')
+      all_digits = 0;
+  }
+  if (label == 0 || host[len - 1] == '-')
+    return 0;
+  if (!all_digits)
+    return 1;
+  if (len >= sizeof(v4))
+    return 0;
+  memcpy(v4, host, len);
+  v4[len] = '\0';
+  return inet_pton(AF_INET, v4, &addr) == 1;
+}
+
+/* "http://HOST[:PORT][/PATH][?QUERY]": the webhook the watch posts its
+ * events to. Only checked here, and stored as written: the notifier parses
+ * it again when it starts, so nothing accepted here may be refused there
+ * (see sw_notify.h). No user info, no fragment, no byte that would split
+ * the request line. */
+static int set_notify(sw_parser_t *p,
+                      const sw_directive_t *d,
+                      void *field,
+                      const char *arg,
+                      const char *arg2) {
+  static const char scheme[] = "http://";
+  const char *host, *end, *c;
+  size_t hlen;
+
+  if (strncasecmp(arg, "https://", 8) == 0)
+    return bad_value(p, d,
+                     "TLS notifications are not supported yet (use an "
+                     "http:// URL), got",
+                     arg);
+  if (strncasecmp(arg, scheme, sizeof(scheme) - 1) != 0)
+    return bad_value(p, d, "expected an http:// URL, got", arg);
+  if (strlen(arg) > SW_MAX_NOTIFY_URL)
+    return too_long(p, d, SW_MAX_NOTIFY_URL);
+
+  host = arg + sizeof(scheme) - 1;
+  end = host + strcspn(host, "/?");
+  if (host[0] == '[') {
+    char v6[INET6_ADDRSTRLEN];
+    struct in6_addr addr;
+    const char *rbracket = memchr(host, ']', (size_t)(end - host));
+    hlen = rbracket ? (size_t)(rbracket - host - 1) : 0;
+    if (hlen == 0 || hlen >= sizeof(v6))
+      return bad_value(p, d, "invalid host in URL", arg);
+    memcpy(v6, host + 1, hlen);
+    v6[hlen] = '\0';
+    if (inet_pton(AF_INET6, v6, &addr) != 1)
+      return bad_value(p, d, "invalid host in URL", arg);
+    c = rbracket + 1;
+  } else {
+    const char *colon = memchr(host, ':', (size_t)(end - host));
+    c = colon ? colon : end;
+    if (!valid_url_host(host, (size_t)(c - host)))
+      return bad_value(p, d, "invalid host in URL", arg);
+  }
+  if (c < end) {
+    char port[6];
+    uint64_t v = 0;
+    size_t plen = (size_t)(end - c - 1);
+    /* At most five digits, "00080" included, as the notifier reads it. */
+    if (*c != ':' || plen == 0 || plen >= sizeof(port))
+      return bad_value(p, d, "invalid port in URL", arg);
+    memcpy(port, c + 1, plen);
+    port[plen] = '\0';
+    if (parse_count(port, &v) != 0 || v == 0 || v > 65535)
+      return bad_value(p, d, "invalid port in URL", arg);
+  }
+  for (c = end; *c != '\0'; c++) {
+    if (is_unsafe_byte(*c) || *c == '#')
+      return bad_value(p, d, "invalid character in URL path", arg);
+  }
+  return replace_string(p, field, arg);
+}
+
+static int set_notify_retries(sw_parser_t *p,
+                              const sw_directive_t *d,
+                              void *field,
+                              const char *arg,
+                              const char *arg2) {
+  uint64_t v = 0;
+
+  if (parse_count(arg, &v) != 0)
+    return bad_value(p, d, "invalid number", arg);
+  if (v > SW_MAX_NOTIFY_RETRIES)
+    return conf_error(p, p->line, "%s: must be at most %d, got '%s'", d->name,
+                      SW_MAX_NOTIFY_RETRIES, arg);
+  *(unsigned *)field = (unsigned)v;
+  return 0;
+}
+
 /* \r counts as blank so that files saved with CRLF endings parse. */
 static int is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -1087,13 +1535,16 @@ static int open_section(sw_parser_t *p,
       return conf_error(p, p->line, "%s: expected no arguments, got %d",
                         argv[0], argc - 1);
     /* Two database sections would read as two databases; the verifier
-     * checks one. */
-    if (section == SW_SECTION_DATABASE) {
-      if (p->cfg->database.line != 0)
+     * checks one. Two watch sections would read as two watches; there is
+     * one per flip. */
+    if (section == SW_SECTION_DATABASE || section == SW_SECTION_WATCH) {
+      int *first = section == SW_SECTION_DATABASE ? &p->cfg->database.line
+                                                  : &p->cfg->watch.line;
+      if (*first != 0)
         return conf_error(p, p->line,
-                          "duplicate section 'database' (first at line %d)",
-                          p->cfg->database.line);
-      p->cfg->database.line = p->line;
+                          "duplicate section '%s' (first at line %d)", argv[0],
+                          *first);
+      *first = p->line;
     }
     p->section = section;
     return 0;
@@ -1132,6 +1583,8 @@ static char *section_base(sw_parser_t *p, sw_section_t section) {
       return (char *)&p->cfg->database;
     case SW_SECTION_CUTOVER:
       return (char *)&p->cfg->cutover;
+    case SW_SECTION_WATCH:
+      return (char *)&p->cfg->watch;
     case SW_SECTION_ADMIN:
       return (char *)&p->cfg->admin;
     case SW_SECTION_NONE:
@@ -1196,13 +1649,20 @@ static int parse_directive(sw_parser_t *p, char **argv, int argc) {
                       argv[0], section_name(p->section, p->colour));
   }
   nargs = (d->flags & SW_DIR_PAIR) ? 2 : 1;
-  if (argc != nargs + 1)
+  if (d->flags & SW_DIR_MANY) {
+    if (argc < 2)
+      return conf_error(p, p->line, "%s: expected at least 1 argument, got 0",
+                        d->name);
+  } else if (argc != nargs + 1) {
     return conf_error(p, p->line, "%s: expected %d argument%s, got %d", d->name,
                       nargs, nargs == 1 ? "" : "s", argc - 1);
+  }
+  p->argv = argv;
+  p->argc = argc;
 
   slot = d->section == SW_SECTION_UPSTREAM ? (int)p->colour : 0;
   seen = &p->seen[d - sw_directives][slot];
-  if (!(d->flags & SW_DIR_LIST) && *seen != 0)
+  if (!(d->flags & (SW_DIR_LIST | SW_DIR_REPLACE)) && *seen != 0)
     return conf_error(p, p->line,
                       "duplicate directive '%s' (first set at line %d)",
                       d->name, *seen);
@@ -1234,6 +1694,8 @@ static int parse_line(sw_parser_t *p, const char *s, size_t len, char *buf) {
     return open_section(p, SW_SECTION_DATABASE, argv, argc);
   if (strcmp(argv[0], "cutover") == 0)
     return open_section(p, SW_SECTION_CUTOVER, argv, argc);
+  if (strcmp(argv[0], "watch") == 0)
+    return open_section(p, SW_SECTION_WATCH, argv, argc);
   if (strcmp(argv[0], "admin") == 0)
     return open_section(p, SW_SECTION_ADMIN, argv, argc);
   return parse_directive(p, argv, argc);
@@ -1314,6 +1776,30 @@ static int validate_database(sw_parser_t *p) {
   return 0;
 }
 
+/* The manual window is counted from the flip, so one shorter than the
+ * automatic window would end before it. Points at manual_window when it was
+ * written, else at the section that set auto_window. */
+static int validate_watch(sw_parser_t *p) {
+  const sw_watch_conf_t *w = &p->cfg->watch;
+  int line = seen_line(p, SW_SECTION_WATCH, "manual_window", 0);
+
+  if (w->manual_window_ms >= w->auto_window_ms)
+    return 0;
+  if (line != 0)
+    return conf_error(p, line,
+                      "manual_window: %llums must not be shorter than "
+                      "auto_window (%llums)",
+                      (unsigned long long)w->manual_window_ms,
+                      (unsigned long long)w->auto_window_ms);
+  /* Only auto_window was written: the default manual window is what
+   * clashes, and the section is where to add one. */
+  return conf_error(p, w->line,
+                    "watch: auto_window (%llums) is longer than the default "
+                    "manual_window (%llums); set manual_window",
+                    (unsigned long long)w->auto_window_ms,
+                    (unsigned long long)w->manual_window_ms);
+}
+
 static int validate_admin(sw_parser_t *p) {
   const sw_admin_conf_t *admin = &p->cfg->admin;
   size_t i;
@@ -1389,6 +1875,8 @@ static int validate(sw_parser_t *p, int eof_line) {
   if (rc == 0)
     rc = validate_database(p);
   if (rc == 0)
+    rc = validate_watch(p);
+  if (rc == 0)
     rc = validate_admin(p);
   return rc;
 }
@@ -1449,6 +1937,29 @@ static int set_defaults(sw_config_t *cfg, const char *file) {
   cfg->cutover.drain_timeout_ms = 30 * 1000;
   cfg->cutover.state_file = NULL;
   cfg->cutover.history = 50;
+
+  /* DESIGN §4 and §5, the same values as sw_watch_params_default. */
+  cfg->watch.enabled = 1;
+  cfg->watch.auto_window_ms = SW_WATCH_DEFAULT_AUTO_WINDOW_MS;
+  cfg->watch.manual_window_ms = SW_WATCH_DEFAULT_MANUAL_WINDOW_MS;
+  cfg->watch.baseline_window_ms = SW_WATCH_DEFAULT_BASELINE_WINDOW_MS;
+  cfg->watch.min_requests = SW_WATCH_DEFAULT_MIN_REQUESTS;
+  cfg->watch.not_errors[0] = 501;
+  cfg->watch.not_errors[1] = 505;
+  cfg->watch.nnot_errors = 2;
+  cfg->watch.r1 = 1;
+  cfg->watch.max_errors = SW_WATCH_DEFAULT_MAX_ERRORS;
+  cfg->watch.alpha = SW_WATCH_DEFAULT_ALPHA;
+  cfg->watch.r2 = 1;
+  cfg->watch.max_error_ratio = SW_WATCH_DEFAULT_MAX_ERROR_RATIO;
+  cfg->watch.ratio_window_ms = SW_WATCH_DEFAULT_R2_WINDOW_MS;
+  cfg->watch.r3 = 1;
+  cfg->watch.max_consecutive = SW_WATCH_DEFAULT_MAX_CONSECUTIVE;
+  cfg->watch.r4 = 1;
+  cfg->watch.verify_interval_ms = 10 * 1000;
+  cfg->watch.notify = NULL;
+  cfg->watch.notify_timeout_ms = 5 * 1000;
+  cfg->watch.notify_retries = 3;
 
   cfg->admin.socket = strdup(SW_CONFIG_ADMIN_SOCKET);
   cfg->admin.token_file = NULL;
@@ -1589,6 +2100,7 @@ void sw_config_free(sw_config_t *cfg) {
   }
   free(cfg->database.dsn);
   free(cfg->cutover.state_file);
+  free(cfg->watch.notify);
   free(cfg->admin.socket);
   free(cfg->admin.allow_uids);
   free(cfg->admin.token_file);

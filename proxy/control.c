@@ -13,9 +13,11 @@
 #include "sw_admin.h"
 #include "sw_api.h"
 #include "sw_log.h"
+#include "sw_notify.h"
 #include "sw_state.h"
 #include "sw_switch.h"
 #include "sw_verify.h"
+#include "sw_watch.h"
 
 /* Request latency buckets of the histogram, in seconds. */
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -55,9 +57,29 @@ static struct {
   char *token;
   uint64_t unrouted[6]; /* responses without an upstream, by class */
   uint64_t flip_wall;   /* wall time of the last flip, ms; 0: never */
+  /* The error watch. */
+  sw_watch_t w;
+  int watch_ready;         /* w initialised */
+  uint64_t watch_wall;     /* wall time of the flip the watch was armed at */
+  uint64_t old_verify_at;  /* loop time of the next re-check of the old */
+  uint64_t saved_at;       /* loop time the watch counts were last saved */
+  uint64_t saved_requests; /* the watch's requests when last saved */
+  /* The last finished verification of each colour ("none", "pass", "fail",
+   * "inconclusive"): a rollback decides on it without waiting. */
+  const char *done[SW_COLOURS];
+  char done_message[SW_COLOURS][SW_SWITCH_MESSAGE];
+  uint64_t rollbacks[SW_WATCH_RULES]; /* by trigger; [0]: an operator */
+  uint64_t alerts;
+  sw_watch_result_t last_verdict; /* verdict NONE until one */
+  uint64_t last_verdict_wall;
 } ctl;
 
+/* How often a watch's counts are written to the state file, so that a
+ * restart resumes them; transitions are written at once anyway. */
+#define WATCH_SAVE_MS 5000
+
 static void perform(sw_switch_actions_t *a);
+static json_t *watch_json(void);
 
 static uint64_t wall_ms(void) {
   struct timeval tv;
@@ -87,6 +109,46 @@ static void params_from(const sw_config_t *cfg, sw_switch_params_t *p) {
     p->rise[c] = cfg->upstream[c].health.rise;
   p->gate_timeout_ms = cfg->cutover.gate_timeout_ms;
   p->drain_timeout_ms = cfg->cutover.drain_timeout_ms;
+  p->watch = cfg->watch.enabled;
+  p->auto_window_ms = cfg->watch.auto_window_ms;
+  p->manual_window_ms = cfg->watch.manual_window_ms;
+}
+
+static void watch_params_from(const sw_config_t *cfg, sw_watch_params_t *p) {
+  const sw_watch_conf_t *w = &cfg->watch;
+
+  sw_watch_params_default(p);
+  p->auto_window_ms = w->auto_window_ms;
+  p->manual_window_ms = w->manual_window_ms;
+  p->baseline_window_ms = w->baseline_window_ms;
+  p->min_requests = w->min_requests;
+  p->nexclude = 0;
+  for (size_t i = 0; i < w->nnot_errors && i < SW_WATCH_EXCLUDE_MAX; i++)
+    p->exclude[p->nexclude++] = w->not_errors[i];
+  p->r1_enabled = w->r1;
+  p->max_errors = w->max_errors;
+  p->alpha = w->alpha;
+  p->r2_enabled = w->r2;
+  p->r2_window_ms = w->ratio_window_ms;
+  p->max_error_ratio = w->max_error_ratio;
+  p->r3_enabled = w->r3;
+  p->max_consecutive = w->max_consecutive;
+  p->r4_enabled = w->r4;
+}
+
+static sw_colour_t other_colour(sw_colour_t c) {
+  return c == SW_BLUE ? SW_GREEN : SW_BLUE;
+}
+
+/* The phases in which a rollback may still happen: the old colour is kept
+ * ready for it. */
+static int watch_phase(sw_switch_phase_t p) {
+  return p == SW_SWITCH_WATCHING || p == SW_SWITCH_COMMITTED_MANUAL ||
+         p == SW_SWITCH_ROLLBACK_BLOCKED;
+}
+
+static int has_requirements(sw_colour_t c) {
+  return sw.cfg->upstream[c].nrequires > 0 && sw.cfg->database.dsn != NULL;
 }
 
 static uint64_t colour_inflight(sw_colour_t c) {
@@ -109,6 +171,31 @@ static void persist(void) {
            sw_switch_phase_name(ctl.m.phase));
   ctl.state.flip_time_ms = ctl.flip_wall;
   ctl.state.version = ctl.m.version;
+  memset(&ctl.state.watch, 0, sizeof(ctl.state.watch));
+  if (ctl.watch_ready && ctl.w.armed) {
+    sw_state_watch_t *sw_ = &ctl.state.watch;
+    sw_watch_persisted_t wp;
+    sw_watch_snapshot(&ctl.w, &wp);
+    sw_->present = 1;
+    sw_->colour = wp.colour;
+    sw_->flip_time_ms = ctl.watch_wall;
+    sw_->auto_window_ms = wp.auto_window_ms;
+    sw_->manual_window_ms = wp.manual_window_ms;
+    sw_->ended = wp.ended;
+    sw_->ended_time_ms = wp.ended ? to_wall(wp.ended_at) : 0;
+    sw_->requests = wp.requests;
+    sw_->errors = wp.errors;
+    sw_->baseline_requests = wp.baseline_requests;
+    sw_->baseline_errors = wp.baseline_errors;
+    snprintf(sw_->fired, sizeof(sw_->fired), "%s",
+             sw_watch_verdict_name(wp.fired));
+    snprintf(sw_->rule, sizeof(sw_->rule), "%s", sw_watch_rule_name(wp.rule));
+    sw_->fired_time_ms = wp.fired != SW_WATCH_NONE ? to_wall(wp.fired_at) : 0;
+    snprintf(sw_->text, sizeof(sw_->text), "%.*s", (int)sizeof(sw_->text) - 1,
+             ctl.w.fired.text);
+    ctl.saved_requests = wp.requests;
+  }
+  ctl.saved_at = uv_now(sw.loop);
   if (sw_state_save(path, &ctl.state, err, sizeof(err)) != 0)
     sw_error("control", 0, "cannot write the state file: %s", err);
 }
@@ -123,6 +210,44 @@ static json_t *event_json(const sw_switch_event_t *e) {
       "reason", sw_switch_reason_name(e->reason), "live",
       sw_colour_name(e->live), "target", sw_colour_name(e->target), "text",
       e->text);
+}
+
+/* The transitions a webhook hears about, with the watch as it stands. */
+static void notify_event(const sw_switch_event_t *e, json_t *j) {
+  const char *kind = NULL;
+
+  switch (e->reason) {
+    case SW_SWITCH_R_FLIPPED:
+    case SW_SWITCH_R_CONFIG:
+      kind = "flip";
+      break;
+    case SW_SWITCH_R_ROLLBACK:
+      kind = "rollback";
+      break;
+    case SW_SWITCH_R_ROLLBACK_BLOCKED:
+      kind = "rollback_blocked";
+      break;
+    case SW_SWITCH_R_AUTO_WINDOW_END:
+    case SW_SWITCH_R_MANUAL_WINDOW_END:
+      kind = "window_end";
+      break;
+    case SW_SWITCH_R_COMMITTED:
+      kind = "commit";
+      break;
+    default:
+      return;
+  }
+  {
+    json_t *body = json_deep_copy(j);
+    if (body == NULL)
+      return;
+    json_object_set_new(body, "event", json_string(kind));
+    json_object_set_new(body, "phase",
+                        json_string(sw_switch_phase_name(e->to)));
+    json_object_set_new(body, "watch", watch_json());
+    sw_notify_send(kind, body);
+    json_decref(body);
+  }
 }
 
 static void announce(const sw_switch_event_t *e) {
@@ -145,9 +270,16 @@ static void announce(const sw_switch_event_t *e) {
              strnlen(e->text, sizeof(se.reason) - (size_t)n - 1));
   }
   (void)sw_state_push(&ctl.state, &se);
+  /* An operator's commit or a rollback ends the watch before its windows
+   * do; it never reads as verified. */
+  if ((e->reason == SW_SWITCH_R_ROLLBACK ||
+       e->reason == SW_SWITCH_R_COMMITTED) &&
+      ctl.watch_ready)
+    sw_watch_end(&ctl.w, e->at);
   j = event_json(e);
   if (j != NULL) {
     sw_admin_broadcast("transition", j);
+    notify_event(e, j);
     json_decref(j);
   }
 }
@@ -176,6 +308,9 @@ static void on_verify(sw_verify_t *v,
            res->message);
   ctl.verify[c].wall_ms = wall_ms();
   ctl.verify[c].elapsed_ms = res->elapsed_ms;
+  ctl.done[c] = ctl.verify[c].status;
+  snprintf(ctl.done_message[c], sizeof(ctl.done_message[c]), "%s",
+           res->message);
   sw_log(res->status == SW_VERIFY_PASS ? SW_LOG_INFO : SW_LOG_WARN, "verify", 0,
          "%s: %s%s%s", sw_colour_name(c), sw_verify_status_name(res->status),
          res->message[0] ? ": " : "", res->message);
@@ -208,6 +343,7 @@ static void start_verify(sw_colour_t c, int for_gate) {
   if (uc->nrequires == 0 || db->dsn == NULL) {
     sw_switch_actions_t a;
     ctl.verify[c].status = "pass";
+    ctl.done[c] = "pass";
     snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message),
              "no requirements configured");
     ctl.verify[c].wall_ms = wall_ms();
@@ -252,6 +388,8 @@ static void start_verify(sw_colour_t c, int for_gate) {
     ctl.running[c] = NULL;
     snprintf(msg, sizeof(msg), "cannot start: %s", uv_strerror(err));
     ctl.verify[c].status = "inconclusive";
+    ctl.done[c] = "inconclusive";
+    snprintf(ctl.done_message[c], sizeof(ctl.done_message[c]), "%s", msg);
     snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message), "%s", msg);
     sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c,
                         SW_SWITCH_VERIFY_INCONCLUSIVE, uv_now(sw.loop), msg,
@@ -333,11 +471,15 @@ static uint64_t cancel_colour(sw_colour_t c) {
 }
 
 static void on_tick(uv_timer_t *t);
+static void watch_tick(uint64_t now);
 
 static void arm(void) {
+  sw_switch_phase_t p = ctl.m.phase;
+
   if (!ctl.timer_open)
     return;
-  if (ctl.m.phase == SW_SWITCH_STEADY) {
+  if (!ctl.m.drain.active && (p == SW_SWITCH_STEADY || p == SW_SWITCH_FINAL ||
+                              p == SW_SWITCH_ROLLED_BACK)) {
     uv_timer_stop(&ctl.timer);
     return;
   }
@@ -364,8 +506,23 @@ static void perform(sw_switch_actions_t *a) {
         sw_upconn_close(sw_container_of(sw.pools[old].servers[k]->idle.next,
                                         sw_upconn_t, link));
   }
+  if ((a->flags & SW_SWITCH_ACT_WATCH) && ctl.watch_ready) {
+    /* Armed in the flip's turn: the first response of the new colour
+     * already counts. The old colour's requirements are re-checked at
+     * once, so a rollback has its answer ready. */
+    (void)sw_watch_arm(&ctl.w, uv_now(sw.loop), a->flip_to, ctl.m.watch_auto_ms,
+                       ctl.m.watch_manual_ms);
+    ctl.watch_wall = ctl.flip_wall;
+    ctl.old_verify_at = uv_now(sw.loop);
+    memset(&ctl.last_verdict, 0, sizeof(ctl.last_verdict));
+  }
   if (a->flags & SW_SWITCH_ACT_PERSIST)
     persist();
+  if ((a->flags & SW_SWITCH_ACT_WATCH) &&
+      has_requirements(other_colour(a->flip_to))) {
+    ctl.old_verify_at = uv_now(sw.loop) + sw.cfg->watch.verify_interval_ms;
+    start_verify(other_colour(a->flip_to), 0);
+  }
   if (a->flags & SW_SWITCH_ACT_VERIFY)
     start_verify(a->verify, 1);
   if (a->flags & SW_SWITCH_ACT_PROBE)
@@ -376,7 +533,7 @@ static void perform(sw_switch_actions_t *a) {
     sw_switch_on_drain_cancelled(&ctl.m, uv_now(sw.loop), a->cancel, n, &b);
     perform(&b);
   }
-  if (ctl.m.phase == SW_SWITCH_DRAINING) {
+  if (ctl.m.drain.active) {
     sw_switch_actions_t b;
     sw_switch_on_inflight(&ctl.m, uv_now(sw.loop), ctl.m.drain.colour,
                           colour_inflight(ctl.m.drain.colour), &b);
@@ -391,6 +548,159 @@ static void on_tick(uv_timer_t *t) {
   (void)t;
   sw_switch_tick(&ctl.m, uv_now(sw.loop), &a);
   perform(&a);
+  watch_tick(uv_now(sw.loop));
+}
+
+/* --- the watch and rollback ------------------------------------------------
+ */
+
+/* Why colour c cannot take the traffic back, in buf; NULL when it can. It
+ * reads what is already known (the colour's health, the last finished
+ * verification of its requirements, re-checked during the window), so a
+ * rollback decides in the loop turn that asked for it. */
+static const char *not_ready(sw_colour_t c, char *buf, size_t len) {
+  const char *name = sw_colour_name(c);
+
+  if (ctl.colour_up[c] <= 0) {
+    snprintf(buf, len, "%s is unhealthy: %s", name,
+             ctl.m.health_reason[c][0] ? ctl.m.health_reason[c]
+                                       : "no server of the colour is up");
+    return buf;
+  }
+  if (has_requirements(c) &&
+      (ctl.done[c] == NULL || strcmp(ctl.done[c], "pass") != 0)) {
+    if (ctl.done[c] == NULL || strcmp(ctl.done[c], "none") == 0)
+      snprintf(buf, len, "%s's schema requirements are not verified yet", name);
+    else
+      snprintf(buf, len, "%s's schema requirements: %s: %s", name, ctl.done[c],
+               ctl.done_message[c]);
+    return buf;
+  }
+  return NULL;
+}
+
+/* Rolls back from the live colour; the refusal reason otherwise, with the
+ * reason the other colour is not ready in msg. */
+static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
+                                   const char *trigger,
+                                   const char *why,
+                                   char *msg,
+                                   size_t msglen) {
+  sw_colour_t to = other_colour(sw.live);
+  sw_switch_actions_t a;
+  sw_switch_reason_t r;
+  const char *nr = not_ready(to, msg, msglen);
+
+  r = sw_switch_rollback(&ctl.m, uv_now(sw.loop), mode, trigger, why, nr, &a);
+  if (r != SW_SWITCH_R_NONE && r != SW_SWITCH_R_ROLLBACK_BLOCKED) {
+    perform(&a); /* a window that ran out on the way is still news */
+    return r;
+  }
+  if (r == SW_SWITCH_R_NONE) {
+    size_t k = 0;
+    for (size_t i = 1; i < SW_WATCH_RULES; i++)
+      if (strcmp(trigger, sw_watch_rule_name((sw_watch_rule_t)i)) == 0)
+        k = i;
+    ctl.rollbacks[k]++;
+    sw_warn("control", 0, "%s", ctl.m.last_rollback.message);
+  } else {
+    sw_error("control", 0, "%s", ctl.m.last_rollback.message);
+  }
+  perform(&a);
+  {
+    const sw_switch_rollback_t *rb = &ctl.m.last_rollback;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "outcome",
+                          rb->blocked ? "blocked" : "rolled_back", "mode",
+                          sw_switch_rollback_mode_name(rb->mode), "trigger",
+                          rb->trigger, "from", sw_colour_name(rb->from), "to",
+                          sw_colour_name(rb->to), "message", rb->message);
+    if (j != NULL) {
+      sw_admin_broadcast("rollback", j);
+      json_decref(j);
+    }
+  }
+  return r;
+}
+
+static json_t *verdict_json(const sw_watch_result_t *res) {
+  return json_pack(
+      "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, "
+      "s:s}",
+      "verdict", sw_watch_verdict_name(res->verdict), "rule",
+      sw_watch_rule_name(res->rule), "colour", sw_colour_name(res->colour),
+      "since_flip_ms", (json_int_t)res->since_flip_ms, "errors",
+      (json_int_t)res->errors, "requests", (json_int_t)res->requests,
+      "baseline_errors", (json_int_t)res->baseline_errors, "baseline_requests",
+      (json_int_t)res->baseline_requests, "baseline_ratio", res->baseline_ratio,
+      "window_ms", (json_int_t)res->window_ms, "window_errors",
+      (json_int_t)res->window_errors, "window_requests",
+      (json_int_t)res->window_requests, "consecutive",
+      (json_int_t)res->consecutive, "text", res->text);
+}
+
+/* A trigger fired (auto window: roll back now) or alerted (manual window:
+ * people decide). */
+static void on_verdict(const sw_watch_result_t *res) {
+  json_t *j = verdict_json(res);
+  char msg[SW_SWITCH_MESSAGE];
+
+  ctl.last_verdict = *res;
+  ctl.last_verdict_wall = wall_ms();
+  sw_log(SW_LOG_WARN, "watch", 0, "%s %s on %s: %s",
+         sw_watch_rule_name(res->rule),
+         res->verdict == SW_WATCH_FIRE ? "fired" : "alerts",
+         sw_colour_name(res->colour), res->text);
+  if (j != NULL) {
+    sw_admin_broadcast("watch", j);
+    if (res->verdict == SW_WATCH_ALERT)
+      sw_notify_send("alert", j);
+    json_decref(j);
+  }
+  if (res->verdict == SW_WATCH_FIRE) {
+    sw_switch_reason_t r =
+        rollback(SW_SWITCH_ROLLBACK_AUTO, sw_watch_rule_name(res->rule),
+                 res->text, msg, sizeof(msg));
+    /* The machine's window may have ended in this very turn: then the
+     * trigger is an alert, as the manual window wants. */
+    if (r != SW_SWITCH_R_NONE && r != SW_SWITCH_R_ROLLBACK_BLOCKED) {
+      ctl.alerts++;
+      sw_warn("watch", 0, "no automatic rollback in phase %s (%s)",
+              sw_switch_phase_name(ctl.m.phase), sw_switch_reason_name(r));
+    }
+  } else {
+    ctl.alerts++;
+  }
+  persist();
+}
+
+static void watch_health(sw_colour_t c, int up) {
+  sw_watch_result_t res;
+  if (ctl.watch_ready &&
+      sw_watch_on_health(&ctl.w, uv_now(sw.loop), c, up, &res) != SW_WATCH_NONE)
+    on_verdict(&res);
+}
+
+/* Every tick while a rollback is possible: the watch's time-driven
+ * triggers, the old colour's requirements re-checked so a rollback's
+ * answer is ready, and the counts saved now and then for a restart. */
+static void watch_tick(uint64_t now) {
+  sw_watch_result_t res;
+  sw_colour_t old = other_colour(sw.live);
+
+  if (!ctl.watch_ready || !ctl.w.armed)
+    return;
+  if (sw_watch_tick(&ctl.w, now, &res) != SW_WATCH_NONE)
+    on_verdict(&res);
+  if (!watch_phase(ctl.m.phase))
+    return;
+  if (has_requirements(old) && now >= ctl.old_verify_at &&
+      ctl.running[old] == NULL) {
+    ctl.old_verify_at = now + sw.cfg->watch.verify_interval_ms;
+    start_verify(old, 0);
+  }
+  if (now - ctl.saved_at >= WATCH_SAVE_MS &&
+      ctl.w.requests != ctl.saved_requests)
+    persist();
 }
 
 /* --- health --------------------------------------------------------------- */
@@ -436,6 +746,7 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
     sw_switch_on_colour_health(&ctl.m, now, c, up,
                                up ? "" : "no server of the colour is up", &a);
     perform(&a);
+    watch_health(c, up);
   }
   if (r->changed) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "colour", sw_colour_name(c),
@@ -459,11 +770,14 @@ static void feed_colours(void) {
       checked |= sw.pools[c].servers[i]->health != NULL;
     }
     (void)checked;
+    int was = ctl.colour_up[c];
     ctl.colour_up[c] = up;
     ctl.fed[c] = 0;
     sw_switch_on_colour_health(&ctl.m, uv_now(sw.loop), (sw_colour_t)c, up,
                                up ? "" : "no server of the colour is up", &a);
     perform(&a);
+    if (was != up)
+      watch_health((sw_colour_t)c, up);
   }
 }
 
@@ -478,6 +792,15 @@ void sw_control_observe(const sw_req_t *r) {
   cls = r->status / 100;
   if (cls < 1 || cls > 5)
     cls = 0;
+  /* The watch counts what each colour answered: the upstream's status, or
+   * the proxy's own when no response head came from the colour. */
+  if (r->routed && r->status > 0 && ctl.watch_ready) {
+    sw_watch_result_t res;
+    if (sw_watch_observe(&ctl.w, uv_now(sw.loop),
+                         s != NULL ? s->colour : r->colour, r->status,
+                         !r->rhead_done, &res) != SW_WATCH_NONE)
+      on_verdict(&res);
+  }
   if (s == NULL) {
     ctl.unrouted[cls]++;
     return;
@@ -509,7 +832,7 @@ static void metrics_text(sw_buf_t *b) {
     (void)sw_buf_appendf(b, "switchd_live{colour=\"%s\"} %d\n",
                          sw_colour_name((sw_colour_t)c), (int)sw.live == c);
   metric_head(b, "switchd_phase", "gauge", "1 for the current cutover phase.");
-  for (int p = 0; p <= SW_SWITCH_DRAINING; p++)
+  for (int p = 0; p < SW_SWITCH_PHASES; p++)
     (void)sw_buf_appendf(b, "switchd_phase{phase=\"%s\"} %d\n",
                          sw_switch_phase_name((sw_switch_phase_t)p),
                          ctl.m.phase == (sw_switch_phase_t)p);
@@ -531,13 +854,62 @@ static void metrics_text(sw_buf_t *b) {
               "Requests still in flight on the colour being drained.");
   (void)sw_buf_appendf(
       b, "switchd_drain_inflight %llu\n",
-      (unsigned long long)(ctl.m.phase == SW_SWITCH_DRAINING
+      (unsigned long long)(ctl.m.drain.active
                                ? colour_inflight(ctl.m.drain.colour)
                                : 0));
   metric_head(b, "switchd_drain_cancelled_total", "counter",
               "Requests cancelled at a drain deadline.");
   (void)sw_buf_appendf(b, "switchd_drain_cancelled_total %llu\n",
                        (unsigned long long)ctl.m.drain_cancelled);
+  metric_head(b, "switchd_rollbacks_total", "counter",
+              "Rollbacks that flipped back, by trigger (operator: by hand).");
+  for (size_t k = 0; k < SW_WATCH_RULES; k++)
+    (void)sw_buf_appendf(
+        b, "switchd_rollbacks_total{trigger=\"%s\"} %llu\n",
+        k == 0 ? "operator" : sw_watch_rule_name((sw_watch_rule_t)k),
+        (unsigned long long)ctl.rollbacks[k]);
+  metric_head(b, "switchd_rollbacks_blocked_total", "counter",
+              "Triggers that fired while the old colour could not take the "
+              "traffic back.");
+  (void)sw_buf_appendf(b, "switchd_rollbacks_blocked_total %llu\n",
+                       (unsigned long long)ctl.m.rollbacks_blocked);
+  metric_head(b, "switchd_watch_alerts_total", "counter",
+              "Triggers that alerted instead of rolling back.");
+  (void)sw_buf_appendf(b, "switchd_watch_alerts_total %llu\n",
+                       (unsigned long long)ctl.alerts);
+  if (ctl.watch_ready) {
+    uint64_t now = uv_now(sw.loop);
+    sw_watch_phase_t wp = sw_watch_phase(&ctl.w, now);
+    sw_watch_outcome_t wo = sw_watch_outcome(&ctl.w, now);
+    metric_head(b, "switchd_watch_phase", "gauge",
+                "1 for the error watch's current phase.");
+    for (int k = SW_WATCH_IDLE; k <= SW_WATCH_FINAL; k++)
+      (void)sw_buf_appendf(b, "switchd_watch_phase{phase=\"%s\"} %d\n",
+                           sw_watch_phase_name((sw_watch_phase_t)k),
+                           wp == (sw_watch_phase_t)k);
+    metric_head(b, "switchd_watch_outcome", "gauge",
+                "1 for the last watch's outcome.");
+    for (int k = SW_WATCH_PENDING; k <= SW_WATCH_INCONCLUSIVE; k++)
+      (void)sw_buf_appendf(b, "switchd_watch_outcome{outcome=\"%s\"} %d\n",
+                           sw_watch_outcome_name((sw_watch_outcome_t)k),
+                           wo == (sw_watch_outcome_t)k);
+    metric_head(b, "switchd_watch_requests", "gauge",
+                "Responses of the watched colour since the flip.");
+    (void)sw_buf_appendf(b, "switchd_watch_requests %llu\n",
+                         (unsigned long long)ctl.w.requests);
+    metric_head(b, "switchd_watch_errors", "gauge",
+                "Errors of the watched colour since the flip.");
+    (void)sw_buf_appendf(b, "switchd_watch_errors %llu\n",
+                         (unsigned long long)ctl.w.errors);
+  }
+  metric_head(b, "switchd_notify_total", "counter",
+              "Webhook notifications, by result.");
+  (void)sw_buf_appendf(b, "switchd_notify_total{result=\"sent\"} %llu\n",
+                       (unsigned long long)sw_notify_sent());
+  (void)sw_buf_appendf(b, "switchd_notify_total{result=\"failed\"} %llu\n",
+                       (unsigned long long)sw_notify_failed());
+  (void)sw_buf_appendf(b, "switchd_notify_total{result=\"dropped\"} %llu\n",
+                       (unsigned long long)sw_notify_dropped());
   metric_head(b, "switchd_requests_total", "counter",
               "Responses to clients, by colour, server and status class.");
   for (int c = 0; c < SW_COLOURS; c++)
@@ -650,6 +1022,72 @@ static json_t *colour_json(sw_colour_t c) {
   return o;
 }
 
+/* The watch as status, switchctl watch and the webhook show it: the live
+ * count against each threshold, the baseline, the time left. */
+static json_t *watch_json(void) {
+  const sw_watch_t *w = &ctl.w;
+  const sw_watch_params_t *p = &w->params;
+  uint64_t now = uv_now(sw.loop);
+  uint64_t since, wreq = 0, werr = 0;
+  uint64_t auto_end, manual_end;
+  double p0;
+  json_t *o;
+
+  if (!ctl.watch_ready)
+    return json_pack("{s:s, s:b}", "phase", "idle", "enabled", 0);
+  since = w->armed && now > w->flip_at ? now - w->flip_at : 0;
+  auto_end = w->flip_at + w->auto_window_ms;
+  manual_end = w->flip_at + w->manual_window_ms;
+  if (w->armed)
+    sw_watch_window(w, now, w->colour, p->r2_window_ms, &wreq, &werr);
+  p0 = (double)(w->baseline_errors * 2 + 1) /
+       (double)(w->baseline_requests * 2 + 2);
+  o = json_pack(
+      "{s:b, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+      "s:{s:I, s:I, s:f}}",
+      "enabled", sw.cfg->watch.enabled, "phase",
+      sw_watch_phase_name(sw_watch_phase(w, now)), "outcome",
+      sw_watch_outcome_name(sw_watch_outcome(w, now)), "colour",
+      sw_colour_name(w->colour), "flip_time_ms",
+      (json_int_t)(w->armed ? ctl.watch_wall : 0), "since_flip_ms",
+      (json_int_t)since, "auto_window_ms", (json_int_t)w->auto_window_ms,
+      "manual_window_ms", (json_int_t)w->manual_window_ms, "auto_left_ms",
+      (json_int_t)(w->armed && !w->ended && auto_end > now ? auto_end - now
+                                                           : 0),
+      "manual_left_ms",
+      (json_int_t)(w->armed && !w->ended && manual_end > now ? manual_end - now
+                                                             : 0),
+      "requests", (json_int_t)w->requests, "errors", (json_int_t)w->errors,
+      "min_requests", (json_int_t)p->min_requests, "baseline", "requests",
+      (json_int_t)w->baseline_requests, "errors",
+      (json_int_t)w->baseline_errors, "ratio", w->armed ? p0 : 0.0);
+  if (o == NULL)
+    return NULL;
+  json_object_set_new(
+      o, "triggers",
+      json_pack("{s:{s:b, s:I, s:I, s:f}, s:{s:b, s:I, s:I, s:I, s:f}, "
+                "s:{s:b, s:I, s:I}, s:{s:b, s:b}}",
+                "r1", "enabled", p->r1_enabled, "errors", (json_int_t)w->errors,
+                "max_errors", (json_int_t)p->max_errors, "alpha", p->alpha,
+                "r2", "enabled", p->r2_enabled, "window_ms",
+                (json_int_t)p->r2_window_ms, "requests", (json_int_t)wreq,
+                "errors", (json_int_t)werr, "max_error_ratio",
+                p->max_error_ratio, "r3", "enabled", p->r3_enabled,
+                "consecutive", (json_int_t)w->consecutive, "max_consecutive",
+                (json_int_t)p->max_consecutive, "r4", "enabled", p->r4_enabled,
+                "healthy", ctl.colour_up[w->colour] > 0));
+  if (ctl.last_verdict.verdict != SW_WATCH_NONE) {
+    json_t *f = verdict_json(&ctl.last_verdict);
+    if (f != NULL)
+      json_object_set_new(f, "time_ms",
+                          json_integer((json_int_t)ctl.last_verdict_wall));
+    json_object_set_new(o, "fired", f != NULL ? f : json_null());
+  } else {
+    json_object_set_new(o, "fired", json_null());
+  }
+  return o;
+}
+
 static json_t *status_json(void) {
   json_t *o, *hist = json_array();
   uint64_t now = uv_now(sw.loop);
@@ -683,7 +1121,7 @@ static json_t *status_json(void) {
                   (json_int_t)(g->deadline > now ? g->deadline - now : 0),
                   "who", g->who, "last_failure", g->last_failure));
   }
-  if (ctl.m.phase == SW_SWITCH_DRAINING) {
+  if (ctl.m.drain.active) {
     const sw_switch_drain_t *d = &ctl.m.drain;
     json_object_set_new(
         o, "drain",
@@ -691,6 +1129,18 @@ static json_t *status_json(void) {
                   "inflight", (json_int_t)colour_inflight(d->colour),
                   "deadline_in_ms",
                   (json_int_t)(d->deadline > now ? d->deadline - now : 0)));
+  }
+  json_object_set_new(o, "watch", watch_json());
+  if (ctl.m.last_rollback.valid) {
+    const sw_switch_rollback_t *rb = &ctl.m.last_rollback;
+    json_object_set_new(
+        o, "rollback",
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "outcome",
+                  rb->blocked ? "blocked" : "rolled_back", "mode",
+                  sw_switch_rollback_mode_name(rb->mode), "trigger",
+                  rb->trigger, "from", sw_colour_name(rb->from), "to",
+                  sw_colour_name(rb->to), "message", rb->message, "time_ms",
+                  (json_int_t)to_wall(rb->at)));
   }
   if (ctl.m.last_drain.valid)
     json_object_set_new(
@@ -760,9 +1210,12 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   sw_info("admin", 0, "%s: cutover to %s: %s", q->caller, sw_colour_name(to),
           why == SW_SWITCH_R_NONE ? "accepted" : sw_switch_reason_name(why));
   if (why != SW_SWITCH_R_NONE) {
-    resp->status =
-        why == SW_SWITCH_R_IN_PROGRESS || why == SW_SWITCH_R_ALREADY_LIVE ? 409
-                                                                          : 400;
+    perform(&a); /* a deadline passed on the way is still news */
+    resp->status = why == SW_SWITCH_R_IN_PROGRESS ||
+                           why == SW_SWITCH_R_ALREADY_LIVE ||
+                           why == SW_SWITCH_R_WATCHING
+                       ? 409
+                       : 400;
     resp->json = json_pack("{s:s, s:s, s:I}", "error", "refused", "reason",
                            sw_switch_reason_name(why), "version",
                            (json_int_t)ctl.m.version);
@@ -788,6 +1241,67 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
         perform(&a);
       }
   }
+}
+
+static const char *refusal_text(sw_switch_reason_t why) {
+  switch (why) {
+    case SW_SWITCH_R_NEEDS_CONFIRM:
+      return "the automatic window is over: roll back with --confirm";
+    case SW_SWITCH_R_NEEDS_FORCE:
+      return "the rollback window is over (forward fix only): --force "
+             "overrides";
+    case SW_SWITCH_R_IN_PROGRESS:
+      return "a cutover gate is running: abort it instead";
+    case SW_SWITCH_R_ALREADY_ROLLED_BACK:
+      return "already rolled back";
+    case SW_SWITCH_R_NOT_WATCHING:
+      return "no cutover to roll back";
+    default:
+      return sw_switch_reason_name(why);
+  }
+}
+
+static void rollback_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  sw_switch_rollback_mode_t mode = SW_SWITCH_ROLLBACK_MANUAL;
+  json_t *m = q->body != NULL ? json_object_get(q->body, "mode") : NULL;
+  char why[SW_SWITCH_WHO + 32], msg[SW_SWITCH_MESSAGE];
+  sw_switch_reason_t r;
+
+  if (m != NULL) {
+    const char *v = json_string_value(m);
+    if (v != NULL && strcmp(v, "confirm") == 0)
+      mode = SW_SWITCH_ROLLBACK_CONFIRM;
+    else if (v != NULL && strcmp(v, "force") == 0)
+      mode = SW_SWITCH_ROLLBACK_FORCE;
+    else if (v == NULL || strcmp(v, "plain") != 0) {
+      resp->status = 400;
+      resp->json = json_pack("{s:s}", "error",
+                             "\"mode\" must be \"confirm\" or \"force\"");
+      return;
+    }
+  }
+  if (stale(q, resp))
+    return;
+  snprintf(why, sizeof(why), "requested by %s", q->caller);
+  msg[0] = '\0';
+  r = rollback(mode, "operator", why, msg, sizeof(msg));
+  sw_info("admin", 0, "%s: rollback (%s): %s", q->caller,
+          sw_switch_rollback_mode_name(mode),
+          r == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(r));
+  if (r != SW_SWITCH_R_NONE) {
+    resp->status = 409;
+    resp->json = json_pack("{s:s, s:s, s:s, s:s, s:I}", "error", "refused",
+                           "reason", sw_switch_reason_name(r), "message",
+                           r == SW_SWITCH_R_NOT_READY ? msg : refusal_text(r),
+                           "phase", sw_switch_phase_name(ctl.m.phase),
+                           "version", (json_int_t)ctl.m.version);
+    return;
+  }
+  resp->json = json_pack("{s:b, s:s, s:s, s:s, s:I}", "rolled_back", 1, "live",
+                         sw_colour_name(sw.live), "phase",
+                         sw_switch_phase_name(ctl.m.phase), "message",
+                         ctl.m.last_rollback.message, "version",
+                         (json_int_t)ctl.m.version);
 }
 
 static void on_admin(const sw_admin_req_t *q,
@@ -828,7 +1342,9 @@ static void on_admin(const sw_admin_req_t *q,
   }
   if (strcmp(q->path, SW_API_CUTOVER) == 0 ||
       strcmp(q->path, SW_API_ABORT) == 0 ||
-      strcmp(q->path, SW_API_CHECK) == 0) {
+      strcmp(q->path, SW_API_CHECK) == 0 ||
+      strcmp(q->path, SW_API_ROLLBACK) == 0 ||
+      strcmp(q->path, SW_API_COMMIT) == 0) {
     if (!post) {
       resp->status = 405;
       resp->json = json_pack("{s:s}", "error", "use POST");
@@ -842,6 +1358,34 @@ static void on_admin(const sw_admin_req_t *q,
   }
   if (strcmp(q->path, SW_API_CUTOVER) == 0) {
     cutover(q, resp);
+    return;
+  }
+  if (strcmp(q->path, SW_API_ROLLBACK) == 0) {
+    rollback_api(q, resp);
+    return;
+  }
+  if (strcmp(q->path, SW_API_COMMIT) == 0) {
+    sw_switch_actions_t a;
+    sw_switch_reason_t why;
+    if (stale(q, resp))
+      return;
+    why = sw_switch_commit(&ctl.m, uv_now(sw.loop), q->caller, &a);
+    sw_info("admin", 0, "%s: commit: %s", q->caller,
+            why == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(why));
+    if (why != SW_SWITCH_R_NONE) {
+      perform(&a);
+      resp->status = 409;
+      resp->json = json_pack("{s:s, s:s, s:s, s:I}", "error", "refused",
+                             "reason", sw_switch_reason_name(why), "message",
+                             "no watch is running: nothing to commit",
+                             "version", (json_int_t)ctl.m.version);
+      return;
+    }
+    perform(&a);
+    resp->json = json_pack("{s:b, s:s, s:s, s:I}", "committed", 1, "live",
+                           sw_colour_name(sw.live), "phase",
+                           sw_switch_phase_name(ctl.m.phase), "version",
+                           (json_int_t)ctl.m.version);
     return;
   }
   if (strcmp(q->path, SW_API_ABORT) == 0) {
@@ -895,6 +1439,18 @@ static void on_admin(const sw_admin_req_t *q,
 
 /* --- lifecycle ------------------------------------------------------------ */
 
+static int notify_start(const sw_config_t *cfg, char *err, size_t errlen) {
+  sw_notify_opts_t o;
+
+  if (cfg->watch.notify == NULL)
+    return 0;
+  memset(&o, 0, sizeof(o));
+  o.url = cfg->watch.notify;
+  o.timeout_ms = cfg->watch.notify_timeout_ms;
+  o.retries = cfg->watch.notify_retries;
+  return sw_notify_start(sw.loop, &o, err, errlen);
+}
+
 static int read_token(const char *path, char **out, char *err, size_t errlen) {
   FILE *fp = fopen(path, "r");
   char buf[512];
@@ -920,6 +1476,61 @@ static int read_token(const char *path, char **out, char *err, size_t errlen) {
   return *out != NULL ? 0 : UV_ENOMEM;
 }
 
+/* Resumes the watch the state file recorded, with the time it has left. */
+static int restore_watch(const sw_state_watch_t *sv) {
+  sw_watch_persisted_t wp;
+  uint64_t now = uv_now(sw.loop);
+  int v = -1, r = -1;
+
+  for (int k = SW_WATCH_NONE; k <= SW_WATCH_ALERT; k++)
+    if (strcmp(sv->fired, sw_watch_verdict_name((sw_watch_verdict_t)k)) == 0)
+      v = k;
+  for (int k = SW_WATCH_RULE_NONE; k < SW_WATCH_RULES; k++)
+    if (strcmp(sv->rule, sw_watch_rule_name((sw_watch_rule_t)k)) == 0)
+      r = k;
+  if (v < 0 || r < 0)
+    return SW_ECONFIG;
+  memset(&wp, 0, sizeof(wp));
+  wp.armed = 1;
+  wp.colour = sv->colour;
+  wp.flip_at = to_loop(sv->flip_time_ms);
+  wp.auto_window_ms = sv->auto_window_ms;
+  wp.manual_window_ms = sv->manual_window_ms;
+  wp.ended = sv->ended;
+  wp.ended_at = sv->ended ? to_loop(sv->ended_time_ms) : 0;
+  wp.requests = sv->requests;
+  wp.errors = sv->errors;
+  wp.baseline_requests = sv->baseline_requests;
+  wp.baseline_errors = sv->baseline_errors;
+  wp.fired = (sw_watch_verdict_t)v;
+  wp.rule = (sw_watch_rule_t)r;
+  wp.fired_at = wp.fired != SW_WATCH_NONE ? to_loop(sv->fired_time_ms) : 0;
+  if (wp.flip_at > now)
+    wp.flip_at = now;
+  if (wp.ended_at > now)
+    wp.ended_at = now;
+  if (wp.fired_at > now)
+    wp.fired_at = now;
+  if (sw_watch_restore(&ctl.w, now, &wp) != 0)
+    return SW_ECONFIG;
+  ctl.watch_wall = sv->flip_time_ms;
+  ctl.saved_requests = sv->requests;
+  if (wp.fired != SW_WATCH_NONE) {
+    ctl.last_verdict = ctl.w.fired;
+    ctl.last_verdict.verdict = wp.fired;
+    ctl.last_verdict.rule = wp.rule;
+    snprintf(ctl.last_verdict.text, sizeof(ctl.last_verdict.text), "%s",
+             sv->text);
+    ctl.last_verdict_wall = sv->fired_time_ms;
+  }
+  sw_info("control", 0,
+          "watch of %s resumed: %llu ms since the flip, %llu requests, %llu "
+          "errors",
+          sw_colour_name(sv->colour), (unsigned long long)(now - wp.flip_at),
+          (unsigned long long)sv->requests, (unsigned long long)sv->errors);
+  return 0;
+}
+
 int sw_control_start(char *err, size_t errlen) {
   const sw_config_t *cfg = sw.cfg;
   sw_switch_params_t p;
@@ -934,6 +1545,17 @@ int sw_control_start(char *err, size_t errlen) {
   params_from(cfg, &p);
   sw_switch_init(&ctl.m, sw.live, &p);
   ctl.state.max_history = cfg->cutover.history;
+  {
+    sw_watch_params_t wp;
+    watch_params_from(cfg, &wp);
+    e = sw_watch_init(&ctl.w, &wp);
+    if (e != 0) {
+      snprintf(err, errlen, "%s: the watch section is not usable: %s",
+               cfg->file, e == SW_ECONFIG ? "invalid thresholds" : "no memory");
+      return e == SW_ECONFIG ? SW_ECONFIG : UV_ENOMEM;
+    }
+    ctl.watch_ready = 1;
+  }
   if (cfg->cutover.state_file != NULL) {
     sw_state_t st;
     memset(&st, 0, sizeof(st));
@@ -945,12 +1567,23 @@ int sw_control_start(char *err, size_t errlen) {
       sw_switch_persisted_t ps;
       sw_switch_actions_t a;
       ps.live = st.live;
-      ps.flip_at = to_loop(st.flip_time_ms);
+      ps.flip_at =
+          to_loop(st.watch.present ? st.watch.flip_time_ms : st.flip_time_ms);
       ps.version = st.version;
+      ps.auto_window_ms = st.watch.present ? st.watch.auto_window_ms : 0;
+      ps.manual_window_ms = st.watch.present ? st.watch.manual_window_ms : 0;
       if (sw_switch_phase_parse(st.phase, &ps.phase) != 0 ||
           sw_switch_restore(&ctl.m, uv_now(sw.loop), &p, &ps, &a) != 0) {
         snprintf(err, errlen, "%s: corrupt state file: unknown phase '%s'",
                  cfg->cutover.state_file, st.phase);
+        sw_state_free(&st);
+        return SW_ECONFIG;
+      }
+      if (st.watch.present && restore_watch(&st.watch) != 0) {
+        snprintf(err, errlen,
+                 "%s: corrupt state file: the watch record "
+                 "does not fit (colour, verdict, rule or a flip in the future)",
+                 cfg->cutover.state_file);
         sw_state_free(&st);
         return SW_ECONFIG;
       }
@@ -994,7 +1627,11 @@ int sw_control_start(char *err, size_t errlen) {
   e = sw_admin_start(sw.loop, &ao, on_admin, NULL, err, errlen);
   if (e != 0)
     return e;
+  e = notify_start(cfg, err, errlen);
+  if (e != 0)
+    return e;
   feed_colours();
+  arm();
   return 0;
 }
 
@@ -1007,6 +1644,24 @@ void sw_control_reload(const sw_config_t *old_cfg) {
   params_from(sw.cfg, &p);
   sw_switch_set_params(&ctl.m, &p);
   sw_state_set_max(&ctl.state, sw.cfg->cutover.history);
+  {
+    sw_watch_params_t wp;
+    const sw_watch_conf_t *nw = &sw.cfg->watch, *ow = &old_cfg->watch;
+    char err[256];
+    watch_params_from(sw.cfg, &wp);
+    if (sw_watch_set_params(&ctl.w, &wp) != 0)
+      sw_error("control", 0,
+               "the new watch thresholds are not usable: the "
+               "old ones stay");
+    if ((nw->notify == NULL) != (ow->notify == NULL) ||
+        (nw->notify != NULL && strcmp(nw->notify, ow->notify) != 0) ||
+        nw->notify_timeout_ms != ow->notify_timeout_ms ||
+        nw->notify_retries != ow->notify_retries) {
+      sw_notify_stop();
+      if (notify_start(sw.cfg, err, sizeof(err)) != 0)
+        sw_error("control", 0, "notify: %s", err);
+    }
+  }
   if (sw.cfg->live != old_cfg->live) {
     sw_switch_reason_t why;
     int usable = 0;
@@ -1047,6 +1702,9 @@ void sw_control_stop(void) {
     uv_close((uv_handle_t *)&ctl.timer, NULL);
   }
   sw_admin_stop();
+  sw_notify_stop();
+  sw_watch_close(&ctl.w);
+  ctl.watch_ready = 0;
   sw_state_free(&ctl.state);
   free(ctl.token);
   ctl.token = NULL;

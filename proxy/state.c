@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,24 @@ static int write_all(int fd, const char *p, size_t len) {
   return 0;
 }
 
+static const char *const fired_names[] = {"none", "fire", "alert", NULL};
+static const char *const rule_names[] = {"none", "r1", "r2", "r3", "r4", NULL};
+
+static json_t *watch_to_json(const sw_state_watch_t *w) {
+  return json_pack(
+      "{s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, "
+      "s:s}",
+      "colour", w->colour == SW_GREEN ? "green" : "blue", "flip_time_ms",
+      (json_int_t)w->flip_time_ms, "auto_window_ms",
+      (json_int_t)w->auto_window_ms, "manual_window_ms",
+      (json_int_t)w->manual_window_ms, "ended", w->ended, "ended_time_ms",
+      (json_int_t)w->ended_time_ms, "requests", (json_int_t)w->requests,
+      "errors", (json_int_t)w->errors, "baseline_requests",
+      (json_int_t)w->baseline_requests, "baseline_errors",
+      (json_int_t)w->baseline_errors, "fired", w->fired, "rule", w->rule,
+      "fired_time_ms", (json_int_t)w->fired_time_ms, "text", w->text);
+}
+
 static json_t *to_json(const sw_state_t *s) {
   json_t *hist = json_array();
   json_t *root;
@@ -49,6 +68,15 @@ static json_t *to_json(const sw_state_t *s) {
                    "live", s->live == SW_GREEN ? "green" : "blue", "phase",
                    s->phase, "flip_time_ms", (json_int_t)s->flip_time_ms,
                    "version", (json_int_t)s->version, "history", hist);
+  /* No "watch" key at all when there is no watch, so that the file reads
+   * the same as one written before watches were kept. */
+  if (root != NULL && s->watch.present) {
+    json_t *w = watch_to_json(&s->watch);
+    if (w == NULL || json_object_set_new(root, "watch", w) != 0) {
+      json_decref(root);
+      return NULL;
+    }
+  }
   return root;
 }
 
@@ -126,6 +154,126 @@ static int copy_text(char *dst, size_t cap, json_t *v) {
   return 0;
 }
 
+static int bad_watch(const char *path,
+                     char *err,
+                     size_t errlen,
+                     const char *key,
+                     const char *what) {
+  snprintf(err, errlen, "%s: corrupt state file: watch.%s %s", path, key, what);
+  return SW_ECONFIG;
+}
+
+/* Every key of "watch" is required: a watch resumed with a guessed field
+ * would judge the wrong window or the wrong counts. */
+static int watch_uint(const char *path,
+                      char *err,
+                      size_t errlen,
+                      json_t *o,
+                      const char *key,
+                      uint64_t *out) {
+  json_t *v = json_object_get(o, key);
+  if (v == NULL)
+    return bad_watch(path, err, errlen, key, "is missing");
+  if (!json_is_integer(v) || json_integer_value(v) < 0)
+    return bad_watch(path, err, errlen, key, "is not a non-negative integer");
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+static int watch_name(const char *path,
+                      char *err,
+                      size_t errlen,
+                      json_t *o,
+                      const char *key,
+                      const char *const *names,
+                      const char *expect,
+                      char *dst,
+                      size_t cap) {
+  json_t *v = json_object_get(o, key);
+  const char *s = json_string_value(v);
+  if (v == NULL)
+    return bad_watch(path, err, errlen, key, "is missing");
+  for (size_t i = 0; s != NULL && names[i] != NULL; i++) {
+    if (strcmp(s, names[i]) == 0 && strlen(s) < cap) {
+      memcpy(dst, s, strlen(s) + 1);
+      return 0;
+    }
+  }
+  return bad_watch(path, err, errlen, key, expect);
+}
+
+static int load_watch(const char *path,
+                      char *err,
+                      size_t errlen,
+                      json_t *o,
+                      sw_state_watch_t *w) {
+  static const struct {
+    const char *key;
+    size_t off;
+  } nums[] = {
+      {"flip_time_ms", offsetof(sw_state_watch_t, flip_time_ms)},
+      {"auto_window_ms", offsetof(sw_state_watch_t, auto_window_ms)},
+      {"manual_window_ms", offsetof(sw_state_watch_t, manual_window_ms)},
+      {"ended_time_ms", offsetof(sw_state_watch_t, ended_time_ms)},
+      {"requests", offsetof(sw_state_watch_t, requests)},
+      {"errors", offsetof(sw_state_watch_t, errors)},
+      {"baseline_requests", offsetof(sw_state_watch_t, baseline_requests)},
+      {"baseline_errors", offsetof(sw_state_watch_t, baseline_errors)},
+      {"fired_time_ms", offsetof(sw_state_watch_t, fired_time_ms)},
+  };
+  json_t *v;
+  const char *c;
+  int rc;
+
+  memset(w, 0, sizeof(*w));
+  if (!json_is_object(o)) {
+    snprintf(err, errlen, "%s: corrupt state file: watch is not an object",
+             path);
+    return SW_ECONFIG;
+  }
+  v = json_object_get(o, "colour");
+  c = json_string_value(v);
+  if (v == NULL)
+    return bad_watch(path, err, errlen, "colour", "is missing");
+  if (c != NULL && strcmp(c, "blue") == 0)
+    w->colour = SW_BLUE;
+  else if (c != NULL && strcmp(c, "green") == 0)
+    w->colour = SW_GREEN;
+  else
+    return bad_watch(path, err, errlen, "colour", "is not blue or green");
+  for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+    rc = watch_uint(path, err, errlen, o, nums[i].key,
+                    (uint64_t *)((char *)w + nums[i].off));
+    if (rc != 0)
+      return rc;
+  }
+  v = json_object_get(o, "ended");
+  if (v == NULL)
+    return bad_watch(path, err, errlen, "ended", "is missing");
+  if (!json_is_boolean(v))
+    return bad_watch(path, err, errlen, "ended", "is not true or false");
+  w->ended = json_is_true(v);
+  rc = watch_name(path, err, errlen, o, "fired", fired_names,
+                  "is not none, fire or alert", w->fired, sizeof(w->fired));
+  if (rc != 0)
+    return rc;
+  rc = watch_name(path, err, errlen, o, "rule", rule_names,
+                  "is not none, r1, r2, r3 or r4", w->rule, sizeof(w->rule));
+  if (rc != 0)
+    return rc;
+  v = json_object_get(o, "text");
+  if (v == NULL)
+    return bad_watch(path, err, errlen, "text", "is missing");
+  if (!json_is_string(v))
+    return bad_watch(path, err, errlen, "text", "is not a string");
+  /* The file is loaded without JSON_ALLOW_NUL, so strlen is the length. */
+  if (strlen(json_string_value(v)) >= sizeof(w->text))
+    return bad_watch(path, err, errlen, "text", "is too long");
+  memcpy(w->text, json_string_value(v), strlen(json_string_value(v)) + 1);
+  w->present = 1;
+  return 0;
+}
+
 int sw_state_load(const char *path, sw_state_t *s, char *err, size_t errlen) {
   json_error_t je;
   json_t *root, *v, *hist;
@@ -178,6 +326,13 @@ int sw_state_load(const char *path, sw_state_t *s, char *err, size_t errlen) {
       rc = bad(path, err, errlen, "\"version\" is not a number");
     else
       s->version = (uint64_t)json_integer_value(v);
+  }
+  /* Files written before watches were kept have no "watch": no watch. */
+  if (rc == 0 && (v = json_object_get(root, "watch")) != NULL) {
+    sw_state_watch_t w;
+    rc = load_watch(path, err, errlen, v, &w);
+    if (rc == 0)
+      s->watch = w;
   }
   hist = rc == 0 ? json_object_get(root, "history") : NULL;
   if (rc == 0 && !json_is_array(hist))

@@ -44,6 +44,17 @@ static const char *const reason_names[SW_SWITCH_REASONS] = {
     [SW_SWITCH_R_PROBE_FAILED] = "probe_failed",
     [SW_SWITCH_R_RESTART] = "restart",
     [SW_SWITCH_R_CONFIG] = "config",
+    [SW_SWITCH_R_WATCHING] = "watching",
+    [SW_SWITCH_R_NOT_WATCHING] = "not_watching",
+    [SW_SWITCH_R_NEEDS_CONFIRM] = "needs_confirm",
+    [SW_SWITCH_R_NEEDS_FORCE] = "needs_force",
+    [SW_SWITCH_R_ALREADY_ROLLED_BACK] = "already_rolled_back",
+    [SW_SWITCH_R_NOT_READY] = "not_ready",
+    [SW_SWITCH_R_AUTO_WINDOW_END] = "auto_window_end",
+    [SW_SWITCH_R_MANUAL_WINDOW_END] = "manual_window_end",
+    [SW_SWITCH_R_COMMITTED] = "committed",
+    [SW_SWITCH_R_ROLLBACK] = "rollback",
+    [SW_SWITCH_R_ROLLBACK_BLOCKED] = "rollback_blocked",
 };
 
 /* The machine's own colour names, so that a pure module does not pull in
@@ -253,6 +264,10 @@ static void gate_timeout(sw_switch_t *s,
   gate_end(s, now, SW_SWITCH_R_TIMEOUT, msg, out);
 }
 
+static void check_windows(sw_switch_t *s,
+                          uint64_t now,
+                          sw_switch_actions_t *out);
+
 /* Every event runs this first. A gate past its deadline ends as a timeout
  * before the event is looked at, so late evidence cannot pass it; a drain
  * past its deadline asks for the cancellation until the count comes back.
@@ -287,17 +302,41 @@ static int check_deadlines(sw_switch_t *s,
         return 1;
       }
       break;
-    case SW_SWITCH_DRAINING:
-      if (s->drain.active && now >= s->drain.deadline) {
-        s->drain.cancel_sent = 1;
-        out->flags |= SW_SWITCH_ACT_CANCEL_DRAIN;
-        out->cancel = s->drain.colour;
-      }
-      break;
     default:
       break;
   }
+  if (s->drain.active && now >= s->drain.deadline) {
+    s->drain.cancel_sent = 1;
+    out->flags |= SW_SWITCH_ACT_CANCEL_DRAIN;
+    out->cancel = s->drain.colour;
+  }
+  check_windows(s, now, out);
   return 0;
+}
+
+/* The watch windows run out one after the other; a restart after a long
+ * stop passes both in one call. */
+static void check_windows(sw_switch_t *s,
+                          uint64_t now,
+                          sw_switch_actions_t *out) {
+  if (s->phase == SW_SWITCH_WATCHING && now >= s->flip_at + s->watch_auto_ms) {
+    char text[SW_SWITCH_TEXT];
+    text_printf(text, sizeof(text),
+                "auto window of %llu ms over: triggers on %s only alert now",
+                (unsigned long long)s->watch_auto_ms, colour_name(s->live));
+    transition(s, now, SW_SWITCH_COMMITTED_MANUAL, SW_SWITCH_R_AUTO_WINDOW_END,
+               s->live, text, out);
+  }
+  if (s->phase == SW_SWITCH_COMMITTED_MANUAL &&
+      now >= s->flip_at + s->watch_manual_ms) {
+    char text[SW_SWITCH_TEXT];
+    text_printf(text, sizeof(text),
+                "manual window of %llu ms over: %s stands; rollback needs "
+                "--force",
+                (unsigned long long)s->watch_manual_ms, colour_name(s->live));
+    transition(s, now, SW_SWITCH_FINAL, SW_SWITCH_R_MANUAL_WINDOW_END, s->live,
+               text, out);
+  }
 }
 
 /* Gating -> rechecking once every condition holds. Evidence gathered so far
@@ -362,10 +401,28 @@ static void recheck_try_flip(sw_switch_t *s,
   s->drain.deadline = now + s->params.drain_timeout_ms;
   out->flags |= SW_SWITCH_ACT_FLIP;
   out->flip_to = target;
-  text_printf(text, sizeof(text), "live %s -> %s; draining %s (up to %llu ms)",
+  if (!s->params.watch) {
+    text_printf(text, sizeof(text),
+                "live %s -> %s; draining %s (up to %llu ms)", colour_name(old),
+                colour_name(target), colour_name(old),
+                (unsigned long long)s->params.drain_timeout_ms);
+    transition(s, now, SW_SWITCH_DRAINING, SW_SWITCH_R_FLIPPED, target, text,
+               out);
+    return;
+  }
+  s->watch_auto_ms = s->params.auto_window_ms;
+  s->watch_manual_ms = s->params.manual_window_ms > s->watch_auto_ms
+                           ? s->params.manual_window_ms
+                           : s->watch_auto_ms;
+  out->flags |= SW_SWITCH_ACT_WATCH;
+  text_printf(text, sizeof(text),
+              "live %s -> %s; draining %s (up to %llu ms); watching %s "
+              "(auto %llu ms, manual %llu ms)",
               colour_name(old), colour_name(target), colour_name(old),
-              (unsigned long long)s->params.drain_timeout_ms);
-  transition(s, now, SW_SWITCH_DRAINING, SW_SWITCH_R_FLIPPED, target, text,
+              (unsigned long long)s->params.drain_timeout_ms,
+              colour_name(target), (unsigned long long)s->watch_auto_ms,
+              (unsigned long long)s->watch_manual_ms);
+  transition(s, now, SW_SWITCH_WATCHING, SW_SWITCH_R_FLIPPED, target, text,
              out);
 }
 
@@ -396,8 +453,28 @@ static void drain_end(sw_switch_t *s,
                 (unsigned long long)(now - d->started_at),
                 (unsigned long long)cancelled, cancelled == 1 ? "" : "s");
   memset(&s->drain, 0, sizeof(s->drain));
-  /* The cutover was about the colour that is live now. */
-  transition(s, now, SW_SWITCH_STEADY, reason, s->live, text, out);
+  /* The cutover was about the colour that is live now. Without a watch the
+   * drain was the last step; with one, the phase stays and the record
+   * reads from it to itself. */
+  transition(s, now,
+             s->phase == SW_SWITCH_DRAINING ? SW_SWITCH_STEADY : s->phase,
+             reason, s->live, text, out);
+}
+
+/* Where a new cutover (or a config switch) may start. */
+static sw_switch_reason_t may_switch(const sw_switch_t *s) {
+  switch (s->phase) {
+    case SW_SWITCH_STEADY:
+    case SW_SWITCH_FINAL:
+    case SW_SWITCH_ROLLED_BACK:
+      return s->drain.active ? SW_SWITCH_R_IN_PROGRESS : SW_SWITCH_R_NONE;
+    case SW_SWITCH_WATCHING:
+    case SW_SWITCH_COMMITTED_MANUAL:
+    case SW_SWITCH_ROLLBACK_BLOCKED:
+      return SW_SWITCH_R_WATCHING;
+    default:
+      return SW_SWITCH_R_IN_PROGRESS;
+  }
 }
 
 static int gate_running(const sw_switch_t *s) {
@@ -412,6 +489,9 @@ void sw_switch_params_default(sw_switch_params_t *p) {
   p->recheck_timeout_ms = SW_SWITCH_DEFAULT_RECHECK_TIMEOUT_MS;
   p->drain_timeout_ms = SW_SWITCH_DEFAULT_DRAIN_TIMEOUT_MS;
   p->history = SW_SWITCH_DEFAULT_HISTORY;
+  p->watch = 1;
+  p->auto_window_ms = SW_SWITCH_DEFAULT_AUTO_WINDOW_MS;
+  p->manual_window_ms = SW_SWITCH_DEFAULT_MANUAL_WINDOW_MS;
 }
 
 void sw_switch_set_params(sw_switch_t *s, const sw_switch_params_t *p) {
@@ -488,14 +568,23 @@ int sw_switch_restore(sw_switch_t *s,
       transition(s, now, SW_SWITCH_STEADY, SW_SWITCH_R_RESTART, live, text,
                  out);
       break;
+    case SW_SWITCH_WATCHING:
+    case SW_SWITCH_COMMITTED_MANUAL:
+    case SW_SWITCH_ROLLBACK_BLOCKED:
+      /* The windows go on from the flip; the old colour's drain, if any
+       * was left, ended with the process. */
+      s->watch_auto_ms =
+          st->auto_window_ms ? st->auto_window_ms : s->params.auto_window_ms;
+      s->watch_manual_ms = st->manual_window_ms ? st->manual_window_ms
+                                                : s->params.manual_window_ms;
+      if (s->watch_manual_ms < s->watch_auto_ms)
+        s->watch_manual_ms = s->watch_auto_ms;
+      check_deadlines(s, now, out);
+      break;
     default:
-      text_printf(text, sizeof(text),
-                  "restart during %s: resumed as steady with live %s (this "
-                  "version does not resume %s)",
-                  phase_names[st->phase], colour_name(live),
-                  phase_names[st->phase]);
-      transition(s, now, SW_SWITCH_STEADY, SW_SWITCH_R_RESTART, live, text,
-                 out);
+      /* final and rolled_back resume as they were. */
+      s->watch_auto_ms = st->auto_window_ms;
+      s->watch_manual_ms = st->manual_window_ms;
       break;
   }
   return 0;
@@ -506,6 +595,8 @@ void sw_switch_snapshot(const sw_switch_t *s, sw_switch_persisted_t *st) {
   st->phase = s->phase;
   st->flip_at = s->flip_at;
   st->version = s->version;
+  st->auto_window_ms = s->watch_auto_ms;
+  st->manual_window_ms = s->watch_manual_ms;
 }
 
 sw_switch_reason_t sw_switch_request(sw_switch_t *s,
@@ -515,6 +606,7 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                      const char *who,
                                      sw_switch_actions_t *out) {
   sw_switch_gate_t *g = &s->gate;
+  sw_switch_reason_t why;
   unsigned rise;
   char text[SW_SWITCH_TEXT];
 
@@ -522,8 +614,9 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
   if (!colour_valid(target))
     return SW_SWITCH_R_INVALID;
   check_deadlines(s, now, out);
-  if (s->phase != SW_SWITCH_STEADY)
-    return SW_SWITCH_R_IN_PROGRESS;
+  why = may_switch(s);
+  if (why != SW_SWITCH_R_NONE)
+    return why;
   if (target == s->live)
     return SW_SWITCH_R_ALREADY_LIVE;
   if (target_servers == 0)
@@ -564,12 +657,14 @@ sw_switch_reason_t sw_switch_set_live(sw_switch_t *s,
                                       sw_colour_t live,
                                       sw_switch_actions_t *out) {
   char msg[SW_SWITCH_TEXT];
+  sw_switch_reason_t why;
 
   actions_clear(out);
   if (live != SW_BLUE && live != SW_GREEN)
     return SW_SWITCH_R_INVALID;
-  if (s->phase != SW_SWITCH_STEADY)
-    return SW_SWITCH_R_IN_PROGRESS;
+  why = may_switch(s);
+  if (why != SW_SWITCH_R_NONE)
+    return why;
   if (live == s->live)
     return SW_SWITCH_R_ALREADY_LIVE;
   s->live = live;
@@ -598,6 +693,123 @@ sw_switch_reason_t sw_switch_abort(sw_switch_t *s,
   text_printf(msg, sizeof(msg), "gate to %s aborted by %s during %s",
               colour_name(s->gate.target), name, phase_names[s->phase]);
   gate_end(s, now, SW_SWITCH_R_OPERATOR, msg, out);
+  return SW_SWITCH_R_NONE;
+}
+
+/* Whether `mode` may roll back from the current phase; the refusal when
+ * not. */
+static sw_switch_reason_t rollback_allowed(const sw_switch_t *s,
+                                           sw_switch_rollback_mode_t mode) {
+  switch (s->phase) {
+    case SW_SWITCH_GATING:
+    case SW_SWITCH_RECHECKING:
+      return SW_SWITCH_R_IN_PROGRESS;
+    case SW_SWITCH_ROLLED_BACK:
+      return SW_SWITCH_R_ALREADY_ROLLED_BACK;
+    case SW_SWITCH_WATCHING:
+      return SW_SWITCH_R_NONE;
+    case SW_SWITCH_ROLLBACK_BLOCKED:
+      return mode == SW_SWITCH_ROLLBACK_AUTO ? SW_SWITCH_R_NOT_WATCHING
+                                             : SW_SWITCH_R_NONE;
+    case SW_SWITCH_COMMITTED_MANUAL:
+      return mode >= SW_SWITCH_ROLLBACK_CONFIRM ? SW_SWITCH_R_NONE
+                                                : SW_SWITCH_R_NEEDS_CONFIRM;
+    default:
+      /* final, and steady or draining: only a flip can be undone. */
+      if (s->flip_at == 0 && s->flips == 0)
+        return SW_SWITCH_R_NOT_WATCHING;
+      if (mode == SW_SWITCH_ROLLBACK_AUTO)
+        return SW_SWITCH_R_NOT_WATCHING;
+      return mode == SW_SWITCH_ROLLBACK_FORCE ? SW_SWITCH_R_NONE
+                                              : SW_SWITCH_R_NEEDS_FORCE;
+  }
+}
+
+sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
+                                      uint64_t now,
+                                      sw_switch_rollback_mode_t mode,
+                                      const char *trigger,
+                                      const char *why,
+                                      const char *not_ready,
+                                      sw_switch_actions_t *out) {
+  sw_switch_rollback_t *rb = &s->last_rollback;
+  sw_colour_t from = s->live, to = other_colour(s->live);
+  sw_switch_reason_t refused;
+  char text[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  check_deadlines(s, now, out);
+  /* The colour going live again may be past its drain deadline: its
+   * requests are live traffic again, never cancelled. */
+  if ((out->flags & SW_SWITCH_ACT_CANCEL_DRAIN) && out->cancel == to)
+    out->flags &= ~SW_SWITCH_ACT_CANCEL_DRAIN;
+  refused = rollback_allowed(s, mode);
+  if (refused != SW_SWITCH_R_NONE)
+    return refused;
+  if (not_ready != NULL && mode != SW_SWITCH_ROLLBACK_AUTO)
+    return SW_SWITCH_R_NOT_READY;
+
+  memset(rb, 0, sizeof(*rb));
+  rb->valid = 1;
+  rb->mode = mode;
+  rb->from = from;
+  rb->to = to;
+  rb->at = now;
+  text_copy(rb->trigger, sizeof(rb->trigger), trigger ? trigger : "operator");
+  if (not_ready != NULL) {
+    /* Never into a broken pool: the new colour keeps the traffic, and
+     * the phase says so until an operator acts. */
+    rb->blocked = 1;
+    text_printf(rb->message, sizeof(rb->message),
+                "rollback to %s blocked: %s; %s keeps serving (%s)",
+                colour_name(to), not_ready, colour_name(from),
+                why ? why : rb->trigger);
+    s->rollbacks_blocked++;
+    if (s->phase != SW_SWITCH_ROLLBACK_BLOCKED)
+      transition(s, now, SW_SWITCH_ROLLBACK_BLOCKED,
+                 SW_SWITCH_R_ROLLBACK_BLOCKED, to, rb->message, out);
+    return SW_SWITCH_R_ROLLBACK_BLOCKED;
+  }
+  text_printf(rb->message, sizeof(rb->message), "rolled back %s -> %s (%s): %s",
+              colour_name(from), colour_name(to),
+              sw_switch_rollback_mode_name(mode), why ? why : rb->trigger);
+  /* The flip back. The colour rolled back to may still be draining from
+   * the flip: it is live again, so its requests simply go on. */
+  s->live = to;
+  s->flip_at = now;
+  s->flips++;
+  s->rollbacks++;
+  memset(&s->drain, 0, sizeof(s->drain));
+  s->drain.active = 1;
+  s->drain.colour = from;
+  s->drain.started_at = now;
+  s->drain.deadline = now + s->params.drain_timeout_ms;
+  out->flags |= SW_SWITCH_ACT_FLIP;
+  out->flip_to = to;
+  text_printf(text, sizeof(text), "%s; draining %s", rb->message,
+              colour_name(from));
+  transition(s, now, SW_SWITCH_ROLLED_BACK, SW_SWITCH_R_ROLLBACK, to, text,
+             out);
+  return SW_SWITCH_R_NONE;
+}
+
+sw_switch_reason_t sw_switch_commit(sw_switch_t *s,
+                                    uint64_t now,
+                                    const char *who,
+                                    sw_switch_actions_t *out) {
+  char name[SW_SWITCH_WHO], text[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  check_deadlines(s, now, out);
+  if (s->phase != SW_SWITCH_WATCHING &&
+      s->phase != SW_SWITCH_COMMITTED_MANUAL &&
+      s->phase != SW_SWITCH_ROLLBACK_BLOCKED)
+    return SW_SWITCH_R_NOT_WATCHING;
+  text_copy(name, sizeof(name), who ? who : "operator");
+  text_printf(text, sizeof(text), "%s committed by %s during %s",
+              colour_name(s->live), name, phase_names[s->phase]);
+  transition(s, now, SW_SWITCH_FINAL, SW_SWITCH_R_COMMITTED, s->live, text,
+             out);
   return SW_SWITCH_R_NONE;
 }
 
@@ -719,9 +931,10 @@ void sw_switch_on_inflight(sw_switch_t *s,
   sw_switch_drain_t *d = &s->drain;
 
   actions_clear(out);
+  check_windows(s, now, out);
   /* The last request finishing counts even after the deadline: nothing
    * was cancelled, so the drain is complete, not timed out. */
-  if (s->phase == SW_SWITCH_DRAINING && d->active && c == d->colour) {
+  if (d->active && c == d->colour) {
     d->inflight = inflight;
     d->inflight_known = 1;
     if (inflight == 0) {
@@ -738,8 +951,7 @@ void sw_switch_on_drain_cancelled(sw_switch_t *s,
                                   uint64_t cancelled,
                                   sw_switch_actions_t *out) {
   actions_clear(out);
-  if (s->phase != SW_SWITCH_DRAINING || !s->drain.active ||
-      !s->drain.cancel_sent || c != s->drain.colour)
+  if (!s->drain.active || !s->drain.cancel_sent || c != s->drain.colour)
     return;
   drain_end(s, now, SW_SWITCH_R_DRAIN_TIMEOUT, cancelled, out);
 }
@@ -749,18 +961,24 @@ void sw_switch_tick(sw_switch_t *s, uint64_t now, sw_switch_actions_t *out) {
   check_deadlines(s, now, out);
 }
 
+static uint64_t earliest(uint64_t a, uint64_t b) {
+  return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
 uint64_t sw_switch_next_deadline(const sw_switch_t *s) {
+  uint64_t t = s->drain.active ? s->drain.deadline : 0;
+
   switch (s->phase) {
     case SW_SWITCH_GATING:
-      return s->gate.deadline;
+      return earliest(t, s->gate.deadline);
     case SW_SWITCH_RECHECKING:
-      return s->gate.recheck_deadline < s->gate.deadline
-                 ? s->gate.recheck_deadline
-                 : s->gate.deadline;
-    case SW_SWITCH_DRAINING:
-      return s->drain.active ? s->drain.deadline : 0;
+      return earliest(t, earliest(s->gate.recheck_deadline, s->gate.deadline));
+    case SW_SWITCH_WATCHING:
+      return earliest(t, s->flip_at + s->watch_auto_ms);
+    case SW_SWITCH_COMMITTED_MANUAL:
+      return earliest(t, s->flip_at + s->watch_manual_ms);
     default:
-      return 0;
+      return t;
   }
 }
 
@@ -810,6 +1028,20 @@ const char *sw_switch_health_name(sw_switch_health_t h) {
   return "unknown";
 }
 
+const char *sw_switch_rollback_mode_name(sw_switch_rollback_mode_t m) {
+  switch (m) {
+    case SW_SWITCH_ROLLBACK_AUTO:
+      return "auto";
+    case SW_SWITCH_ROLLBACK_MANUAL:
+      return "manual";
+    case SW_SWITCH_ROLLBACK_CONFIRM:
+      return "confirm";
+    case SW_SWITCH_ROLLBACK_FORCE:
+      return "force";
+  }
+  return "unknown";
+}
+
 const char *sw_switch_action_name(unsigned action) {
   switch (action) {
     case SW_SWITCH_ACT_VERIFY:
@@ -822,6 +1054,8 @@ const char *sw_switch_action_name(unsigned action) {
       return "cancel_drain";
     case SW_SWITCH_ACT_PERSIST:
       return "persist";
+    case SW_SWITCH_ACT_WATCH:
+      return "watch";
   }
   return "unknown";
 }

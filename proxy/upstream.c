@@ -458,6 +458,7 @@ void sw_upstream_dispatch(sw_req_t *r) {
 
   resp_settings_init();
   r->colour = sw.live;
+  r->routed = 1;
   pool = &sw.pools[r->colour];
   if (r->state == SW_REQ_STREAMING) {
     if (r->content_length != UINT64_MAX) {

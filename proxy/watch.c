@@ -140,6 +140,40 @@ int sw_watch_init(sw_watch_t *w, const sw_watch_params_t *p) {
   return 0;
 }
 
+int sw_watch_set_params(sw_watch_t *w, const sw_watch_params_t *p) {
+  sw_watch_params_t q = *p;
+  size_t len;
+
+  if (!params_valid(&q))
+    return SW_ECONFIG;
+  len = params_ring_len(&q);
+  if (len > w->ring_len) {
+    sw_watch_bucket_t *fresh[SW_COLOURS] = {NULL, NULL};
+    for (int c = 0; c < SW_COLOURS; c++) {
+      fresh[c] = malloc(len * sizeof(*fresh[c]));
+      if (fresh[c] == NULL) {
+        free(fresh[0]);
+        free(fresh[1]);
+        return -ENOMEM;
+      }
+      ring_clear(fresh[c], len);
+      /* A bucket's place is its second modulo the length: moved over one
+       * by one, each lands where the longer ring looks for it. */
+      for (size_t i = 0; i < w->ring_len; i++)
+        if (w->ring[c][i].second != EMPTY_SECOND)
+          fresh[c][w->ring[c][i].second % len] = w->ring[c][i];
+    }
+    for (int c = 0; c < SW_COLOURS; c++) {
+      free(w->ring[c]);
+      w->ring[c] = fresh[c];
+    }
+    w->ring_len = len;
+  }
+  q.ring_seconds = w->ring_len;
+  w->params = q;
+  return 0;
+}
+
 void sw_watch_close(sw_watch_t *w) {
   for (int c = 0; c < SW_COLOURS; c++) {
     free(w->ring[c]);

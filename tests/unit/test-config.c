@@ -89,6 +89,33 @@ static void check_v6_at(const char *file,
 }
 #define CHECK_V6(ss, ip, port) check_v6_at(__FILE__, __LINE__, ss, ip, port)
 
+/* Every value of the watch section at its default (the section line is
+ * left to the caller: the example writes the section out). */
+static void check_watch_defaults(const sw_watch_conf_t *w) {
+  SW_CHECK_INT_EQ(w->enabled, 1);
+  SW_CHECK_UINT_EQ(w->auto_window_ms, 5 * 60 * 1000);
+  SW_CHECK_UINT_EQ(w->manual_window_ms, 30 * 60 * 1000);
+  SW_CHECK_UINT_EQ(w->baseline_window_ms, 10 * 60 * 1000);
+  SW_CHECK_UINT_EQ(w->min_requests, 20);
+  if (SW_CHECK_UINT_EQ(w->nnot_errors, 2)) {
+    SW_CHECK_INT_EQ(w->not_errors[0], 501);
+    SW_CHECK_INT_EQ(w->not_errors[1], 505);
+  }
+  SW_CHECK_INT_EQ(w->r1, 1);
+  SW_CHECK_UINT_EQ(w->max_errors, 10);
+  SW_CHECK(w->alpha == 0.001);
+  SW_CHECK_INT_EQ(w->r2, 1);
+  SW_CHECK(w->max_error_ratio == 0.5);
+  SW_CHECK_UINT_EQ(w->ratio_window_ms, 10000);
+  SW_CHECK_INT_EQ(w->r3, 1);
+  SW_CHECK_UINT_EQ(w->max_consecutive, 5);
+  SW_CHECK_INT_EQ(w->r4, 1);
+  SW_CHECK_UINT_EQ(w->verify_interval_ms, 10000);
+  SW_CHECK(w->notify == NULL);
+  SW_CHECK_UINT_EQ(w->notify_timeout_ms, 5000);
+  SW_CHECK_UINT_EQ(w->notify_retries, 3);
+}
+
 static void check_defaults_except_lists(const sw_config_t *cfg) {
   int c;
 
@@ -146,6 +173,8 @@ static void check_defaults_except_lists(const sw_config_t *cfg) {
   SW_CHECK(cfg->cutover.state_file == NULL);
   SW_CHECK_UINT_EQ(cfg->cutover.history, 50);
 
+  check_watch_defaults(&cfg->watch);
+
   SW_CHECK_STR_EQ(cfg->admin.socket, "/run/switchd/admin.sock");
   SW_CHECK_STR_EQ(cfg->admin.socket, SW_CONFIG_ADMIN_SOCKET);
   SW_CHECK_UINT_EQ(cfg->admin.nallow_uids, 0);
@@ -177,6 +206,7 @@ static void test_defaults(void) {
   SW_CHECK(cfg->upstream[SW_GREEN].servers == NULL);
   /* So may the new sections. */
   SW_CHECK_INT_EQ(cfg->database.line, 0);
+  SW_CHECK_INT_EQ(cfg->watch.line, 0);
   sw_config_free(cfg);
 }
 
@@ -343,6 +373,31 @@ static uint64_t value_of(const sw_config_t *cfg,
       return cfg->database.statement_timeout_ms;
     if (strcmp(directive, "lock_timeout") == 0)
       return cfg->database.lock_timeout_ms;
+    return UINT64_MAX - 1;
+  }
+  if (strcmp(section, "watch") == 0) {
+    const sw_watch_conf_t *w = &cfg->watch;
+    if (strcmp(directive, "auto_window") == 0)
+      return w->auto_window_ms;
+    if (strcmp(directive, "manual_window") == 0)
+      return w->manual_window_ms;
+    if (strcmp(directive, "baseline_window") == 0)
+      return w->baseline_window_ms;
+    if (strcmp(directive, "min_requests") == 0)
+      return w->min_requests;
+    /* A trigger turned off reads as UINT64_MAX: no threshold. */
+    if (strcmp(directive, "max_errors") == 0)
+      return w->r1 ? w->max_errors : UINT64_MAX;
+    if (strcmp(directive, "ratio_window") == 0)
+      return w->ratio_window_ms;
+    if (strcmp(directive, "max_consecutive") == 0)
+      return w->r3 ? w->max_consecutive : UINT64_MAX;
+    if (strcmp(directive, "verify_interval") == 0)
+      return w->verify_interval_ms;
+    if (strcmp(directive, "notify_timeout") == 0)
+      return w->notify_timeout_ms;
+    if (strcmp(directive, "notify_retries") == 0)
+      return w->notify_retries;
     return UINT64_MAX - 1;
   }
   if (strcmp(section, "cutover") == 0) {
@@ -1663,6 +1718,510 @@ static void test_control_sections_errors(void) {
 }
 
 /* The API's edges: no error buffer, a tiny one, odd names. */
+/* Every directive of the watch section, none at its default. */
+static const char watch_conf[] = BASE                          /* 1-4 */
+    "watch\n"                                                  /* 5 */
+    "  enabled off\n"                                          /* 6 */
+    "  auto_window 250ms\n"                                    /* 7 */
+    "  manual_window 2m\n"                                     /* 8 */
+    "  baseline_window 1h\n"                                   /* 9 */
+    "  min_requests 100\n"                                     /* 10 */
+    "  not_errors 500 599 503\n"                               /* 11 */
+    "  max_errors 0\n"                                         /* 12 */
+    "  alpha 1e-4\n"                                           /* 13 */
+    "  max_error_ratio 25%\n"                                  /* 14 */
+    "  ratio_window 30s\n"                                     /* 15 */
+    "  max_consecutive 1\n"                                    /* 16 */
+    "  health_trigger off\n"                                   /* 17 */
+    "  verify_interval 500ms\n"                                /* 18 */
+    "  notify \"http://hooks.example.com:8080/sw?team=web\"\n" /* 19 */
+    "  notify_timeout 1500ms\n"                                /* 20 */
+    "  notify_retries 0\n";                                    /* 21 */
+
+static void test_watch_full(void) {
+  const sw_watch_conf_t *w;
+  sw_config_t *cfg = PARSE_OK(watch_conf);
+
+  if (cfg == NULL)
+    return;
+  w = &cfg->watch;
+  SW_CHECK_INT_EQ(w->line, 5);
+  SW_CHECK_INT_EQ(w->enabled, 0);
+  SW_CHECK_UINT_EQ(w->auto_window_ms, 250);
+  SW_CHECK_UINT_EQ(w->manual_window_ms, 120000);
+  SW_CHECK_UINT_EQ(w->baseline_window_ms, 3600000);
+  SW_CHECK_UINT_EQ(w->min_requests, 100);
+  if (SW_CHECK_UINT_EQ(w->nnot_errors, 3)) {
+    SW_CHECK_INT_EQ(w->not_errors[0], 500);
+    SW_CHECK_INT_EQ(w->not_errors[1], 599);
+    SW_CHECK_INT_EQ(w->not_errors[2], 503);
+  }
+  SW_CHECK_INT_EQ(w->r1, 1);
+  SW_CHECK_UINT_EQ(w->max_errors, 0);
+  SW_CHECK(w->alpha == 1e-4);
+  SW_CHECK_INT_EQ(w->r2, 1);
+  SW_CHECK(w->max_error_ratio == 0.25);
+  SW_CHECK_UINT_EQ(w->ratio_window_ms, 30000);
+  SW_CHECK_INT_EQ(w->r3, 1);
+  SW_CHECK_UINT_EQ(w->max_consecutive, 1);
+  SW_CHECK_INT_EQ(w->r4, 0);
+  SW_CHECK_UINT_EQ(w->verify_interval_ms, 500);
+  SW_CHECK_STR_EQ(w->notify, "http://hooks.example.com:8080/sw?team=web");
+  SW_CHECK_UINT_EQ(w->notify_timeout_ms, 1500);
+  SW_CHECK_UINT_EQ(w->notify_retries, 0);
+  /* The other sections are untouched by it. */
+  SW_CHECK_UINT_EQ(cfg->upstream[SW_BLUE].nservers, 1);
+  SW_CHECK_UINT_EQ(cfg->nbinds, 1);
+  SW_CHECK_UINT_EQ(cfg->cutover.gate_timeout_ms, 600000);
+  SW_CHECK_INT_EQ(cfg->database.line, 0);
+  sw_config_free(cfg);
+
+  /* An empty section is every default, and says it was written. */
+  cfg = PARSE_OK(BASE "watch\n");
+  if (cfg != NULL) {
+    SW_CHECK_INT_EQ(cfg->watch.line, 5);
+    check_watch_defaults(&cfg->watch);
+    sw_config_free(cfg);
+  }
+}
+
+/* Every trigger turned off: the flag clears and the threshold keeps its
+ * default, so turning one back on is one line. */
+static void test_watch_off(void) {
+  const sw_watch_conf_t *w;
+  sw_config_t *cfg = PARSE_OK(BASE
+                              "watch\n"
+                              "  enabled off\n"
+                              "  max_errors off\n"
+                              "  max_error_ratio off\n"
+                              "  max_consecutive off\n"
+                              "  health_trigger off\n");
+
+  if (cfg == NULL)
+    return;
+  w = &cfg->watch;
+  SW_CHECK_INT_EQ(w->enabled, 0);
+  SW_CHECK_INT_EQ(w->r1, 0);
+  SW_CHECK_UINT_EQ(w->max_errors, 10);
+  SW_CHECK_INT_EQ(w->r2, 0);
+  SW_CHECK(w->max_error_ratio == 0.5);
+  SW_CHECK_INT_EQ(w->r3, 0);
+  SW_CHECK_UINT_EQ(w->max_consecutive, 5);
+  SW_CHECK_INT_EQ(w->r4, 0);
+  /* alpha belongs to R1 but is still read and checked. */
+  SW_CHECK(w->alpha == 0.001);
+  sw_config_free(cfg);
+
+  cfg = PARSE_OK(BASE "watch\n  enabled on\n  health_trigger on\n");
+  if (cfg != NULL) {
+    SW_CHECK_INT_EQ(cfg->watch.enabled, 1);
+    SW_CHECK_INT_EQ(cfg->watch.r4, 1);
+    sw_config_free(cfg);
+  }
+  PARSE_ERR(BASE "watch\n  enabled yes\n",
+            "conf:6: enabled: expected on or off, got 'yes'");
+  PARSE_ERR(BASE "watch\n  health_trigger 1\n",
+            "conf:6: health_trigger: expected on or off, got '1'");
+}
+
+static void test_watch_values(void) {
+  static const value_case_t cases[] = {
+      {"watch", "auto_window", "100ms", 100, NULL},
+      {"watch", "auto_window", "90s", 90000, NULL},
+      /* Equal to the default manual window is allowed. */
+      {"watch", "auto_window", "30m", 1800000, NULL},
+      {"watch", "auto_window", "99ms", 0,
+       "auto_window: must be at least 100ms, got '99ms'"},
+      {"watch", "auto_window", "0", 0,
+       "auto_window: must be greater than 0, got '0'"},
+      {"watch", "auto_window", "5x", 0, "auto_window: invalid duration '5x'"},
+      {"watch", "auto_window", "18446744073709551616ms", 0,
+       "auto_window: value too large '18446744073709551616ms'"},
+      {"watch", "manual_window", "5m", 300000, NULL},
+      {"watch", "manual_window", "48h", 172800000, NULL},
+      {"watch", "manual_window", "0s", 0,
+       "manual_window: must be greater than 0, got '0s'"},
+      {"watch", "manual_window", "1s", 0,
+       "manual_window: 1000ms must not be shorter than auto_window "
+       "(300000ms)"},
+      {"watch", "baseline_window", "100ms", 100, NULL},
+      {"watch", "baseline_window", "24h", 86400000, NULL},
+      {"watch", "baseline_window", "25h", 0,
+       "baseline_window: must be at most 24h, got '25h'"},
+      {"watch", "baseline_window", "50ms", 0,
+       "baseline_window: must be at least 100ms, got '50ms'"},
+      {"watch", "ratio_window", "1s", 1000, NULL},
+      {"watch", "ratio_window", "1m", 60000, NULL},
+      {"watch", "ratio_window", "999ms", 0,
+       "ratio_window: must be at least 1s, got '999ms'"},
+      {"watch", "ratio_window", "0", 0,
+       "ratio_window: must be greater than 0, got '0'"},
+      {"watch", "ratio_window", "86400001ms", 0,
+       "ratio_window: must be at most 24h, got '86400001ms'"},
+      {"watch", "min_requests", "1", 1, NULL},
+      {"watch", "min_requests", "100000", 100000, NULL},
+      {"watch", "min_requests", "0", 0,
+       "min_requests: must be greater than 0, got '0'"},
+      {"watch", "min_requests", "many", 0,
+       "min_requests: invalid number 'many'"},
+      {"watch", "max_errors", "0", 0, NULL},
+      {"watch", "max_errors", "25", 25, NULL},
+      {"watch", "max_errors", "off", UINT64_MAX, NULL},
+      {"watch", "max_errors", "-1", 0,
+       "max_errors: expected a number or off, got '-1'"},
+      {"watch", "max_errors", "on", 0,
+       "max_errors: expected a number or off, got 'on'"},
+      {"watch", "max_errors", "18446744073709551616", 0,
+       "max_errors: value too large '18446744073709551616'"},
+      {"watch", "max_consecutive", "1", 1, NULL},
+      {"watch", "max_consecutive", "50", 50, NULL},
+      {"watch", "max_consecutive", "off", UINT64_MAX, NULL},
+      {"watch", "max_consecutive", "0", 0,
+       "max_consecutive: must be greater than 0, got '0'"},
+      {"watch", "max_consecutive", "5x", 0,
+       "max_consecutive: expected a number or off, got '5x'"},
+      {"watch", "verify_interval", "1ms", 1, NULL},
+      {"watch", "verify_interval", "1m", 60000, NULL},
+      {"watch", "verify_interval", "0", 0,
+       "verify_interval: must be greater than 0, got '0'"},
+      {"watch", "verify_interval", "off", 0,
+       "verify_interval: invalid duration 'off'"},
+      {"watch", "notify_timeout", "2s", 2000, NULL},
+      {"watch", "notify_timeout", "0ms", 0,
+       "notify_timeout: must be greater than 0, got '0ms'"},
+      {"watch", "notify_retries", "0", 0, NULL},
+      {"watch", "notify_retries", "10", 10, NULL},
+      {"watch", "notify_retries", "11", 0,
+       "notify_retries: must be at most 10, got '11'"},
+      {"watch", "notify_retries", "-1", 0,
+       "notify_retries: invalid number '-1'"},
+      {"watch", "notify_retries", "3 5", 0,
+       "notify_retries: expected 1 argument, got 2"},
+  };
+
+  RUN_VALUE_CASES(cases);
+}
+
+/* A decimal directive's value: with err NULL it must parse to `want`
+ * exactly; otherwise err is the message expected after "conf:6: ". */
+typedef struct decimal_case_s {
+  const char *directive;
+  const char *arg;
+  double want;
+  const char *err;
+} decimal_case_t;
+
+static void test_watch_decimals(void) {
+  static const decimal_case_t cases[] = {
+      {"alpha", "0.001", 0.001, NULL},
+      {"alpha", "1e-3", 0.001, NULL},
+      {"alpha", "1E-3", 0.001, NULL},
+      {"alpha", "0.1e-2", 0.001, NULL},
+      {"alpha", "0.05", 0.05, NULL},
+      {"alpha", ".5", 0.5, NULL},
+      {"alpha", "5e-1", 0.5, NULL},
+      {"alpha", "1", 1, NULL},
+      {"alpha", "1.000", 1, NULL},
+      {"alpha", "100e-2", 1, NULL},
+      {"alpha", "0.0000000000000000000001", 1e-22, NULL},
+      {"alpha", "0", 0, "alpha: must be greater than 0 and at most 1, got '0'"},
+      {"alpha", "0e999", 0,
+       "alpha: must be greater than 0 and at most 1, got '0e999'"},
+      {"alpha", "1.5", 0,
+       "alpha: must be greater than 0 and at most 1, got '1.5'"},
+      {"alpha", "1e999", 0,
+       "alpha: must be greater than 0 and at most 1, got '1e999'"},
+      {"alpha", "-0.1", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '-0.1'"},
+      {"alpha", "0,001", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '0,001'"},
+      {"alpha", "nan", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got 'nan'"},
+      {"alpha", "inf", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got 'inf'"},
+      {"alpha", "0x1p-3", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '0x1p-3'"},
+      {"alpha", "1e", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '1e'"},
+      {"alpha", ".", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '.'"},
+      {"alpha", "e-3", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got 'e-3'"},
+      {"alpha", "0.1%", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got '0.1%'"},
+      {"alpha", "\"\"", 0,
+       "alpha: expected a number such as 0.001 or 1e-3, got ''"},
+      {"max_error_ratio", "0.5", 0.5, NULL},
+      {"max_error_ratio", "50%", 0.5, NULL},
+      {"max_error_ratio", "12.5%", 0.125, NULL},
+      {"max_error_ratio", "100%", 1, NULL},
+      {"max_error_ratio", "1", 1, NULL},
+      {"max_error_ratio", "0.01", 0.01, NULL},
+      {"max_error_ratio", "1%", 0.01, NULL},
+      {"max_error_ratio", "0%", 0,
+       "max_error_ratio: must be greater than 0 and at most 1 (100%), got "
+       "'0%'"},
+      {"max_error_ratio", "150%", 0,
+       "max_error_ratio: must be greater than 0 and at most 1 (100%), got "
+       "'150%'"},
+      {"max_error_ratio", "1.01", 0,
+       "max_error_ratio: must be greater than 0 and at most 1 (100%), got "
+       "'1.01'"},
+      {"max_error_ratio", "%", 0,
+       "max_error_ratio: expected a ratio (0.5 or 50%) or off, got '%'"},
+      {"max_error_ratio", "50%%", 0,
+       "max_error_ratio: expected a ratio (0.5 or 50%) or off, got '50%%'"},
+      {"max_error_ratio", "half", 0,
+       "max_error_ratio: expected a ratio (0.5 or 50%) or off, got 'half'"},
+      {"max_error_ratio", "50 %", 0,
+       "max_error_ratio: expected 1 argument, got 2"},
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const decimal_case_t *c = &cases[i];
+    char text[512], want[256];
+    snprintf(text, sizeof(text), BASE "watch\n  %s %s\n", c->directive, c->arg);
+    if (c->err == NULL) {
+      sw_config_t *cfg = PARSE_OK(text);
+      double got;
+      if (cfg == NULL) {
+        printf("  case: %s %s\n", c->directive, c->arg);
+        continue;
+      }
+      got = strcmp(c->directive, "alpha") == 0 ? cfg->watch.alpha
+                                               : cfg->watch.max_error_ratio;
+      if (!SW_CHECK(got == c->want))
+        printf("  case: %s %s: got %.17g, want %.17g\n", c->directive, c->arg,
+               got, c->want);
+      sw_config_free(cfg);
+    } else {
+      snprintf(want, sizeof(want), "conf:6: %s", c->err);
+      PARSE_ERR(text, want);
+    }
+  }
+}
+
+static void test_watch_not_errors(void) {
+  char text[512];
+  sw_config_t *cfg;
+  int i;
+
+  cfg = PARSE_OK(BASE "watch\n  not_errors 503\n");
+  if (cfg != NULL) {
+    if (SW_CHECK_UINT_EQ(cfg->watch.nnot_errors, 1))
+      SW_CHECK_INT_EQ(cfg->watch.not_errors[0], 503);
+    sw_config_free(cfg);
+  }
+  /* A repeated line replaces the list, the default's included. */
+  cfg = PARSE_OK(BASE "watch\n  not_errors 502\n  not_errors 504 501\n");
+  if (cfg != NULL) {
+    if (SW_CHECK_UINT_EQ(cfg->watch.nnot_errors, 2)) {
+      SW_CHECK_INT_EQ(cfg->watch.not_errors[0], 504);
+      SW_CHECK_INT_EQ(cfg->watch.not_errors[1], 501);
+    }
+    sw_config_free(cfg);
+  }
+  /* SW_CONFIG_WATCH_EXCLUDE_MAX statuses fit; one more does not. */
+  snprintf(text, sizeof(text), BASE "watch\n  not_errors");
+  for (i = 0; i < SW_CONFIG_WATCH_EXCLUDE_MAX; i++)
+    snprintf(text + strlen(text), sizeof(text) - strlen(text), " %d", 500 + i);
+  snprintf(text + strlen(text), sizeof(text) - strlen(text), "\n");
+  cfg = PARSE_OK(text);
+  if (cfg != NULL) {
+    if (SW_CHECK_UINT_EQ(cfg->watch.nnot_errors, SW_CONFIG_WATCH_EXCLUDE_MAX)) {
+      SW_CHECK_INT_EQ(cfg->watch.not_errors[0], 500);
+      SW_CHECK_INT_EQ(cfg->watch.not_errors[15], 515);
+    }
+    sw_config_free(cfg);
+  }
+  text[strlen(text) - 1] = '\0';
+  snprintf(text + strlen(text), sizeof(text) - strlen(text), " 599\n");
+  PARSE_ERR(text, "conf:6: not_errors: at most 16 statuses, got 17");
+  /* More than the argument array holds is still counted. */
+  snprintf(text, sizeof(text), BASE "watch\n  not_errors");
+  for (i = 0; i < 30; i++)
+    snprintf(text + strlen(text), sizeof(text) - strlen(text), " %d", 500 + i);
+  snprintf(text + strlen(text), sizeof(text) - strlen(text), "\n");
+  PARSE_ERR(text, "conf:6: not_errors: at most 16 statuses, got 30");
+
+  PARSE_ERR(BASE "watch\n  not_errors\n",
+            "conf:6: not_errors: expected at least 1 argument, got 0");
+  PARSE_ERR(BASE "watch\n  not_errors 404\n",
+            "conf:6: not_errors: expected a status from 500 to 599, got "
+            "'404'");
+  PARSE_ERR(BASE "watch\n  not_errors 501 600\n",
+            "conf:6: not_errors: expected a status from 500 to 599, got "
+            "'600'");
+  PARSE_ERR(BASE "watch\n  not_errors 499\n",
+            "conf:6: not_errors: expected a status from 500 to 599, got "
+            "'499'");
+  PARSE_ERR(BASE "watch\n  not_errors 5xx\n",
+            "conf:6: not_errors: expected a status from 500 to 599, got "
+            "'5xx'");
+  PARSE_ERR(BASE "watch\n  not_errors 501 off\n",
+            "conf:6: not_errors: expected a status from 500 to 599, got "
+            "'off'");
+  PARSE_ERR(BASE "watch\n  not_errors 501 505 501\n",
+            "conf:6: not_errors: status listed twice '501'");
+  /* An error on a repeated line names that line. */
+  PARSE_ERR(BASE "watch\n  not_errors 502\n  not_errors 302\n",
+            "conf:7: not_errors: expected a status from 500 to 599, got "
+            "'302'");
+}
+
+static void test_watch_notify(void) {
+  static const char *const good[] = {
+      "http://127.0.0.1:9000/hook",
+      "http://[::1]:8080/x",
+      "http://[2001:db8::1]/a/b",
+      "http://hooks.example.com/services/T0/B1?x=1&y=2",
+      "http://localhost",
+      "http://localhost:80",
+      "http://localhost/",
+      "HTTP://Example.COM/Upper",
+      "http://a-b.c9.example/",
+      "http://10.0.0.1",
+      "http://internal_host.local:00080/x",
+      "http://h?token=abc",
+      "http://h:8080?token=abc",
+  };
+  static const struct {
+    const char *arg;
+    const char *err;
+  } bad[] = {
+      {"https://hooks.slack.com/x",
+       "notify: TLS notifications are not supported yet (use an http:// "
+       "URL), got 'https://hooks.slack.com/x'"},
+      {"HTTPS://h/",
+       "notify: TLS notifications are not supported yet (use an http:// "
+       "URL), got 'HTTPS://h/'"},
+      {"ftp://h/", "notify: expected an http:// URL, got 'ftp://h/'"},
+      {"hooks.example.com",
+       "notify: expected an http:// URL, got "
+       "'hooks.example.com'"},
+      {"\"\"", "notify: expected an http:// URL, got ''"},
+      {"http://", "notify: invalid host in URL 'http://'"},
+      {"http:///x", "notify: invalid host in URL 'http:///x'"},
+      {"http://user@h/", "notify: invalid host in URL 'http://user@h/'"},
+      {"http://-a.com/", "notify: invalid host in URL 'http://-a.com/'"},
+      {"http://a-.com/", "notify: invalid host in URL 'http://a-.com/'"},
+      {"http://a..b/", "notify: invalid host in URL 'http://a..b/'"},
+      {"http://h x/", "notify: expected 1 argument, got 2"},
+      {"http://h%x/", "notify: invalid host in URL 'http://h%x/'"},
+      {"http://a.1/", "notify: invalid host in URL 'http://a.1/'"},
+      {"http://h:000080/", "notify: invalid port in URL 'http://h:000080/'"},
+      {"http://10.0.0.256/",
+       "notify: invalid host in URL 'http://10.0.0.256/'"},
+      {"http://10.0.1/", "notify: invalid host in URL 'http://10.0.1/'"},
+      {"http://[::1/", "notify: invalid host in URL 'http://[::1/'"},
+      {"http://[]/", "notify: invalid host in URL 'http://[]/'"},
+      {"http://[xyz]/", "notify: invalid host in URL 'http://[xyz]/'"},
+      {"http://::1/", "notify: invalid host in URL 'http://::1/'"},
+      {"http://h:0/", "notify: invalid port in URL 'http://h:0/'"},
+      {"http://h:65536/", "notify: invalid port in URL 'http://h:65536/'"},
+      {"http://h:/", "notify: invalid port in URL 'http://h:/'"},
+      {"http://h:80x/", "notify: invalid port in URL 'http://h:80x/'"},
+      {"http://h:1:2/", "notify: invalid port in URL 'http://h:1:2/'"},
+      {"http://[::1]x/", "notify: invalid port in URL 'http://[::1]x/'"},
+      {"\"http://h/a b\"",
+       "notify: invalid character in URL path 'http://h/a b'"},
+      {"\"http://h/a#top\"",
+       "notify: invalid character in URL path 'http://h/a#top'"},
+      {"http://h/x y", "notify: expected 1 argument, got 2"},
+  };
+  char text[4096], want[512];
+  sw_config_t *cfg;
+  size_t i;
+
+  for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(text, sizeof(text), BASE "watch\n  notify %s\n", good[i]);
+    cfg = PARSE_OK(text);
+    if (cfg == NULL) {
+      printf("  case: %s\n", good[i]);
+      continue;
+    }
+    /* Stored as written. */
+    SW_CHECK_STR_EQ(cfg->watch.notify, good[i]);
+    sw_config_free(cfg);
+  }
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text), BASE "watch\n  notify %s\n", bad[i].arg);
+    snprintf(want, sizeof(want), "conf:6: %s", bad[i].err);
+    PARSE_ERR(text, want);
+  }
+
+  /* 2048 bytes fit; one more does not, and is not quoted back. */
+  snprintf(text, sizeof(text), BASE "watch\n  notify http://h/");
+  memset(text + strlen(text), 'a', 2048 - strlen("http://h/"));
+  text[strlen(BASE "watch\n  notify ") + 2048] = '\0';
+  strcat(text, "\n");
+  cfg = PARSE_OK(text);
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(strlen(cfg->watch.notify), 2048);
+    sw_config_free(cfg);
+  }
+  text[strlen(text) - 1] = '\0';
+  strcat(text, "a\n");
+  PARSE_ERR(text, "conf:6: notify: longer than 2048 bytes");
+
+  PARSE_ERR(BASE "watch\n  notify http://a/\n  notify http://b/\n",
+            "conf:7: duplicate directive 'notify' (first set at line 6)");
+}
+
+static void test_watch_section(void) {
+  sw_config_t *cfg;
+
+  /* One watch section at most, and no arguments to it. */
+  PARSE_ERR(BASE "watch\n  enabled on\nwatch\n",
+            "conf:7: duplicate section 'watch' (first at line 5)");
+  PARSE_ERR(BASE "watch\ncutover\nwatch\n",
+            "conf:7: duplicate section 'watch' (first at line 5)");
+  PARSE_ERR(BASE "watch now\n", "conf:5: watch: expected no arguments, got 1");
+  PARSE_ERR(BASE "watch\n  alpha 0.01\n  alpha 0.02\n",
+            "conf:7: duplicate directive 'alpha' (first set at line 6)");
+
+  /* The manual window is counted from the flip: never shorter than the
+   * automatic one. Checked once the whole file is read, so the order of the
+   * two lines does not matter. */
+  PARSE_ERR(BASE "watch\n  auto_window 10m\n  manual_window 5m\n",
+            "conf:7: manual_window: 300000ms must not be shorter than "
+            "auto_window (600000ms)");
+  PARSE_ERR(BASE "watch\n  manual_window 1m\n  auto_window 2m\n",
+            "conf:6: manual_window: 60000ms must not be shorter than "
+            "auto_window (120000ms)");
+  PARSE_ERR(BASE "watch\n  enabled off\n  auto_window 31m\n",
+            "conf:5: watch: auto_window (1860000ms) is longer than the "
+            "default manual_window (1800000ms); set manual_window");
+  cfg = PARSE_OK(BASE "watch\n  auto_window 10m\n  manual_window 10m\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->watch.auto_window_ms, 600000);
+    SW_CHECK_UINT_EQ(cfg->watch.manual_window_ms, 600000);
+    sw_config_free(cfg);
+  }
+  cfg = PARSE_OK(BASE "watch\n  auto_window 40m\n  manual_window 2h\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->watch.auto_window_ms, 2400000);
+    SW_CHECK_UINT_EQ(cfg->watch.manual_window_ms, 7200000);
+    sw_config_free(cfg);
+  }
+
+  /* Its directives belong to it alone, and it takes no one else's. */
+  PARSE_ERR(BASE "cutover\n  auto_window 5m\n",
+            "conf:6: unknown directive 'auto_window' in section 'cutover' "
+            "(it belongs in section 'watch')");
+  PARSE_ERR(BASE "watch\n  history 5\n",
+            "conf:6: unknown directive 'history' in section 'watch' (it "
+            "belongs in section 'cutover')");
+  PARSE_ERR(BASE "watch\n  health off\n",
+            "conf:6: unknown directive 'health' in section 'watch' (it "
+            "belongs in section 'upstream')");
+  PARSE_ERR(BASE "watch\n  rollback auto\n",
+            "conf:6: unknown directive 'rollback' in section 'watch'");
+  PARSE_ERR("not_errors 501\n" BASE,
+            "conf:1: directive 'not_errors' outside any section");
+}
+
 static void test_api_edges(void) {
   char small[12];
   sw_config_t *cfg = NULL;
@@ -1721,6 +2280,7 @@ static void test_load_example(void) {
   /* The control-plane sections are written out, at their defaults, with
    * the optional values (dsn, state_file, bind...) commented out. */
   SW_CHECK(cfg->database.line != 0);
+  SW_CHECK(cfg->watch.line != 0);
   sw_config_free(cfg);
 }
 
@@ -1775,10 +2335,26 @@ static void test_example_mentions_every_directive(void) {
       "allow_uid",
       "token_file",
       "metrics_open",
+      "enabled",
+      "auto_window",
+      "manual_window",
+      "baseline_window",
+      "min_requests",
+      "not_errors",
+      "max_errors",
+      "alpha",
+      "max_error_ratio",
+      "ratio_window",
+      "max_consecutive",
+      "health_trigger",
+      "verify_interval",
+      "notify",
+      "notify_timeout",
+      "notify_retries",
   };
   static const char *const sections[] = {
-      "global",         "listen",   "client",  "upstream blue",
-      "upstream green", "database", "cutover", "admin",
+      "global",   "listen",  "client", "upstream blue", "upstream green",
+      "database", "cutover", "watch",  "admin",
   };
   char text[16384];
   size_t n, i;
@@ -1871,6 +2447,13 @@ SW_TEST_MAIN(SW_TASK(test_defaults),
              SW_TASK(test_database),
              SW_TASK(test_cutover_and_admin_sections),
              SW_TASK(test_control_sections_errors),
+             SW_TASK(test_watch_full),
+             SW_TASK(test_watch_off),
+             SW_TASK(test_watch_values),
+             SW_TASK(test_watch_decimals),
+             SW_TASK(test_watch_not_errors),
+             SW_TASK(test_watch_notify),
+             SW_TASK(test_watch_section),
              SW_TASK(test_api_edges),
              SW_TASK(test_load_example),
              SW_TASK(test_example_mentions_every_directive),

@@ -5,9 +5,17 @@
  * code, the actions, the transitions and the version; the other tests walk
  * through the rules one at a time: fresh evidence only, the gate's three
  * conditions, deadlines, the re-check, the drain, restore, the ring and the
- * bounds on stored text.
+ * bounds on stored text. Those run with the error watch off (test_params),
+ * where a flip drains and ends in steady.
  *
- * The standard story: blue is live; green is requested at T_REQ. */
+ * The watch tests turn it on with short windows (watch_params): the flip
+ * into watching, the windows, rollback (automatic, blocked, and which mode
+ * may act in which phase), commit, what a watch refuses, and restore;
+ * test_watch_matrix applies every event of the first matrix to each watch
+ * phase.
+ *
+ * The standard story: blue is live; green is requested at T_REQ and flips
+ * at T_FLIP. */
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +39,9 @@ static sw_switch_params_t test_params(void) {
   p.recheck_timeout_ms = RECHECK_MS;
   p.drain_timeout_ms = DRAIN_MS;
   p.history = 8;
+  /* The gate and drain tests follow a flip without the error watch: the
+   * drain then ends the cutover in steady. watch_params() turns it on. */
+  p.watch = 0;
   return p;
 }
 
@@ -102,36 +113,47 @@ static void passes(sw_switch_t *s,
   }
 }
 
-/* Puts s into `phase` with blue live and a cutover to green on its way.
- * Returns the time the phase was entered; `now` for events comes after it. */
-static uint64_t setup(sw_switch_t *s, sw_switch_phase_t phase) {
-  sw_switch_params_t p = test_params();
-  sw_switch_actions_t a;
+/* Puts s into `phase` with blue live and a cutover to green on its way,
+ * under params p; a holds the actions of the last call (the flip's, for
+ * draining or watching). Returns the time the phase was entered; `now` for
+ * events comes after it. */
+static uint64_t setup_with(sw_switch_t *s,
+                           sw_switch_phase_t phase,
+                           const sw_switch_params_t *p,
+                           sw_switch_actions_t *a) {
   uint64_t now = T_INIT;
 
-  sw_switch_init(s, SW_BLUE, &p);
-  sw_switch_on_colour_health(s, now, SW_BLUE, 1, "", &a);
-  sw_switch_on_colour_health(s, now, SW_GREEN, 1, "", &a);
+  sw_switch_init(s, SW_BLUE, p);
+  sw_switch_on_colour_health(s, now, SW_BLUE, 1, "", a);
+  sw_switch_on_colour_health(s, now, SW_GREEN, 1, "", a);
   if (phase == SW_SWITCH_STEADY)
     return now;
 
   now = T_REQ;
-  sw_switch_request(s, now, SW_GREEN, 2, "test", &a);
+  sw_switch_request(s, now, SW_GREEN, 2, "test", a);
   if (phase == SW_SWITCH_GATING)
     return now;
 
-  passes(s, &now, SW_GREEN, 3, &a); /* 2100, 2200, 2300 */
+  passes(s, &now, SW_GREEN, 3, a); /* 2100, 2200, 2300 */
   now += 100;
-  sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", &a);
+  sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, T_REQ, "", a);
   if (phase == SW_SWITCH_RECHECKING)
     return now; /* 2400 */
 
   now += 100;
-  sw_switch_on_health(s, now, SW_GREEN, 1, now - 50, "", &a);
+  sw_switch_on_health(s, now, SW_GREEN, 1, now - 50, "", a);
   now += 100;
   sw_switch_on_verify(s, now, SW_GREEN, SW_SWITCH_VERIFY_PASS, now - 150, "",
-                      &a);
-  return now; /* 2600, draining */
+                      a);
+  return now; /* 2600: draining, or watching with the watch on */
+}
+
+/* The same with test_params(): the flip ends in draining. */
+static uint64_t setup(sw_switch_t *s, sw_switch_phase_t phase) {
+  sw_switch_params_t p = test_params();
+  sw_switch_actions_t a;
+
+  return setup_with(s, phase, &p, &a);
 }
 
 /* ---- the phase x event matrix ---- */
@@ -479,16 +501,38 @@ static void test_names(void) {
       "steady",   "gating",      "rechecking",
       "draining", "watching",    "committed_manual",
       "final",    "rolled_back", "rollback_blocked"};
-  static const char *const reasons[] = {"none",           "invalid",
-                                        "already_live",   "in_progress",
-                                        "no_servers",     "not_gating",
-                                        "requested",      "gate_passed",
-                                        "flipped",        "drained",
-                                        "drain_timeout",  "operator",
-                                        "timeout",        "recheck_timeout",
-                                        "verify_failed",  "verify_inconclusive",
-                                        "live_unhealthy", "probe_failed",
-                                        "restart",        "config"};
+  /* In enum order: refusals, the cutover, the ends of a gate, the watch. */
+  static const char *const reasons[] = {"none",
+                                        "invalid",
+                                        "already_live",
+                                        "in_progress",
+                                        "no_servers",
+                                        "not_gating",
+                                        "watching",
+                                        "not_watching",
+                                        "needs_confirm",
+                                        "needs_force",
+                                        "already_rolled_back",
+                                        "not_ready",
+                                        "requested",
+                                        "gate_passed",
+                                        "flipped",
+                                        "drained",
+                                        "drain_timeout",
+                                        "operator",
+                                        "timeout",
+                                        "recheck_timeout",
+                                        "verify_failed",
+                                        "verify_inconclusive",
+                                        "live_unhealthy",
+                                        "probe_failed",
+                                        "restart",
+                                        "config",
+                                        "auto_window_end",
+                                        "manual_window_end",
+                                        "committed",
+                                        "rollback",
+                                        "rollback_blocked"};
   sw_switch_phase_t p;
 
   SW_CHECK_UINT_EQ(sizeof(phases) / sizeof(phases[0]), SW_SWITCH_PHASES);
@@ -519,12 +563,23 @@ static void test_names(void) {
   SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_UNKNOWN), "unknown");
   SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_UP), "healthy");
   SW_CHECK_STR_EQ(sw_switch_health_name(SW_SWITCH_HEALTH_DOWN), "unhealthy");
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(SW_SWITCH_ROLLBACK_AUTO),
+                  "auto");
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(SW_SWITCH_ROLLBACK_MANUAL),
+                  "manual");
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(SW_SWITCH_ROLLBACK_CONFIRM),
+                  "confirm");
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(SW_SWITCH_ROLLBACK_FORCE),
+                  "force");
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name((sw_switch_rollback_mode_t)9),
+                  "unknown");
   SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_VERIFY), "verify");
   SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_PROBE), "probe");
   SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_FLIP), "flip");
   SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_CANCEL_DRAIN),
                   "cancel_drain");
   SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_PERSIST), "persist");
+  SW_CHECK_STR_EQ(sw_switch_action_name(SW_SWITCH_ACT_WATCH), "watch");
   SW_CHECK_STR_EQ(sw_switch_action_name(0), "unknown");
   SW_CHECK_STR_EQ(
       sw_switch_action_name(SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST),
@@ -551,6 +606,11 @@ static void test_names(void) {
                   SW_SWITCH_OUTCOME_INCONCLUSIVE);
   SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_IN_PROGRESS),
                   SW_SWITCH_OUTCOME_NONE);
+  /* The watch's transitions are not ends of a gate. */
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_ROLLBACK),
+                  SW_SWITCH_OUTCOME_NONE);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_AUTO_WINDOW_END),
+                  SW_SWITCH_OUTCOME_NONE);
 }
 
 static void test_init(void) {
@@ -565,6 +625,10 @@ static void test_init(void) {
   SW_CHECK_UINT_EQ(p.recheck_timeout_ms, 2000);
   SW_CHECK_UINT_EQ(p.drain_timeout_ms, 30000);
   SW_CHECK_UINT_EQ(p.history, SW_SWITCH_DEFAULT_HISTORY);
+  /* The error watch is on by default: 5 min auto, 30 min manual. */
+  SW_CHECK_INT_EQ(p.watch, 1);
+  SW_CHECK_UINT_EQ(p.auto_window_ms, 300000);
+  SW_CHECK_UINT_EQ(p.manual_window_ms, 1800000);
 
   sw_switch_init(&s, SW_GREEN, NULL);
   CHECK_PHASE(&s, SW_SWITCH_STEADY);
@@ -585,6 +649,11 @@ static void test_init(void) {
   SW_CHECK_INT_EQ(st.phase, SW_SWITCH_STEADY);
   SW_CHECK_UINT_EQ(st.flip_at, 0);
   SW_CHECK_UINT_EQ(st.version, 1);
+  SW_CHECK_UINT_EQ(st.auto_window_ms, 0);
+  SW_CHECK_UINT_EQ(st.manual_window_ms, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 0);
+  SW_CHECK_UINT_EQ(s.rollbacks, 0);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 0);
 
   /* The ring is bounded whatever the caller asks for. */
   p.history = 100000;
@@ -1290,6 +1359,8 @@ static void test_restore(void) {
   sw_switch_t s;
   sw_switch_actions_t a;
 
+  /* No watch windows recorded: these phases never read them. */
+  memset(&st, 0, sizeof(st));
   st.live = SW_GREEN;
   st.phase = SW_SWITCH_STEADY;
   st.flip_at = 1234;
@@ -1348,15 +1419,7 @@ static void test_restore(void) {
   SW_CHECK_INT_EQ(sw_switch_request(&s, 5100, SW_BLUE, 1, "t", &a),
                   SW_SWITCH_R_NONE);
 
-  /* A phase this version cannot resume: steady, live kept. */
-  st.live = SW_GREEN;
-  st.phase = SW_SWITCH_WATCHING;
-  st.version = 3;
-  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
-  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_STEADY,
-                   SW_SWITCH_R_RESTART);
-  SW_CHECK_INT_EQ(s.live, SW_GREEN);
-  SW_CHECK_STR_CONTAINS(a.events[0].text, "does not resume watching");
+  /* The watch phases resume: test_restore_watch. */
 
   /* Values that do not exist: the caller reports a corrupt file. */
   st.live = (sw_colour_t)2;
@@ -1565,6 +1628,1108 @@ static void test_set_live(void) {
                   SW_SWITCH_R_INVALID);
 }
 
+/* ---- the error watch and rollback ---- */
+
+#define AUTO_MS 1000
+#define MANUAL_MS 3000
+#define T_FLIP 2600 /* when setup_with flips */
+
+/* test_params() with the watch on and short windows. */
+static sw_switch_params_t watch_params(void) {
+  sw_switch_params_t p = test_params();
+
+  p.watch = 1;
+  p.auto_window_ms = AUTO_MS;
+  p.manual_window_ms = MANUAL_MS;
+  return p;
+}
+
+/* Flips to green at T_FLIP with the watch on, then puts s into `phase`, one
+ * of the watch phases, with every drain over, so that only the phase's own
+ * rules are in play. Returns the time it got there. */
+static uint64_t setup_watch(sw_switch_t *s, sw_switch_phase_t phase) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  setup_with(s, SW_SWITCH_WATCHING, &p, &a);
+  now = T_FLIP + 50;
+  sw_switch_on_inflight(s, now, SW_BLUE, 0, &a);
+  switch (phase) {
+    case SW_SWITCH_COMMITTED_MANUAL:
+      now = T_FLIP + AUTO_MS;
+      sw_switch_tick(s, now, &a);
+      break;
+    case SW_SWITCH_FINAL:
+      now = T_FLIP + MANUAL_MS;
+      sw_switch_tick(s, now, &a);
+      break;
+    case SW_SWITCH_ROLLED_BACK:
+      now = T_FLIP + 100;
+      sw_switch_rollback(s, now, SW_SWITCH_ROLLBACK_AUTO, "r1", "test", NULL,
+                         &a);
+      now += 50;
+      sw_switch_on_inflight(s, now, SW_GREEN, 0, &a);
+      break;
+    case SW_SWITCH_ROLLBACK_BLOCKED:
+      now = T_FLIP + 100;
+      sw_switch_rollback(s, now, SW_SWITCH_ROLLBACK_AUTO, "r1", "test",
+                         "blue down", &a);
+      break;
+    default:
+      break;
+  }
+  return now;
+}
+
+/* Checks that a rollback is refused with `want` and changes nothing. The
+ * caller picks a time at which no deadline is due. */
+static void check_rollback_refused_at(const char *file,
+                                      int line,
+                                      sw_switch_t *s,
+                                      uint64_t now,
+                                      sw_switch_rollback_mode_t mode,
+                                      const char *not_ready,
+                                      sw_switch_reason_t want) {
+  sw_switch_phase_t phase = s->phase;
+  sw_colour_t live = s->live;
+  uint64_t version = s->version, flips = s->flips;
+  uint64_t rollbacks = s->rollbacks, blocked = s->rollbacks_blocked;
+  sw_switch_actions_t a;
+  sw_switch_reason_t r;
+
+  r = sw_switch_rollback(s, now, mode, "t", "test", not_ready, &a);
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_reason_name(r),
+                     sw_switch_reason_name(want));
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(s->phase),
+                     sw_switch_phase_name(phase));
+  SW_CHECK_INT_EQ_AT(file, line, s->live, live);
+  SW_CHECK_UINT_EQ_AT(file, line, s->version, version);
+  SW_CHECK_UINT_EQ_AT(file, line, s->flips, flips);
+  SW_CHECK_UINT_EQ_AT(file, line, s->rollbacks, rollbacks);
+  SW_CHECK_UINT_EQ_AT(file, line, s->rollbacks_blocked, blocked);
+  SW_CHECK_UINT_EQ_AT(file, line, a.flags, 0);
+  SW_CHECK_UINT_EQ_AT(file, line, a.nevents, 0);
+}
+#define CHECK_ROLLBACK_REFUSED(s, now, mode, not_ready, want) \
+  check_rollback_refused_at(__FILE__, __LINE__, s, now, mode, not_ready, want)
+
+/* The watch phases against every event of the gate's matrix. Green is live
+ * after the flip (blue after the rollback), and no drain runs. Besides the
+ * events of the first matrix, only rollback, commit and windows move a
+ * watch phase; a timer past both windows may produce two transitions. */
+typedef struct watch_want_s {
+  sw_switch_phase_t phase;
+  int ret;
+  unsigned flags;
+  size_t nevents;
+  sw_switch_reason_t reason; /* of the last transition */
+} watch_want_t;
+
+#define W_IGN(ph) \
+  { ph, -1, 0, 0, SW_SWITCH_R_NONE }
+#define W_REFUSE(ph, r) \
+  { ph, SW_SWITCH_R_##r, 0, 0, SW_SWITCH_R_NONE }
+#define W_REQUESTED                                          \
+  {                                                          \
+    GA, SW_SWITCH_R_NONE, SW_SWITCH_ACT_VERIFY | PERSIST, 1, \
+        SW_SWITCH_R_REQUESTED                                \
+  }
+/* The events no watch phase reacts to: health, verifications, in-flight
+ * counts with no drain, a tick with no deadline due. */
+#define W_IGNORED(ph)                                                          \
+  [EV_HEALTH_GREEN_PASS] = W_IGN(ph),                                          \
+  [EV_HEALTH_GREEN_STALE_PASS] = W_IGN(ph),                                    \
+  [EV_HEALTH_GREEN_FAIL] = W_IGN(ph), [EV_HEALTH_BLUE_PASS] = W_IGN(ph),       \
+  [EV_HEALTH_BLUE_FAIL] = W_IGN(ph), [EV_COLOUR_BLUE_UP] = W_IGN(ph),          \
+  [EV_COLOUR_BLUE_DOWN] = W_IGN(ph), [EV_COLOUR_GREEN_UP] = W_IGN(ph),         \
+  [EV_COLOUR_GREEN_DOWN] = W_IGN(ph), [EV_VERIFY_GREEN_PASS] = W_IGN(ph),      \
+  [EV_VERIFY_GREEN_FAIL] = W_IGN(ph),                                          \
+  [EV_VERIFY_GREEN_INCONCLUSIVE] = W_IGN(ph),                                  \
+  [EV_VERIFY_GREEN_STALE_FAIL] = W_IGN(ph), [EV_VERIFY_BLUE_FAIL] = W_IGN(ph), \
+  [EV_INFLIGHT_BLUE_0] = W_IGN(ph), [EV_INFLIGHT_BLUE_5] = W_IGN(ph),          \
+  [EV_INFLIGHT_GREEN_0] = W_IGN(ph), [EV_DRAIN_CANCELLED_BLUE] = W_IGN(ph),    \
+  [EV_TICK] = W_IGN(ph)
+
+#define WA SW_SWITCH_WATCHING
+#define CM SW_SWITCH_COMMITTED_MANUAL
+#define FI SW_SWITCH_FINAL
+#define RO SW_SWITCH_ROLLED_BACK
+#define RB SW_SWITCH_ROLLBACK_BLOCKED
+#define WATCH_PHASES 5
+
+static const watch_want_t watch_matrix[WATCH_PHASES][EV_COUNT] = {
+    [WA - WA] =
+        {
+            [EV_REQUEST_GREEN] = W_REFUSE(WA, WATCHING),
+            [EV_REQUEST_BLUE] = W_REFUSE(WA, WATCHING),
+            [EV_REQUEST_NO_SERVERS] = W_REFUSE(WA, WATCHING),
+            [EV_REQUEST_INVALID] = W_REFUSE(WA, INVALID),
+            [EV_ABORT] = W_REFUSE(WA, NOT_GATING),
+            W_IGNORED(WA),
+            [EV_TICK_DEADLINE] = {FI, -1, PERSIST, 2,
+                                  SW_SWITCH_R_MANUAL_WINDOW_END},
+        },
+    [CM - WA] =
+        {
+            [EV_REQUEST_GREEN] = W_REFUSE(CM, WATCHING),
+            [EV_REQUEST_BLUE] = W_REFUSE(CM, WATCHING),
+            [EV_REQUEST_NO_SERVERS] = W_REFUSE(CM, WATCHING),
+            [EV_REQUEST_INVALID] = W_REFUSE(CM, INVALID),
+            [EV_ABORT] = W_REFUSE(CM, NOT_GATING),
+            W_IGNORED(CM),
+            [EV_TICK_DEADLINE] = {FI, -1, PERSIST, 1,
+                                  SW_SWITCH_R_MANUAL_WINDOW_END},
+        },
+    [FI - WA] =
+        {
+            [EV_REQUEST_GREEN] = W_REFUSE(FI, ALREADY_LIVE),
+            [EV_REQUEST_BLUE] = W_REQUESTED,
+            [EV_REQUEST_NO_SERVERS] = W_REFUSE(FI, ALREADY_LIVE),
+            [EV_REQUEST_INVALID] = W_REFUSE(FI, INVALID),
+            [EV_ABORT] = W_REFUSE(FI, NOT_GATING),
+            W_IGNORED(FI),
+            [EV_TICK_DEADLINE] = W_IGN(FI),
+        },
+    /* Blue is live again. */
+    [RO - WA] =
+        {
+            [EV_REQUEST_GREEN] = W_REQUESTED,
+            [EV_REQUEST_BLUE] = W_REFUSE(RO, ALREADY_LIVE),
+            [EV_REQUEST_NO_SERVERS] = W_REFUSE(RO, NO_SERVERS),
+            [EV_REQUEST_INVALID] = W_REFUSE(RO, INVALID),
+            [EV_ABORT] = W_REFUSE(RO, NOT_GATING),
+            W_IGNORED(RO),
+            [EV_TICK_DEADLINE] = W_IGN(RO),
+        },
+    /* Waits for an operator: no window moves it on. */
+    [RB - WA] =
+        {
+            [EV_REQUEST_GREEN] = W_REFUSE(RB, WATCHING),
+            [EV_REQUEST_BLUE] = W_REFUSE(RB, WATCHING),
+            [EV_REQUEST_NO_SERVERS] = W_REFUSE(RB, WATCHING),
+            [EV_REQUEST_INVALID] = W_REFUSE(RB, INVALID),
+            [EV_ABORT] = W_REFUSE(RB, NOT_GATING),
+            W_IGNORED(RB),
+            [EV_TICK_DEADLINE] = W_IGN(RB),
+        },
+};
+
+static void test_watch_matrix(void) {
+  for (int i = 0; i < WATCH_PHASES; i++) {
+    sw_switch_phase_t ph = (sw_switch_phase_t)(WA + i);
+    for (int ev = 0; ev < EV_COUNT; ev++) {
+      const watch_want_t *w = &watch_matrix[i][ev];
+      sw_switch_t s;
+      sw_switch_actions_t a;
+      uint64_t now = setup_watch(&s, ph) + 100;
+      uint64_t version = s.version;
+      sw_colour_t live = s.live;
+      size_t nhistory = s.nhistory;
+      int ret, ok = 1;
+
+      CHECK_PHASE(&s, ph);
+      ok &= SW_CHECK_INT_EQ(s.drain.active, 0);
+      ret = apply(&s, (ev_t)ev, now, &a);
+      ok &= SW_CHECK_STR_EQ(sw_switch_phase_name(s.phase),
+                            sw_switch_phase_name(w->phase));
+      ok &= SW_CHECK_INT_EQ(ret, w->ret);
+      ok &= SW_CHECK_UINT_EQ(a.flags, w->flags);
+      ok &= SW_CHECK_INT_EQ(s.live, live);
+      ok &= SW_CHECK_UINT_EQ(a.nevents, w->nevents);
+      ok &= SW_CHECK_UINT_EQ(s.version, version + w->nevents);
+      ok &= SW_CHECK_UINT_EQ(s.nhistory, nhistory + w->nevents);
+      if (w->nevents > 0 && a.nevents == w->nevents) {
+        const sw_switch_event_t *last = &a.events[a.nevents - 1];
+        ok &= SW_CHECK_INT_EQ(a.events[0].from, ph);
+        ok &= SW_CHECK_INT_EQ(last->to, w->phase);
+        ok &= SW_CHECK_STR_EQ(sw_switch_reason_name(last->reason),
+                              sw_switch_reason_name(w->reason));
+        ok &= SW_CHECK_UINT_EQ(last->version, s.version);
+        ok &= SW_CHECK_UINT_EQ(last->at, ev == EV_TICK_DEADLINE ? FAR : now);
+      }
+      if (!ok)
+        printf("  in phase %s, event '%s'\n", sw_switch_phase_name(ph),
+               ev_names[ev]);
+    }
+  }
+}
+
+/* The flip with the watch on: watching, the watch armed, the old colour
+ * draining alongside; the drain's end is a record from watching to itself. */
+static void test_watch_flip(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_persisted_t st;
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v;
+
+  SW_CHECK_UINT_EQ(setup_with(&s, SW_SWITCH_WATCHING, &p, &a), T_FLIP);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_WATCHING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_WATCH |
+                                SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "live blue -> green; draining blue (up to 30000 ms); "
+                  "watching green (auto 1000 ms, manual 3000 ms)");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_PASSED);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.drain.started_at, T_FLIP);
+  SW_CHECK_UINT_EQ(s.drain.deadline, T_FLIP + DRAIN_MS);
+  /* The auto window ends before the drain deadline. */
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + AUTO_MS);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 0);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.live, SW_GREEN);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_WATCHING);
+  SW_CHECK_UINT_EQ(st.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(st.version, s.version);
+  SW_CHECK_UINT_EQ(st.auto_window_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(st.manual_window_ms, MANUAL_MS);
+
+  /* The drain's progress, then its end: the phase stays. */
+  v = s.version;
+  sw_switch_on_inflight(&s, T_FLIP + 100, SW_BLUE, 2, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(s.drain.inflight, 2);
+  SW_CHECK_INT_EQ(s.drain.inflight_known, 1);
+  sw_switch_on_inflight(&s, T_FLIP + 200, SW_GREEN, 0, &a); /* the new one */
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  sw_switch_on_inflight(&s, T_FLIP + 400, SW_BLUE, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_WATCHING,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(a.events[0].text, "blue drained in 400 ms");
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_INT_EQ(s.last_drain.valid, 1);
+  SW_CHECK_INT_EQ(s.last_drain.colour, SW_BLUE);
+  SW_CHECK_INT_EQ(s.last_drain.reason, SW_SWITCH_R_DRAINED);
+  SW_CHECK_UINT_EQ(s.last_drain.started_at, T_FLIP);
+  SW_CHECK_UINT_EQ(s.last_drain.ended_at, T_FLIP + 400);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + AUTO_MS);
+  /* No gate to abort: after the flip the way back is a rollback. */
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, T_FLIP + 500, "t", &a),
+                  SW_SWITCH_R_NOT_GATING);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+
+  /* A drain deadline before the auto window: cancelled in watching too. */
+  p.drain_timeout_ms = 500;
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + 500);
+  sw_switch_on_inflight(&s, T_FLIP + 100, SW_BLUE, 3, &a);
+  sw_switch_tick(&s, T_FLIP + 499, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  sw_switch_tick(&s, T_FLIP + 500, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN);
+  SW_CHECK_INT_EQ(a.cancel, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+  SW_CHECK_INT_EQ(s.drain.cancel_sent, 1);
+  sw_switch_on_drain_cancelled(&s, T_FLIP + 510, SW_BLUE, 3, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_WATCHING,
+                   SW_SWITCH_R_DRAIN_TIMEOUT);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "blue drain timed out after 510 ms: 3 requests cancelled");
+  SW_CHECK_UINT_EQ(s.drain_cancelled, 3);
+  SW_CHECK_INT_EQ(s.last_drain.reason, SW_SWITCH_R_DRAIN_TIMEOUT);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + AUTO_MS);
+}
+
+/* The windows run out one after the other, each with its record. */
+static void test_watch_windows(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v;
+
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  v = s.version;
+  sw_switch_tick(&s, T_FLIP + AUTO_MS - 1, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+  sw_switch_tick(&s, T_FLIP + AUTO_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_COMMITTED_MANUAL,
+                   SW_SWITCH_R_AUTO_WINDOW_END);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(a.events[0].at, T_FLIP + AUTO_MS);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "auto window of 1000 ms over: triggers on green only alert "
+                  "now");
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + MANUAL_MS);
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS - 1, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_COMMITTED_MANUAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_MANUAL_WINDOW_END);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "manual window of 3000 ms over: green stands; rollback "
+                  "needs --force");
+  SW_CHECK_UINT_EQ(s.version, v + 2);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  /* Only the old colour's drain is left, then nothing. */
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + DRAIN_MS);
+  sw_switch_on_inflight(&s, T_FLIP + MANUAL_MS + 1, SW_BLUE, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_FINAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  sw_switch_tick(&s, FAR, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+
+  /* One late tick passes both windows, in order. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  v = s.version;
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS + 500, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  if (SW_CHECK_UINT_EQ(a.nevents, 2)) {
+    SW_CHECK_INT_EQ(a.events[0].from, SW_SWITCH_WATCHING);
+    SW_CHECK_INT_EQ(a.events[0].to, SW_SWITCH_COMMITTED_MANUAL);
+    SW_CHECK_INT_EQ(a.events[0].reason, SW_SWITCH_R_AUTO_WINDOW_END);
+    SW_CHECK_UINT_EQ(a.events[0].version, v + 1);
+    SW_CHECK_UINT_EQ(a.events[0].at, T_FLIP + MANUAL_MS + 500);
+    SW_CHECK_INT_EQ(a.events[1].from, SW_SWITCH_COMMITTED_MANUAL);
+    SW_CHECK_INT_EQ(a.events[1].to, SW_SWITCH_FINAL);
+    SW_CHECK_INT_EQ(a.events[1].reason, SW_SWITCH_R_MANUAL_WINDOW_END);
+    SW_CHECK_UINT_EQ(a.events[1].version, v + 2);
+  }
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+  SW_CHECK_UINT_EQ(s.version, v + 2);
+  SW_CHECK_INT_EQ(sw_switch_history_at(&s, s.nhistory - 1)->reason,
+                  SW_SWITCH_R_MANUAL_WINDOW_END);
+  SW_CHECK_INT_EQ(sw_switch_history_at(&s, s.nhistory - 2)->reason,
+                  SW_SWITCH_R_AUTO_WINDOW_END);
+
+  /* Past the drain deadline as well: the cancellation and both records. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  sw_switch_tick(&s, T_FLIP + DRAIN_MS, &a);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_CANCEL_DRAIN | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.cancel, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.nevents, 2);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+
+  /* The drain deadline is the next one while it comes first. */
+  p.drain_timeout_ms = 500;
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + 500);
+  sw_switch_on_inflight(&s, T_FLIP + 300, SW_BLUE, 0, &a);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + AUTO_MS);
+  /* In committed_manual too. */
+  p.drain_timeout_ms = 2000;
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  sw_switch_tick(&s, T_FLIP + AUTO_MS, &a);
+  CHECK_PHASE(&s, SW_SWITCH_COMMITTED_MANUAL);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + 2000);
+
+  /* A manual window below the auto one is taken as the auto one: both end
+   * together. */
+  p = watch_params();
+  p.auto_window_ms = 2000;
+  p.manual_window_ms = 1000;
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "(auto 2000 ms, manual 2000 ms)");
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, 2000);
+  sw_switch_tick(&s, T_FLIP + 1999, &a);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+  sw_switch_tick(&s, T_FLIP + 2000, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 2);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+
+  /* A reload applies to the next watch; the running one keeps its
+   * windows. */
+  p = watch_params();
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  p.auto_window_ms = 60000;
+  p.manual_window_ms = 120000;
+  sw_switch_set_params(&s, &p);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + AUTO_MS);
+  sw_switch_tick(&s, T_FLIP + AUTO_MS, &a);
+  CHECK_PHASE(&s, SW_SWITCH_COMMITTED_MANUAL);
+}
+
+/* A trigger in the auto window flips back in the same call. */
+static void test_rollback_auto(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v, now = T_FLIP + 200;
+
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  sw_switch_on_inflight(&s, T_FLIP + 100, SW_BLUE, 4, &a);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, now, SW_SWITCH_ROLLBACK_AUTO, "r1",
+                                     "5xx ratio 12% over 60 s", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_ROLLED_BACK,
+                   SW_SWITCH_R_ROLLBACK);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.events[0].at, now);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "rolled back green -> blue (auto): 5xx ratio 12% over 60 s; "
+                  "draining green");
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_UINT_EQ(s.flip_at, now);
+  SW_CHECK_UINT_EQ(s.flips, 2);
+  SW_CHECK_UINT_EQ(s.rollbacks, 1);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 0);
+  /* The colour rolled back from drains. */
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.drain.started_at, now);
+  SW_CHECK_UINT_EQ(s.drain.deadline, now + DRAIN_MS);
+  SW_CHECK_INT_EQ(s.drain.inflight_known, 0);
+  SW_CHECK_INT_EQ(s.drain.cancel_sent, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_AUTO);
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.last_rollback.at, now);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r1");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rolled back green -> blue (auto): 5xx ratio 12% over 60 s");
+  /* No window in rolled_back: only the drain's deadline. */
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), now + DRAIN_MS);
+
+  /* Blue is live again: its requests go on and are no drain any more. */
+  sw_switch_on_inflight(&s, now + 100, SW_BLUE, 0, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  /* The windows no longer apply, and the phase is latched. */
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS + 1, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+  CHECK_ROLLBACK_REFUSED(&s, T_FLIP + MANUAL_MS + 2, SW_SWITCH_ROLLBACK_FORCE,
+                         NULL, SW_SWITCH_R_ALREADY_ROLLED_BACK);
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, T_FLIP + MANUAL_MS + 2, "t", &a),
+                  SW_SWITCH_R_NOT_WATCHING);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  /* The drain of green ends from rolled_back to itself. */
+  sw_switch_on_inflight(&s, now + 3800, SW_GREEN, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLED_BACK, SW_SWITCH_ROLLED_BACK,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_STR_EQ(a.events[0].text, "green drained in 3800 ms");
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* An operator's rollback without a trigger or a reason. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, now, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                                     NULL, NULL, &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "operator");
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_MANUAL);
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rolled back green -> blue (manual): operator");
+  SW_CHECK(clean_utf8(a.events[0].text));
+}
+
+/* A trigger that finds the old colour unable to take the traffic: the new
+ * colour keeps serving until an operator acts. */
+static void test_rollback_blocked(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v, now = T_FLIP + 200;
+
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, now, SW_SWITCH_ROLLBACK_AUTO, "r2",
+                                     "p99 latency 2.1 s over 60 s",
+                                     "blue down: 0 of 2 servers up", &a),
+                  SW_SWITCH_R_ROLLBACK_BLOCKED);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_ROLLBACK_BLOCKED,
+                   SW_SWITCH_R_ROLLBACK_BLOCKED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "blue down: 0 of 2 servers up");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_UINT_EQ(s.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_UINT_EQ(s.rollbacks, 0);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_AUTO);
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.last_rollback.at, now);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r2");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rollback to blue blocked: blue down: 0 of 2 servers up; "
+                  "green keeps serving (p99 latency 2.1 s over 60 s)");
+  /* The old colour's drain goes on. */
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_BLUE);
+  /* No window moves it on. */
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + DRAIN_MS);
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS + 1, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLBACK_BLOCKED);
+
+  /* A second trigger: AUTO acts in watching only. */
+  CHECK_ROLLBACK_REFUSED(&s, now + 100, SW_SWITCH_ROLLBACK_AUTO,
+                         "blue down: 0 of 2 servers up",
+                         SW_SWITCH_R_NOT_WATCHING);
+  /* An operator, while blue is still not ready: refused, whatever the
+   * mode. */
+  CHECK_ROLLBACK_REFUSED(&s, now + 200, SW_SWITCH_ROLLBACK_MANUAL,
+                         "blue down: 0 of 2 servers up", SW_SWITCH_R_NOT_READY);
+  CHECK_ROLLBACK_REFUSED(&s, now + 200, SW_SWITCH_ROLLBACK_CONFIRM, "blue down",
+                         SW_SWITCH_R_NOT_READY);
+  CHECK_ROLLBACK_REFUSED(&s, now + 200, SW_SWITCH_ROLLBACK_FORCE, "blue down",
+                         SW_SWITCH_R_NOT_READY);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 1);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r2");
+
+  /* Blue is ready: the operator's rollback flips. */
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, now + 300, SW_SWITCH_ROLLBACK_MANUAL,
+                                     NULL, "blue fixed", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_ROLLED_BACK,
+                   SW_SWITCH_R_ROLLBACK);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_BLUE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_UINT_EQ(s.flips, 2);
+  SW_CHECK_UINT_EQ(s.rollbacks, 1);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_MANUAL);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "operator");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rolled back green -> blue (manual): blue fixed");
+  SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+}
+
+/* Where each mode may roll back: the table of sw_switch_rollback_mode_t. */
+static void test_rollback_policy(void) {
+  static const sw_switch_rollback_mode_t modes[4] = {
+      SW_SWITCH_ROLLBACK_AUTO, SW_SWITCH_ROLLBACK_MANUAL,
+      SW_SWITCH_ROLLBACK_CONFIRM, SW_SWITCH_ROLLBACK_FORCE};
+  /* After a watched flip, by mode in the order above. */
+  static const struct {
+    sw_switch_phase_t phase;
+    sw_switch_reason_t want[4];
+  } watched[] = {
+      {WA,
+       {SW_SWITCH_R_NONE, SW_SWITCH_R_NONE, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+      {CM,
+       {SW_SWITCH_R_NEEDS_CONFIRM, SW_SWITCH_R_NEEDS_CONFIRM, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+      {FI,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+      {RO,
+       {SW_SWITCH_R_ALREADY_ROLLED_BACK, SW_SWITCH_R_ALREADY_ROLLED_BACK,
+        SW_SWITCH_R_ALREADY_ROLLED_BACK, SW_SWITCH_R_ALREADY_ROLLED_BACK}},
+      {RB,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NONE, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+  };
+  /* Without the watch (test_params): a gate cannot be rolled back, a
+   * machine that never flipped has nothing to roll back, and a flip
+   * without a watch needs FORCE. */
+  static const struct {
+    sw_switch_phase_t phase;
+    int flipped; /* steady after a drained flip */
+    sw_switch_reason_t want[4];
+  } unwatched[] = {
+      {ST,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NOT_WATCHING,
+        SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NOT_WATCHING}},
+      {GA,
+       0,
+       {SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS,
+        SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS}},
+      {RE,
+       0,
+       {SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS,
+        SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS}},
+      {DR,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+      {ST,
+       1,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+  };
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  for (size_t i = 0; i < sizeof(watched) / sizeof(watched[0]); i++) {
+    for (int m = 0; m < 4; m++) {
+      uint64_t now = setup_watch(&s, watched[i].phase) + 100;
+      sw_colour_t live = s.live;
+      int failed = 0;
+
+      if (watched[i].want[m] != SW_SWITCH_R_NONE) {
+        CHECK_ROLLBACK_REFUSED(&s, now, modes[m], NULL, watched[i].want[m]);
+      } else {
+        failed |= !SW_CHECK_INT_EQ(
+            sw_switch_rollback(&s, now, modes[m], "t", "test", NULL, &a),
+            SW_SWITCH_R_NONE);
+        CHECK_TRANSITION(&s, &a, watched[i].phase, SW_SWITCH_ROLLED_BACK,
+                         SW_SWITCH_R_ROLLBACK);
+        failed |= !SW_CHECK_UINT_EQ(a.flags,
+                                    SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+        failed |=
+            !SW_CHECK_INT_EQ(s.live, live == SW_BLUE ? SW_GREEN : SW_BLUE);
+        failed |= !SW_CHECK_INT_EQ(s.last_rollback.mode, modes[m]);
+      }
+      if (failed)
+        printf("  in phase %s, mode %s\n",
+               sw_switch_phase_name(watched[i].phase),
+               sw_switch_rollback_mode_name(modes[m]));
+    }
+  }
+
+  for (size_t i = 0; i < sizeof(unwatched) / sizeof(unwatched[0]); i++) {
+    for (int m = 0; m < 4; m++) {
+      sw_switch_phase_t ph = unwatched[i].phase;
+      uint64_t now;
+
+      if (unwatched[i].flipped) {
+        setup(&s, SW_SWITCH_DRAINING);
+        sw_switch_on_inflight(&s, 2700, SW_BLUE, 0, &a);
+        now = 2800;
+      } else {
+        now = setup(&s, ph) + 100;
+      }
+      CHECK_PHASE(&s, ph);
+      if (unwatched[i].want[m] != SW_SWITCH_R_NONE) {
+        CHECK_ROLLBACK_REFUSED(&s, now, modes[m], NULL, unwatched[i].want[m]);
+        continue;
+      }
+      SW_CHECK_INT_EQ(
+          sw_switch_rollback(&s, now, modes[m], "t", "test", NULL, &a),
+          SW_SWITCH_R_NONE);
+      CHECK_TRANSITION(&s, &a, ph, SW_SWITCH_ROLLED_BACK, SW_SWITCH_R_ROLLBACK);
+      SW_CHECK_INT_EQ(s.live, SW_BLUE);
+      SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+    }
+  }
+  /* The machine's defaults (the watch on), never flipped. */
+  sw_switch_init(&s, SW_BLUE, NULL);
+  CHECK_ROLLBACK_REFUSED(&s, 100, SW_SWITCH_ROLLBACK_FORCE, NULL,
+                         SW_SWITCH_R_NOT_WATCHING);
+
+  /* A trigger at the very end of the auto window finds committed_manual:
+   * the window's record comes first, then the refusal. */
+  setup_watch(&s, SW_SWITCH_WATCHING);
+  SW_CHECK_INT_EQ(
+      sw_switch_rollback(&s, T_FLIP + AUTO_MS, SW_SWITCH_ROLLBACK_AUTO, "r1",
+                         "test", NULL, &a),
+      SW_SWITCH_R_NEEDS_CONFIRM);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_COMMITTED_MANUAL,
+                   SW_SWITCH_R_AUTO_WINDOW_END);
+  SW_CHECK_INT_EQ(a.flags & SW_SWITCH_ACT_FLIP, 0);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.rollbacks, 0);
+  /* The blocked path is refused outside watching too: a trigger in the
+   * manual window only alerts. */
+  CHECK_ROLLBACK_REFUSED(&s, T_FLIP + AUTO_MS + 1, SW_SWITCH_ROLLBACK_AUTO,
+                         "blue down", SW_SWITCH_R_NEEDS_CONFIRM);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 0);
+}
+
+/* An operator's commit ends the watch without touching the traffic. */
+static void test_commit(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v, now;
+
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, T_FLIP + 100, "uid 1000 (pid 42)", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_COMMITTED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "green committed by uid 1000 (pid 42) during watching");
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_UINT_EQ(s.flip_at, T_FLIP);
+  /* The drain goes on; the windows are over. */
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + DRAIN_MS);
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, T_FLIP + MANUAL_MS, "t", &a),
+                  SW_SWITCH_R_NOT_WATCHING);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(s.version, v);
+
+  /* In committed_manual. */
+  now = setup_watch(&s, SW_SWITCH_COMMITTED_MANUAL) + 100;
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, now, NULL, &a), SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_COMMITTED_MANUAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_COMMITTED);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "green committed by operator during committed_manual");
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  /* In rollback_blocked: the new colour stays, and the way back now needs
+   * FORCE. */
+  now = setup_watch(&s, SW_SWITCH_ROLLBACK_BLOCKED) + 100;
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, now, "t", &a), SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_COMMITTED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "during rollback_blocked");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  CHECK_ROLLBACK_REFUSED(&s, now + 100, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                         SW_SWITCH_R_NEEDS_FORCE);
+
+  /* At the end of the manual window the window got there first. */
+  setup_watch(&s, SW_SWITCH_COMMITTED_MANUAL);
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, T_FLIP + MANUAL_MS, "t", &a),
+                  SW_SWITCH_R_NOT_WATCHING);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_COMMITTED_MANUAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_MANUAL_WINDOW_END);
+
+  /* Nothing to commit elsewhere. */
+  {
+    static const sw_switch_phase_t watched[] = {FI, RO};
+    static const sw_switch_phase_t unwatched[] = {ST, GA, RE, DR};
+
+    for (size_t i = 0; i < 2; i++) {
+      now = setup_watch(&s, watched[i]) + 100;
+      v = s.version;
+      SW_CHECK_INT_EQ(sw_switch_commit(&s, now, "t", &a),
+                      SW_SWITCH_R_NOT_WATCHING);
+      SW_CHECK_UINT_EQ(a.flags, 0);
+      SW_CHECK_UINT_EQ(s.version, v);
+      CHECK_PHASE(&s, watched[i]);
+    }
+    for (size_t i = 0; i < 4; i++) {
+      now = setup(&s, unwatched[i]) + 100;
+      v = s.version;
+      SW_CHECK_INT_EQ(sw_switch_commit(&s, now, "t", &a),
+                      SW_SWITCH_R_NOT_WATCHING);
+      SW_CHECK_UINT_EQ(a.flags, 0);
+      SW_CHECK_UINT_EQ(s.version, v);
+      CHECK_PHASE(&s, unwatched[i]);
+    }
+  }
+}
+
+/* A new cutover, or a config switch, waits for the watch to end and for
+ * the drain to finish. */
+static void test_watch_refuses_cutover(void) {
+  static const sw_switch_phase_t watching[] = {WA, CM, RB};
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v, now;
+
+  for (size_t i = 0; i < 3; i++) {
+    now = setup_watch(&s, watching[i]) + 100;
+    v = s.version;
+    SW_CHECK_INT_EQ(sw_switch_request(&s, now, SW_BLUE, 2, "t", &a),
+                    SW_SWITCH_R_WATCHING);
+    SW_CHECK_INT_EQ(sw_switch_request(&s, now, SW_GREEN, 2, "t", &a),
+                    SW_SWITCH_R_WATCHING);
+    SW_CHECK_INT_EQ(sw_switch_set_live(&s, now, SW_BLUE, &a),
+                    SW_SWITCH_R_WATCHING);
+    SW_CHECK_UINT_EQ(a.flags, 0);
+    SW_CHECK_UINT_EQ(s.version, v);
+    SW_CHECK_INT_EQ(s.live, SW_GREEN);
+    CHECK_PHASE(&s, watching[i]);
+  }
+  /* The watch is the reason even while the old colour drains. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 100, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_WATCHING);
+
+  /* Final, with the old colour still draining: in progress until it
+   * ends. */
+  sw_switch_commit(&s, T_FLIP + 100, "t", &a);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 200, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, T_FLIP + 200, SW_BLUE, &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  sw_switch_on_inflight(&s, T_FLIP + 300, SW_BLUE, 0, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_FINAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_DRAINED);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 400, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_FINAL, SW_SWITCH_GATING,
+                   SW_SWITCH_R_REQUESTED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_VERIFY | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.gate.target, SW_BLUE);
+
+  /* Rolled back, while the colour rolled back from drains: in progress
+   * too, then accepted. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  sw_switch_rollback(&s, T_FLIP + 100, SW_SWITCH_ROLLBACK_AUTO, "r1", "t", NULL,
+                     &a);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 200, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 200, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, T_FLIP + 200, SW_GREEN, &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  sw_switch_on_inflight(&s, T_FLIP + 300, SW_GREEN, 0, &a);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, T_FLIP + 400, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLED_BACK, SW_SWITCH_GATING,
+                   SW_SWITCH_R_REQUESTED);
+
+  /* A config switch from final and from rolled_back: steady, no watch. */
+  now = setup_watch(&s, SW_SWITCH_FINAL) + 100;
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, now, SW_BLUE, &a), SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_FINAL, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_CONFIG);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_BLUE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  now = setup_watch(&s, SW_SWITCH_ROLLED_BACK) + 100;
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, now, SW_BLUE, &a),
+                  SW_SWITCH_R_ALREADY_LIVE);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, now, SW_GREEN, &a), SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLED_BACK, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_CONFIG);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+
+  /* A cutover from final flips into a new watch, with new windows. */
+  now = setup_watch(&s, SW_SWITCH_FINAL);
+  p.auto_window_ms = 4000;
+  p.manual_window_ms = 8000;
+  p.rise[SW_BLUE] = 1;
+  sw_switch_set_params(&s, &p);
+  sw_switch_request(&s, now + 100, SW_BLUE, 2, "t", &a);
+  sw_switch_on_verify(&s, now + 200, SW_BLUE, SW_SWITCH_VERIFY_PASS, now + 100,
+                      "", &a);
+  sw_switch_on_health(&s, now + 300, SW_BLUE, 1, now + 200, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, now + 400, SW_BLUE, 1, now + 300, "", &a);
+  sw_switch_on_verify(&s, now + 500, SW_BLUE, SW_SWITCH_VERIFY_PASS, now + 300,
+                      "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_WATCHING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_WATCH |
+                                SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.flip_at, now + 500);
+  SW_CHECK_UINT_EQ(s.flips, 2);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, 4000);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), now + 500 + 4000);
+}
+
+/* A restart resumes the watch from the recorded flip. */
+static void test_restore_watch(void) {
+  sw_switch_params_t p = watch_params(), other = watch_params();
+  sw_switch_persisted_t st;
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  memset(&st, 0, sizeof(st));
+  st.live = SW_GREEN;
+  st.phase = SW_SWITCH_WATCHING;
+  st.flip_at = 10000;
+  st.version = 9;
+  st.auto_window_ms = AUTO_MS;
+  st.manual_window_ms = MANUAL_MS;
+
+  /* Inside the auto window: watching, with what is left of it. */
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 10400, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 9);
+  SW_CHECK_UINT_EQ(s.flip_at, 10000);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 11000);
+  sw_switch_tick(&s, 10999, &a);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  sw_switch_tick(&s, 11000, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_COMMITTED_MANUAL,
+                   SW_SWITCH_R_AUTO_WINDOW_END);
+  SW_CHECK_UINT_EQ(s.version, 10);
+  /* A trigger in the resumed window still rolls back. */
+  sw_switch_restore(&s, 10400, &p, &st, &a);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 10500, SW_SWITCH_ROLLBACK_AUTO, "r3",
+                                     "test", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+
+  /* The windows as armed hold, whatever the params say now; a file
+   * without them takes the params'; a manual window below the auto one is
+   * taken as the auto one. */
+  other.auto_window_ms = 60000;
+  other.manual_window_ms = 120000;
+  sw_switch_restore(&s, 10400, &other, &st, &a);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 11000);
+  st.auto_window_ms = 0;
+  st.manual_window_ms = 0;
+  sw_switch_restore(&s, 10400, &other, &st, &a);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, 60000);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, 120000);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 70000);
+  st.auto_window_ms = 2000;
+  st.manual_window_ms = 500;
+  sw_switch_restore(&s, 10400, &p, &st, &a);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, 2000);
+  st.auto_window_ms = AUTO_MS;
+  st.manual_window_ms = MANUAL_MS;
+
+  /* The auto window ran out while the process was down: committed_manual,
+   * in the restore call. */
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 11500, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_COMMITTED_MANUAL,
+                   SW_SWITCH_R_AUTO_WINDOW_END);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(a.events[0].at, 11500);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 10);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 13000);
+  SW_CHECK_UINT_EQ(sw_switch_history_count(&s), 1);
+
+  /* Both ran out: final, two records in order. */
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 20000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+  if (SW_CHECK_UINT_EQ(a.nevents, 2)) {
+    SW_CHECK_INT_EQ(a.events[0].reason, SW_SWITCH_R_AUTO_WINDOW_END);
+    SW_CHECK_UINT_EQ(a.events[0].version, 10);
+    SW_CHECK_INT_EQ(a.events[1].reason, SW_SWITCH_R_MANUAL_WINDOW_END);
+    SW_CHECK_INT_EQ(a.events[1].from, SW_SWITCH_COMMITTED_MANUAL);
+    SW_CHECK_INT_EQ(a.events[1].to, SW_SWITCH_FINAL);
+    SW_CHECK_UINT_EQ(a.events[1].version, 11);
+  }
+  SW_CHECK_UINT_EQ(s.version, 11);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  /* committed_manual resumes with what is left of the manual window. */
+  st.phase = SW_SWITCH_COMMITTED_MANUAL;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 12000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_COMMITTED_MANUAL);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 13000);
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 13000, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_COMMITTED_MANUAL, SW_SWITCH_FINAL,
+                   SW_SWITCH_R_MANUAL_WINDOW_END);
+
+  /* final, rolled_back and rollback_blocked resume as they were, with no
+   * event, whatever the time. */
+  st.phase = SW_SWITCH_FINAL;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 50000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_UINT_EQ(s.version, 9);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 50100, SW_BLUE, 1, "t", &a),
+                  SW_SWITCH_R_NONE);
+
+  st.phase = SW_SWITCH_ROLLED_BACK;
+  st.live = SW_BLUE;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 50000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.version, 9);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  CHECK_ROLLBACK_REFUSED(&s, 50050, SW_SWITCH_ROLLBACK_FORCE, NULL,
+                         SW_SWITCH_R_ALREADY_ROLLED_BACK);
+  /* The drain died with the process: a new cutover is accepted. */
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 50100, SW_GREEN, 1, "t", &a),
+                  SW_SWITCH_R_NONE);
+
+  st.phase = SW_SWITCH_ROLLBACK_BLOCKED;
+  st.live = SW_GREEN;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 50000, &p, &st, &a), 0);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLBACK_BLOCKED);
+  SW_CHECK_UINT_EQ(a.flags, 0);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, 50050, SW_BLUE, 1, "t", &a),
+                  SW_SWITCH_R_WATCHING);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 50100, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                                     "blue fixed", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+
+  /* The snapshot carries the windows, and a round trip resumes the
+   * watch. */
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_WATCHING);
+  SW_CHECK_INT_EQ(st.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(st.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(st.auto_window_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(st.manual_window_ms, MANUAL_MS);
+  {
+    sw_switch_t back;
+    SW_CHECK_INT_EQ(sw_switch_restore(&back, T_FLIP + 500, NULL, &st, &a), 0);
+    CHECK_PHASE(&back, SW_SWITCH_WATCHING);
+    SW_CHECK_UINT_EQ(back.version, s.version);
+    SW_CHECK_UINT_EQ(back.watch_auto_ms, AUTO_MS);
+    SW_CHECK_UINT_EQ(sw_switch_next_deadline(&back), T_FLIP + AUTO_MS);
+    SW_CHECK_UINT_EQ(a.nevents, 0);
+  }
+  setup_watch(&s, SW_SWITCH_ROLLED_BACK);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_ROLLED_BACK);
+  SW_CHECK_INT_EQ(st.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(st.flip_at, T_FLIP + 100);
+  SW_CHECK_UINT_EQ(st.auto_window_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(st.manual_window_ms, MANUAL_MS);
+}
+
 SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_names),
              SW_TASK(test_init),
@@ -1585,4 +2750,13 @@ SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_history_ring),
              SW_TASK(test_params_reload_and_rise),
              SW_TASK(test_text_bounds),
-             SW_TASK(test_actions_cleared))
+             SW_TASK(test_actions_cleared),
+             SW_TASK(test_watch_matrix),
+             SW_TASK(test_watch_flip),
+             SW_TASK(test_watch_windows),
+             SW_TASK(test_rollback_auto),
+             SW_TASK(test_rollback_blocked),
+             SW_TASK(test_rollback_policy),
+             SW_TASK(test_commit),
+             SW_TASK(test_watch_refuses_cutover),
+             SW_TASK(test_restore_watch))
