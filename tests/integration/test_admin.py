@@ -478,8 +478,8 @@ def test_events_stream_each_transition(ctx):
             assert [(t["from"], t["to"], t["reason"]) for t in ts] == [
                 ("steady", "gating", "requested"),
                 ("gating", "rechecking", "gate_passed"),
-                ("rechecking", "draining", "flipped"),
-                ("draining", "steady", "drained")], ts
+                ("rechecking", "watching", "flipped"),
+                ("watching", "watching", "drained")], ts
             assert [t["version"] for t in ts] == list(range(v0 + 1, v0 + 5)), ts
             # The same records as the status history (times are converted
             # from loop time at each use: a millisecond apart at most).
@@ -489,16 +489,23 @@ def test_events_stream_each_transition(ctx):
             for t, h in zip(ts, hist):
                 assert abs(t["time_ms"] - h["time_ms"]) <= 2, (t, h)
             assert ts[2]["live"] == "green" and ts[0]["live"] == "blue"
-        # A refused gate is transitions too.
+        # While the watch runs a new cutover is refused; a commit ends the
+        # watch (a transition), then an aborted gate is transitions too.
+        r = post(sock, "/v1/cutover", {"to": "blue"})
+        assert r.status == 409 and r.json()["reason"] == "watching", r
+        r = post(sock, "/v1/commit")
+        assert r.status == 200, r
         r = post(sock, "/v1/cutover", {"to": "blue"})
         assert r.status == 202
         r = post(sock, "/v1/abort")
         assert r.status == 200
         for es in streams:
-            es.wait(lambda evs: len(transitions(evs)) >= n + 2, 5 * SLOW)
-            last = transitions(es.got)[-1]
-            assert (last["from"], last["to"], last["reason"]) == \
-                ("gating", "steady", "operator"), last
+            es.wait(lambda evs: len(transitions(evs)) >= n + 3, 5 * SLOW)
+            ts = transitions(es.got)[n:]
+            assert [(t["from"], t["to"], t["reason"]) for t in ts] == [
+                ("watching", "final", "committed"),
+                ("final", "gating", "requested"),
+                ("gating", "steady", "operator")], ts
     finally:
         for es in streams:
             es.close()

@@ -48,7 +48,7 @@ def sections(cutover=None, database=None):
 
 
 def start(ctx, blue_opts=None, green_opts=None, cutover=None, database=None,
-          blue_args=(), green_args=(), port=None, name="switchd"):
+          blue_args=(), green_args=(), port=None, name="switchd", watch=None):
     b = ctx.upstream("blue", *blue_args)
     g = ctx.upstream("green", *green_args)
     cut = {"gate_timeout": "10s", "drain_timeout": "10s"}
@@ -56,7 +56,9 @@ def start(ctx, blue_opts=None, green_opts=None, cutover=None, database=None,
     sw = ctx.switchd([b], [g], port=port, name=name,
                      blue_opts=hopts(**(blue_opts or {})),
                      green_opts=hopts(**(green_opts or {})),
-                     raw_extra=sections(cut, database))
+                     raw_extra=sections(cut, database) + (
+                         "\nwatch\n" + "".join("    %s %s\n" % kv for kv in watch.items())
+                         if watch else ""))
     return sw, b, g
 
 
@@ -222,8 +224,11 @@ def test_cutover_under_load_zero_failures(ctx):
     assert ctl.rc == 0, "switchctl cutover --wait: %r" % ctl
     load.assert_no_failures()
 
+    # With the error watch on (the default) the flip enters `watching`; the
+    # drain of blue runs alongside and ends as watching -> watching.
     st = admin_status(sw.admin_socket)
-    assert st["live"] == "green" and st["phase"] == "steady", st
+    assert st["live"] == "green" and st["phase"] == "watching", st
+    assert st["watch"]["phase"] == "watching" and st["watch"]["colour"] == "green", st["watch"]
     flip = event(st, "flipped")["time_ms"] / 1000.0
     drained = event(st, "drained")["time_ms"] / 1000.0
     assert st["last_gate"]["outcome"] == "passed", st["last_gate"]
@@ -235,9 +240,9 @@ def test_cutover_under_load_zero_failures(ctx):
     # switchctl's progress: health passes, verification, flip, drain.
     out = ctl.out
     for want in (r"health: \d+/%d passes in a row" % RISE, r"verify: pass",
-                 r"gating -> rechecking", r"rechecking -> draining: live blue -> green",
+                 r"gating -> rechecking", r"rechecking -> watching: live blue -> green",
                  r"drain: [1-9]\d* in flight on blue",
-                 r"draining -> steady: blue drained in \d+ ms", r"^done: "):
+                 r"watching -> watching: blue drained in \d+ ms", r"^done: "):
         assert re.search(want, out, re.M), "no %r in switchctl's output:\n%s" % (want, out)
 
     # The slow requests: in flight on blue at the flip, completed with 200.
@@ -466,7 +471,8 @@ def test_gate_live_unhealthy(ctx):
 
 @timeout(40)
 def test_drain_timeout_cancels_and_counts(ctx):
-    sw, b, g = start(ctx, cutover={"drain_timeout": "1s"})
+    # The watch off: the flip's phase is `draining`, then `steady`.
+    sw, b, g = start(ctx, cutover={"drain_timeout": "1s"}, watch={"enabled": "off"})
     wait_colours_up(sw)
     slow = Slow(sw.port, "/delay/5000")
     wait_upstream_has(b, "/delay/5000")
@@ -514,7 +520,8 @@ def test_restart_keeps_green_live(ctx):
     v = admin_status(sw.admin_socket)["version"]
     with open(state) as f:
         saved = json.load(f)
-    assert saved["live"] == "green" and saved["phase"] == "steady", saved
+    assert saved["live"] == "green" and saved["phase"] == "watching", saved
+    assert saved["watch"]["colour"] == "green", saved
     assert oct(os.stat(state).st_mode & 0o777) == oct(0o600)
     kill9(sw)
     # The same config (it says live blue), the same port.
@@ -522,8 +529,11 @@ def test_restart_keeps_green_live(ctx):
     assert re.search(r"^\s*live blue$", conf, re.M)
     sw2 = ctx.switchd(conf=conf, port=sw.port, name="switchd2")
     sw2.admin_socket = sw.admin_socket  # the same config file names it
+    # The watch resumes where it was (the default windows have minutes left).
     st = admin_status(sw2.admin_socket)
-    assert st["live"] == "green" and st["phase"] == "steady", st
+    assert st["live"] == "green" and st["phase"] == "watching", st
+    assert st["watch"]["phase"] == "watching" and \
+        0 < st["watch"]["auto_left_ms"] < 300000, st["watch"]
     assert st["version"] >= v, (st["version"], v)
     assert "restored from %s: live green" % state in sw2.stderr_text()
     n0 = len(traffic(g))
@@ -533,7 +543,7 @@ def test_restart_keeps_green_live(ctx):
     assert len(traffic(g)) == n0 + 10
     assert not [e for e in traffic(b) if e["target"].startswith("/r/")]
     out = switchctl(["status"], sock=sw2.admin_socket)
-    assert out.rc == 0 and out.out.startswith("live green, phase steady"), out
+    assert out.rc == 0 and out.out.startswith("live green, phase watching"), out
 
 
 @timeout(50)
