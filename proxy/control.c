@@ -100,7 +100,9 @@ static uint64_t to_loop(uint64_t wall) {
   uint64_t now = uv_now(sw.loop), w = wall_ms();
   if (wall == 0)
     return 0;
-  return w > wall && w - wall < now ? now - (w - wall) : 1;
+  if (wall >= w)
+    return now; /* now, or a clock stepped back: not in the future */
+  return w - wall < now ? now - (w - wall) : 1;
 }
 
 static void params_from(const sw_config_t *cfg, sw_switch_params_t *p) {
@@ -1691,6 +1693,9 @@ void sw_control_reload(const sw_config_t *old_cfg) {
 void sw_control_stop(void) {
   if (!ctl.started)
     return;
+  /* The watch's counts as they are at the exit, for the next start. */
+  if (ctl.watch_ready && ctl.w.armed && watch_phase(ctl.m.phase))
+    persist();
   ctl.started = 0;
   for (int c = 0; c < SW_COLOURS; c++) {
     if (ctl.running[c] != NULL)
