@@ -1682,10 +1682,13 @@ void sw_control_reload(const sw_config_t *old_cfg) {
     why = sw_switch_set_live(&ctl.m, uv_now(sw.loop), sw.cfg->live, &a);
     if (why == SW_SWITCH_R_NONE)
       perform(&a);
-    else if (why == SW_SWITCH_R_IN_PROGRESS)
+    else if (why == SW_SWITCH_R_IN_PROGRESS || why == SW_SWITCH_R_WATCHING)
       sw_warn("control", 0,
-              "the config names live %s, but a cutover is running: ignored",
-              sw_colour_name(sw.cfg->live));
+              "the config names live %s, but a cutover %s: ignored",
+              sw_colour_name(sw.cfg->live),
+              why == SW_SWITCH_R_WATCHING
+                  ? "is being watched (commit or roll back first)"
+                  : "is running");
   }
   feed_colours();
 }
