@@ -4,17 +4,30 @@
 Starts two demo upstreams on 127.0.0.1 (blue and green, each a process of its
 own answering with its colour, with a /health/detailed/ endpoint), writes a
 config from conf/demo.conf.in into a temporary directory, starts
-build/switchd in front of them with health checks on for both colours, and
-puts it under a little load: a few client threads, each on one keep-alive
-connection, sending requests continuously and counting every failure, plus
-one thread sending slow requests (so that the flip has something to drain).
+build/switchd in front of them with health checks on for both colours and the
+error watch on, and puts it under a little load: a few client threads, each
+on one keep-alive connection, sending requests continuously and counting
+every answer, plus one thread sending slow requests (so that the flip has
+something to drain).
 
 Under that load it runs `switchctl cutover --to green --wait` and shows its
-progress as it happens (health passes, verification, flip, drain), lets the
-load run on green a moment, flips back with `switchctl cutover --to blue
---wait`, then stops the load and prints the counts: requests per colour, as
-the clients saw them and as the upstreams served them, and failed requests.
-It exits 1 if any request failed or anything else went wrong.
+progress as it happens (health passes, verification, flip, drain); not one
+request may fail. The flip arms switchd's error watch: green serves a moment
+(a second cutover is refused meanwhile, the watch is running), then the demo
+breaks green, asking the green upstream directly for /_break: from then on
+every ordinary request green answers is a 500 (its health checks still pass).
+switchd sees the 5xx in a row and flips back to blue by itself, in the loop
+turn of the response that spent the budget; the demo prints the watch's
+counts, the rollback's trigger and message, the phase, and live blue again.
+
+It then stops the load and prints the counts: requests per colour as the
+clients saw them and as the upstreams served them, the requests that failed
+during the cutover (must be 0), the 5xx the clients got from the broken green
+(at least 1, at most the trigger's threshold plus the number of client
+threads: each of them can have had one request on green when the threshold
+was reached), and the requests green received after the rollback (from its own
+counter, read once the rollback's drain ended and at the end: must be 0). It
+exits 1 if any of those checks fails or anything else went wrong.
 
 Standard library only. Every process it starts is stopped on the way out,
 also on an error or Ctrl-C (the upstreams also exit by themselves when this
@@ -54,7 +67,9 @@ FAST_CLIENTS = 4      # keep-alive client threads sending quick requests
 SLOW_CLIENTS = 1      # and one sending requests that take SLOW_SECONDS
 SLOW_SECONDS = 0.3
 PAUSE = 0.002         # between two requests of one client thread
-SETTLE = 1.0          # load time before, between and after the cutovers
+SETTLE = 1.0          # load time before the cutover, on green, on blue again
+ROLLBACK_WAIT = 5.0   # how long the demo waits for switchd's rollback
+BROKEN_BODY = "%s is broken (demo /_break)\n"
 
 TTY = sys.stdout.isatty()
 COLOURS = {"blue": "\033[1;34m", "green": "\033[1;32m"}
@@ -76,6 +91,20 @@ def say(text):
     print("    " + text, flush=True)
 
 
+def ms(n):
+    """A duration in ms as the config writes it."""
+    n = int(n)
+    for unit, size in (("h", 3600000), ("m", 60000), ("s", 1000)):
+        if n >= size and n % size == 0:
+            return "%d%s" % (n // size, unit)
+    return "%dms" % n
+
+
+def ordinal(n):
+    return "%d%s" % (n, {1: "st", 2: "nd", 3: "rd"}.get(
+        n % 10 if n % 100 not in (11, 12, 13) else 0, "th"))
+
+
 class DemoError(Exception):
     pass
 
@@ -90,10 +119,16 @@ def upstream_main(colour):
       /health/detailed/  200 {"status": "ok", ...}   (switchd's checks)
       /slow              `hello from COLOUR` after SLOW_SECONDS
       /_stats            its counters, as JSON (asked directly, not via switchd)
+      /_break            breaks it (asked directly too): from then on every
+                         ordinary request is answered 500 BROKEN_BODY, also
+                         one already received whose answer is not yet sent;
+                         the health checks still answer 200
       anything else      `hello from COLOUR`
+    The counters: "requests", ordinary requests, counted as they arrive;
+    "errors", the 500s among them; "health_checks".
     """
     lock = threading.Lock()
-    stats = {"requests": 0, "health_checks": 0}
+    stats = {"requests": 0, "errors": 0, "health_checks": 0, "broken": False}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -103,9 +138,9 @@ def upstream_main(colour):
         # reused keep-alive connection.
         disable_nagle_algorithm = True
 
-        def reply(self, body, ctype="text/plain"):
+        def reply(self, body, ctype="text/plain", status=200):
             body = body.encode()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-Demo-Colour", colour)
@@ -124,11 +159,25 @@ def upstream_main(colour):
                     text = json.dumps(stats)
                 self.reply(text + "\n", "application/json")
                 return
-            if self.path.startswith("/slow"):
-                time.sleep(SLOW_SECONDS)
+            if self.path == "/_break":
+                with lock:
+                    stats["broken"] = True
+                self.reply("%s is broken now\n" % colour)
+                return
             with lock:
                 stats["requests"] += 1
-            self.reply("hello from %s\n" % colour)
+            if self.path.startswith("/slow"):
+                time.sleep(SLOW_SECONDS)
+            # Decided when the answer is written, under the lock that /_break
+            # takes: every answer written after /_break is a 500.
+            with lock:
+                broken = stats["broken"]
+                if broken:
+                    stats["errors"] += 1
+            if broken:
+                self.reply(BROKEN_BODY % colour, status=500)
+            else:
+                self.reply("hello from %s\n" % colour)
 
         def log_message(self, fmt, *args):
             pass
@@ -160,13 +209,25 @@ class Upstream:
             raise DemoError("the %s upstream did not start" % colour)
         self.port = int(line)
 
-    def stats(self):
+    def get(self, path):
+        """GET on the upstream itself, not through switchd."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=3)
         try:
-            conn.request("GET", "/_stats")
-            return json.loads(conn.getresponse().read())
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise DemoError("GET %s on the %s upstream: %d"
+                                % (path, self.colour, resp.status))
+            return body
         finally:
             conn.close()
+
+    def stats(self):
+        return json.loads(self.get("/_stats"))
+
+    def break_it(self):
+        self.get("/_break")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -206,14 +267,15 @@ def free_port():
 
 class Client(threading.Thread):
     """One client thread on one keep-alive connection, sending requests until
-    told to stop. Counts answers per colour and every failure (a status other
-    than 200, an unexpected body, a socket error, a closed connection); after
-    a failure it reconnects and goes on."""
+    told to stop. Counts answers per colour, the broken green's 500s, and
+    every other failure (another status, an unexpected body, a socket error,
+    a closed connection); after a failure it reconnects and goes on."""
 
     def __init__(self, port, path, stop):
         super().__init__(daemon=True)
         self.port, self.path, self.stop = port, path, stop
         self.counts = {"blue": 0, "green": 0}
+        self.broken = {"blue": 0, "green": 0}   # 500s of a broken upstream
         self.failures = 0
         self.errors = []       # the first few failures, for the report
         self.sequence = []     # colours in order, runs collapsed
@@ -241,15 +303,20 @@ class Client(threading.Thread):
                 conn.request("GET", "%s/%d" % (self.path, n),
                              headers={"User-Agent": "switchd-demo"})
                 resp = conn.getresponse()
-                body = resp.read().decode(errors="replace").strip()
+                raw = resp.read().decode(errors="replace")
+                body = raw.strip()
                 colour = body[len("hello from "):] \
                     if body.startswith("hello from ") else None
-                if resp.status != 200 or colour not in self.counts:
-                    self.fail("%d %r" % (resp.status, body[:60]))
-                else:
+                sender = resp.getheader("X-Demo-Colour")
+                if resp.status == 200 and colour in self.counts:
                     self.counts[colour] += 1
                     if not self.sequence or self.sequence[-1] != colour:
                         self.sequence.append(colour)
+                elif (resp.status == 500 and sender in self.broken
+                      and raw == BROKEN_BODY % sender):
+                    self.broken[sender] += 1
+                else:
+                    self.fail("%d %r" % (resp.status, body[:60]))
                 if resp.will_close:
                     conn.close()
                     conn = None
@@ -284,6 +351,9 @@ class Load:
 
     def count(self, colour):
         return sum(c.counts[colour] for c in self.clients)
+
+    def broken(self, colour):
+        return sum(c.broken[colour] for c in self.clients)
 
     def finish(self):
         self.stop.set()
@@ -337,6 +407,10 @@ class Demo:
         self.load = None
         self.port = None
         self.t0 = time.monotonic()
+        self.cutover_failed = None
+        self.rollback = None
+        self.watch_at_rollback = None
+        self.green_at_rollback = None
 
     def write_config(self):
         with open(TEMPLATE) as f:
@@ -414,14 +488,134 @@ class Demo:
         self.ctl = None
         return rc
 
+    def status(self):
+        return json.loads(admin_get(self.sock, "/v1/status"))
+
+    def switchctl_knows_watch(self):
+        """Whether build/switchctl is the one that knows the error watch:
+        its `cutover --wait` returns once the flip happened and the old
+        colour drained, while the watch runs. An older one follows until the
+        phase is steady again, which a watch does not give it."""
+        out = subprocess.run([SWITCHCTL, "cutover", "--help"],
+                             capture_output=True, text=True, timeout=5)
+        return "--watch" in out.stdout + out.stderr
+
     def cutover(self, colour):
-        before = self.load.total()
-        rc = self.switchctl("cutover", "--to", colour, "--wait",
-                            "--timeout", "20s")
-        if rc != 0:
-            raise DemoError("switchctl cutover --to %s exited %d" % (colour, rc))
-        say("switchctl exited 0; %d requests served meanwhile, %d failed so far"
-            % (self.load.total() - before, self.load.failures()))
+        """`switchctl cutover --to COLOUR --wait` under the load. Returns the
+        number of requests that failed meanwhile."""
+        before, failed = self.load.total(), self.load.failures()
+        version = self.status()["version"]
+        if self.switchctl_knows_watch():
+            rc = self.switchctl("cutover", "--to", colour, "--wait",
+                                "--timeout", "20s")
+            if rc == 7:
+                raise DemoError("switchctl cutover --to %s: rolled back (exit 7)"
+                                % colour)
+            if rc != 0:
+                raise DemoError("switchctl cutover --to %s exited %d"
+                                % (colour, rc))
+        else:
+            say("(this switchctl predates the watch: its --wait would wait for"
+                " a steady phase; the demo follows GET /v1/status instead)")
+            start = time.monotonic()
+            rc = self.switchctl("cutover", "--to", colour)
+            if rc != 0:
+                raise DemoError("switchctl cutover --to %s exited %d"
+                                % (colour, rc))
+            self.follow(colour, version, start)
+        failed = self.load.failures() - failed
+        say("%d requests served meanwhile, %d failed"
+            % (self.load.total() - before, failed))
+        return failed
+
+    def follow(self, colour, version, start, timeout=20.0):
+        """What `switchctl cutover --wait` does, from the status: prints the
+        state changes as they come, until COLOUR is live and the old colour
+        drained."""
+        printed = version
+        while time.monotonic() - start < timeout:
+            self.check_alive()
+            st = self.status()
+            for e in st.get("history", []):
+                if e.get("version", 0) > printed:
+                    printed = e["version"]
+                    say("  %5.2fs | %s -> %s: %s"
+                        % (time.monotonic() - start, e.get("from"),
+                           e.get("to"), e.get("text")))
+            if st["version"] > version and st["live"] == colour \
+                    and "drain" not in st and "gate" not in st:
+                return
+            if st["version"] > version and st["phase"] in ("steady",
+                                                           "rolled_back"):
+                raise DemoError("cutover to %s: %s (%s)"
+                                % (colour, st["last_gate"]["outcome"],
+                                   st["last_gate"]["message"]))
+            time.sleep(0.05)
+        raise DemoError("cutover to %s: not done within %.0f s"
+                        % (colour, timeout))
+
+    def say_watch(self, w, prefix="watch"):
+        t = w["triggers"]
+        say("%s: phase %s, %.1f s since the flip; green: %d requests, %d"
+            " errors; R1 %d/%d errors, R2 %d of %d in %s, R3 %d/%d in a row,"
+            " R4 green %s"
+            % (prefix, w["phase"], w["since_flip_ms"] / 1000.0, w["requests"],
+               w["errors"], t["r1"]["errors"], t["r1"]["max_errors"],
+               t["r2"]["errors"], t["r2"]["requests"],
+               ms(t["r2"]["window_ms"]), t["r3"]["consecutive"],
+               t["r3"]["max_consecutive"],
+               "healthy" if t["r4"]["healthy"] else "UNHEALTHY"))
+
+    def break_green(self):
+        """Breaks green, waits for switchd's rollback and shows it, then
+        reads green's own counter once its last requests finished."""
+        green = self.upstreams["green"]
+        t0 = time.monotonic()
+        green.break_it()
+        say("%5.0f ms  green is broken" % ((time.monotonic() - t0) * 1000))
+        seen = None
+        while True:
+            self.check_alive()
+            st = self.status()
+            now = (time.monotonic() - t0) * 1000
+            w = st["watch"]
+            if st["phase"] == "rolled_back" or st["live"] != "green" \
+                    or "rollback" in st:
+                break
+            counts = (w["errors"], w["triggers"]["r3"]["consecutive"])
+            if counts != seen:
+                seen = counts
+                say("%5.0f ms  live %s, phase %s: %d errors since the flip,"
+                    " %d in a row" % (now, st["live"], st["phase"],
+                                      counts[0], counts[1]))
+            if now > ROLLBACK_WAIT * 1000:
+                raise DemoError("no rollback within %.0f s of breaking green"
+                                % ROLLBACK_WAIT)
+            time.sleep(0.01)
+        rb = st.get("rollback") or {}
+        say("%5.0f ms  live %s, phase %s: switchd rolled back by itself"
+            % (now, paint(st["live"]), st["phase"]))
+        say("rollback: %s (%s), trigger %s, %s -> %s: %s"
+            % (rb.get("outcome"), rb.get("mode"), rb.get("trigger"),
+               rb.get("from"), rb.get("to"), rb.get("message")))
+        self.say_watch(w, "watch then")
+        self.rollback = rb
+        self.watch_at_rollback = w
+        if st["live"] != "blue" or st["phase"] != "rolled_back" \
+                or rb.get("outcome") != "rolled_back":
+            raise DemoError("after breaking green: live %s, phase %s, rollback"
+                            " %s" % (st["live"], st["phase"], rb))
+        inflight = st["colours"]["green"]["inflight"]
+        self.wait_until("green's last requests finished",
+                        lambda: self.status()["colours"]["green"]["inflight"]
+                        == 0)
+        self.green_at_rollback = green.stats()
+        say("%d request%s still in flight on green when the demo saw it; once"
+            " finished, green's own counter read %d requests received, %d"
+            " answered 500; the clients had %d 500s"
+            % (inflight, " was" if inflight == 1 else "s were",
+               self.green_at_rollback["requests"],
+               self.green_at_rollback["errors"], self.load.broken("green")))
 
     def run(self):
         for path, what in ((SWITCHD, "switchd"), (SWITCHCTL, "switchctl")):
@@ -474,24 +668,60 @@ class Demo:
 
         step("Cutover to green under load: the gate needs 3 health passes in a"
              " row after the request, then a re-check, the flip, the drain")
-        self.cutover("green")
-        time.sleep(SETTLE)
-        say("%d requests answered by %s so far"
-            % (self.load.count("green"), paint("green")))
+        self.cutover_failed = self.cutover("green")
+        st = self.status()
+        if st["live"] != "green" or st["phase"] != "watching":
+            raise DemoError("after the cutover: live %s, phase %s (expected"
+                            " green, watching)" % (st["live"], st["phase"]))
+        w = st["watch"]
+        t = w["triggers"]
+        say("live %s, phase %s: the watch runs on green for %s (automatic"
+            " rollback), blue kept warm" % (paint("green"), st["phase"],
+                                            ms(w["auto_window_ms"])))
+        say("triggers: R1 more than %d errors since the flip, R2 %d%% errors"
+            " over %s, R3 %d errors in a row, R4 green's health checks fail"
+            % (t["r1"]["max_errors"], round(100 * t["r2"]["max_error_ratio"]),
+               ms(t["r2"]["window_ms"]), t["r3"]["max_consecutive"]))
 
-        step("And back to blue the same way")
-        self.cutover("blue")
+        step("Green serves a moment under the watch")
+        rc = self.switchctl("watch", "--count", "2")
+        if rc != 0:
+            raise DemoError("switchctl watch exited %d" % rc)
+        self.say_watch(self.status()["watch"])
+        say("a second cutover is refused while the watch runs"
+            " (`switchctl commit` or a rollback ends it):")
+        rc = self.switchctl("cutover", "--to", "blue")
+        if rc != 3:
+            raise DemoError("switchctl cutover during the watch exited %d, not"
+                            " 3 (refused)" % rc)
+        say("%d requests answered by %s so far, %d failed"
+            % (self.load.count("green"), paint("green"),
+               self.load.failures()))
+
+        step("Breaking green: GET /_break on the green upstream itself (not"
+             " through switchd); from now on it answers every request 500,"
+             " its health checks still 200")
+        self.break_green()
+
+        step("Blue serves again")
         time.sleep(SETTLE)
+        rc = self.switchctl("status")
+        if rc != 0:
+            raise DemoError("switchctl status exited %d" % rc)
 
         step("Stopping the load")
         self.load.finish()
         metrics = admin_get(self.sock, "/metrics")
         say("GET /metrics on the admin socket, a few of its lines:")
         for line in metrics.splitlines():
-            if (line.startswith("switchd_requests_total")
-                    and 'class="2xx"' in line) \
+            if line.startswith("#"):
+                continue
+            if line.endswith(" 0") and not line.startswith("switchd_live"):
+                continue
+            if line.startswith("switchd_requests_total") \
                     or line.startswith("switchd_flips_total") \
-                    or line.startswith("switchd_gates_total{outcome=\"passed\"") \
+                    or line.startswith("switchd_rollbacks_total") \
+                    or line.startswith("switchd_watch_errors") \
                     or line.startswith("switchd_live{"):
                 say("  " + line)
 
@@ -509,55 +739,120 @@ class Demo:
         say("its state file says: live %s, phase %s, state version %s"
             % (paint(st.get("live", "?")), st.get("phase", "?"),
                st.get("version", "?")))
+        if st.get("live") != "blue" or st.get("phase") != "rolled_back":
+            raise DemoError("the state file does not say live blue, phase"
+                            " rolled_back")
 
         self.show_access_log()
         return self.report()
 
     def show_access_log(self):
-        lines = []
+        entries = []
         if os.path.exists(self.access_log):
             with open(self.access_log) as f:
-                lines = [line.rstrip("\n") for line in f if line.strip()]
-        if not lines:
+                for line in f:
+                    if line.strip():
+                        try:
+                            entries.append(json.loads(line))
+                        except ValueError:
+                            raise DemoError("the access log has a line that is"
+                                            " not JSON: %r" % line[:80])
+        if not entries:
             raise DemoError("the access log is empty")
-        # Around the flip to green: the first request green answered, with
-        # what came just before it.
-        first = next((i for i, line in enumerate(lines)
-                      if '"colour":"green"' in line), None)
-        if first is None:
-            raise DemoError("the access log has no request answered by green")
-        step("The access log around the flip to green (%d lines in all, one"
-             " JSON object per request)" % len(lines))
-        for line in lines[max(0, first - 2):first + 2]:
-            say(line)
-        try:
-            json.loads(lines[-1])
-        except ValueError:
-            raise DemoError("the access log's last line is not JSON")
+        # Around the rollback: the last answer green gave before the break,
+        # its 500s up to the one that fired the trigger, the first request
+        # blue answered after that; then green's later ones (those that were
+        # in flight) and the last line.
+        bad = [i for i, e in enumerate(entries)
+               if e.get("colour") == "green" and e.get("status") == 500]
+        if not bad:
+            raise DemoError("the access log has no 500 answered by green")
+        threshold = self.watch_at_rollback["triggers"]["r3"]["max_consecutive"]
+        fired = bad[min(threshold, len(bad)) - 1]
+        first_blue = next((i for i in range(fired + 1, len(entries))
+                           if entries[i].get("colour") == "blue"), None)
+        shown = [bad[0] - 1] + bad[:threshold] + [first_blue] \
+            + bad[threshold:] + [len(entries) - 1]
+        step("The access log around the rollback (%d lines in all, one JSON"
+             " object per request; here its time, path, status, colour and"
+             " total_ms)" % len(entries))
+        notes = {fired: "  <- the %s 500 in a row: R3 fires, live blue"
+                 % ordinal(threshold)}
+        if first_blue is not None:
+            notes[first_blue] = "  <- the first request blue answers"
+        for i in bad[threshold:]:
+            notes[i] = "  <- was in flight on green at the rollback"
+        last = None
+        for i in sorted(set(i for i in shown if i is not None and i >= 0)):
+            if last is not None and i > last + 1:
+                say("  ... %d lines" % (i - last - 1))
+            e = entries[i]
+            say("  %s %-12s %s %-5s %7.1f ms%s"
+                % (e.get("time", "?")[11:23], e.get("path"), e.get("status"),
+                   paint(e.get("colour", "-")), e.get("total_ms", 0.0),
+                   notes.get(i, "")))
+            last = i
 
     def report(self):
         step("Counts")
         served = {c: self.upstreams[c].stats() for c in ("blue", "green")}
-        say("%-8s %12s %16s %15s" % ("", "clients saw", "upstream served",
-                                     "health checks"))
+        say("%-8s %18s %22s %8s" % ("", "clients got", "upstream received",
+                                      "health"))
+        say("%-8s %9s %8s %12s %9s %8s" % ("", "200", "500", "all",
+                                            "500", "checks"))
         for c in ("blue", "green"):
-            say("%-8s %12d %16d %15d"
-                % (c, self.load.count(c), served[c]["requests"],
+            say("%-8s %9d %8d %12d %9d %8d"
+                % (c, self.load.count(c), self.load.broken(c),
+                   served[c]["requests"], served[c]["errors"],
                    served[c]["health_checks"]))
+        threads = len(self.load.clients)
+        t = self.watch_at_rollback["triggers"]
+        max_consecutive = t["r3"]["max_consecutive"]
+        max_errors = t["r1"]["max_errors"]
+        threshold = min(max_consecutive, max_errors + 1)
+        bound = threshold + threads
+        broken = self.load.broken("green")
+        after = served["green"]["requests"] \
+            - self.green_at_rollback["requests"]
         failed = self.load.failures()
-        say("%-8s %12d" % ("failed", failed))
+        say("failed during the cutover to green:   %4d   (must be 0)"
+            % self.cutover_failed)
+        say("failed in all (the 500s apart):       %4d   (must be 0)" % failed)
+        say("500s from the broken green:           %4d   (must be 1 to %d: R3"
+            " fires at the %s 500 in a row, R1 at the %s error, and each"
+            " of the %d client threads may have had one more request on green"
+            " then)" % (broken, bound, ordinal(max_consecutive),
+                        ordinal(max_errors + 1), threads))
+        say("requests green received after the rollback: %d   (its counter:"
+            " %d once the rollback's in-flight requests finished, %d at the"
+            " end; must be 0)" % (after, self.green_at_rollback["requests"],
+                                  served["green"]["requests"]))
 
         problems = []
         for c in self.load.clients:
             for e in c.errors:
                 problems.append("a client got %s" % e)
+        if self.cutover_failed:
+            problems.append("%d requests failed during the cutover"
+                            % self.cutover_failed)
         if failed:
             problems.append("%d requests failed" % failed)
+        if not 1 <= broken <= bound:
+            problems.append("the clients got %d 500s from the broken green,"
+                            " not 1 to %d" % (broken, bound))
+        if self.load.broken("blue"):
+            problems.append("blue answered 500")
+        if after:
+            problems.append("green received %d requests after the rollback"
+                            % after)
         for c in ("blue", "green"):
-            if self.load.count(c) != served[c]["requests"]:
-                problems.append("%s: clients saw %d answers, the upstream "
-                                "served %d" % (c, self.load.count(c),
-                                               served[c]["requests"]))
+            got = self.load.count(c) + self.load.broken(c)
+            if got != served[c]["requests"] \
+                    or self.load.broken(c) != served[c]["errors"]:
+                problems.append("%s: the clients got %d answers (%d 500s), the"
+                                " upstream received %d requests (%d 500s)"
+                                % (c, got, self.load.broken(c),
+                                   served[c]["requests"], served[c]["errors"]))
         order = [c.sequence for c in self.load.clients]
         if any(seq != ["blue", "green", "blue"] for seq in order):
             problems.append("not every client saw blue, then green, then blue:"
@@ -570,9 +865,12 @@ class Demo:
             for p in problems:
                 print("demo failed: " + p, file=sys.stderr)
             return 1
-        step("Done: %d requests, 0 failed; every client followed blue -> green"
-             " -> blue on its one keep-alive connection"
-             % (self.load.total()))
+        step("Done: %d requests, 0 failed in the cutover, %d 500s from the"
+             " broken green before switchd rolled back by itself (%s), none"
+             " to green after; every client followed blue -> green -> blue on"
+             " its one keep-alive connection"
+             % (self.load.total() + broken, broken,
+                self.rollback.get("trigger")))
         return 0
 
     def cleanup(self):
