@@ -3,8 +3,10 @@
  * here: this is a short-lived client. Output is for people by default and
  * JSON with --json; the exit code says how it went (sw_api.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,6 +134,24 @@ static long long num(json_t *o, const char *k) {
   return (long long)json_integer_value(json_object_get(o, k));
 }
 
+static double dbl(json_t *o, const char *k) {
+  return json_number_value(json_object_get(o, k));
+}
+
+static int is_true(json_t *o, const char *k) {
+  return json_is_true(json_object_get(o, k));
+}
+
+/* A duration for people: whole seconds when that is exact or long, else
+ * tenths ("300 s", "2.5 s"). */
+static const char *secs(char *buf, size_t len, long long ms) {
+  if (ms % 1000 == 0 || ms >= 100000)
+    snprintf(buf, len, "%lld s", ms / 1000);
+  else
+    snprintf(buf, len, "%.1f s", (double)ms / 1000.0);
+  return buf;
+}
+
 static void print_json(json_t *j) {
   char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
   printf("%s\n", s ? s : "null");
@@ -157,6 +177,155 @@ static void print_colour(json_t *st, const char *c) {
            str(s, "last_failure")[0] ? ", last failure: " : "",
            str(s, "last_failure"));
   }
+}
+
+static int phase_is(json_t *st, const char *p) {
+  return strcmp(str(st, "phase"), p) == 0;
+}
+
+/* The watch's manual window. switchd names it "committed-manual" (the
+ * watch module's name); "manual" is accepted as well. */
+static int watch_manual(json_t *w) {
+  return strcmp(str(w, "phase"), "manual") == 0 ||
+         strcmp(str(w, "phase"), "committed-manual") == 0;
+}
+
+/* One trigger's live value against its threshold, e.g. "R3 consecutive
+ * 1/5"; "R3 off" when the config turned it off. k is 1..4. */
+static const char *trigger_text(json_t *w, int k, char *buf, size_t len) {
+  char name[4], t[32];
+  json_t *r;
+
+  snprintf(name, sizeof(name), "r%d", k);
+  r = json_object_get(json_object_get(w, "triggers"), name);
+  if (!is_true(r, "enabled")) {
+    snprintf(buf, len, "R%d off", k);
+    return buf;
+  }
+  switch (k) {
+    case 1:
+      snprintf(buf, len, "R1 errors %lld/%lld (alpha %g)", num(r, "errors"),
+               num(r, "max_errors"), dbl(r, "alpha"));
+      break;
+    case 2: {
+      long long rq = num(r, "requests"), er = num(r, "errors");
+      int n = snprintf(buf, len, "R2 window %s: %lld/%lld = %.1f%% / %g%%",
+                       secs(t, sizeof(t), num(r, "window_ms")), er, rq,
+                       rq > 0 ? 100.0 * (double)er / (double)rq : 0.0,
+                       100.0 * dbl(r, "max_error_ratio"));
+      /* Below min_requests the ratio is not looked at: say so, or a
+       * 3/4 = 75% would read as a trigger about to fire. */
+      if (rq < num(w, "min_requests") && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " (needs %lld requests)",
+                 num(w, "min_requests"));
+      break;
+    }
+    case 3:
+      snprintf(buf, len, "R3 consecutive %lld/%lld", num(r, "consecutive"),
+               num(r, "max_consecutive"));
+      break;
+    default:
+      snprintf(buf, len, "R4 health %s", is_true(r, "healthy") ? "up" : "DOWN");
+      break;
+  }
+  return buf;
+}
+
+/* Where the windows stand: "auto window 1.8 s left (of 3 s), manual window
+ * 4.8 s left (of 6 s)"; the windows that ran out say so. */
+static const char *windows_text(json_t *st, char *buf, size_t len) {
+  json_t *w = json_object_get(st, "watch");
+  const char *ph = str(w, "phase");
+  char a[32], b[32], c[32], d[32];
+
+  if (strcmp(ph, "watching") == 0)
+    snprintf(buf, len,
+             "auto window %s left (of %s), manual window %s left (of %s)",
+             secs(a, sizeof(a), num(w, "auto_left_ms")),
+             secs(b, sizeof(b), num(w, "auto_window_ms")),
+             secs(c, sizeof(c), num(w, "manual_left_ms")),
+             secs(d, sizeof(d), num(w, "manual_window_ms")));
+  else if (watch_manual(w))
+    snprintf(buf, len,
+             "auto window over (%s), manual window %s left (of %s): "
+             "rollback needs --confirm",
+             secs(a, sizeof(a), num(w, "auto_window_ms")),
+             secs(c, sizeof(c), num(w, "manual_left_ms")),
+             secs(d, sizeof(d), num(w, "manual_window_ms")));
+  else if (phase_is(st, "rolled_back"))
+    snprintf(buf, len, "ended by the rollback");
+  else if (phase_is(st, "final") &&
+           num(w, "since_flip_ms") < num(w, "manual_window_ms"))
+    snprintf(buf, len, "ended by a commit: rollback needs --force");
+  else if (phase_is(st, "final"))
+    snprintf(buf, len, "windows over: rollback needs --force");
+  else
+    snprintf(buf, len, "windows over");
+  return buf;
+}
+
+static void print_fired(json_t *f, const char *indent) {
+  char t[32];
+  if (!json_is_object(f))
+    return;
+  printf("%sfired: %s %s on %s %s after the flip: %s\n", indent, str(f, "rule"),
+         str(f, "verdict"), str(f, "colour"),
+         secs(t, sizeof(t), num(f, "since_flip_ms")), str(f, "text"));
+}
+
+static void print_rollback(json_t *rb) {
+  if (rb == NULL)
+    return;
+  printf("last rollback: %s, trigger %s (%s), %s -> %s: %s\n",
+         str(rb, "outcome"), str(rb, "trigger"), str(rb, "mode"),
+         str(rb, "from"), str(rb, "to"), str(rb, "message"));
+}
+
+/* The error watch of the last flip, as status shows it: the windows, the
+ * counts since the flip, the baseline and each trigger against its
+ * threshold. Nothing while no flip was ever watched. */
+static void print_watch(json_t *st) {
+  json_t *w = json_object_get(st, "watch"), *b;
+  char buf[256], t[32];
+
+  if (w == NULL || strcmp(str(w, "phase"), "idle") == 0 ||
+      strcmp(str(w, "phase"), "") == 0)
+    return;
+  b = json_object_get(w, "baseline");
+  printf("watch of %s: %s, outcome %s, %s since the flip\n", str(w, "colour"),
+         str(w, "phase"), str(w, "outcome"),
+         secs(t, sizeof(t), num(w, "since_flip_ms")));
+  printf("  %s\n", windows_text(st, buf, sizeof(buf)));
+  printf("  since the flip: %lld requests, %lld errors\n", num(w, "requests"),
+         num(w, "errors"));
+  if (num(b, "requests") < num(w, "min_requests"))
+    printf(
+        "  baseline: %lld/%lld errors, too few requests (min %lld): R1 "
+        "counts alone\n",
+        num(b, "errors"), num(b, "requests"), num(w, "min_requests"));
+  else
+    printf("  baseline: %lld/%lld errors, ratio %.3g\n", num(b, "errors"),
+           num(b, "requests"), dbl(b, "ratio"));
+  for (int k = 1; k <= 4; k++)
+    printf("  %s\n", trigger_text(w, k, buf, sizeof(buf)));
+  print_fired(json_object_get(w, "fired"), "  ");
+}
+
+/* The watch in the live view: the same facts, on fewer lines. */
+static void print_watch_compact(json_t *st) {
+  json_t *w = json_object_get(st, "watch");
+  char buf[256];
+
+  if (w == NULL || strcmp(str(w, "phase"), "idle") == 0 ||
+      strcmp(str(w, "phase"), "") == 0)
+    return;
+  printf("  watch %s: %s, %lld requests, %lld errors; %s\n", str(w, "colour"),
+         str(w, "phase"), num(w, "requests"), num(w, "errors"),
+         windows_text(st, buf, sizeof(buf)));
+  printf("   ");
+  for (int k = 1; k <= 4; k++)
+    printf(" %s%s", trigger_text(w, k, buf, sizeof(buf)), k < 4 ? "," : "\n");
+  print_fired(json_object_get(w, "fired"), "    ");
 }
 
 static int cmd_status(void) {
@@ -187,6 +356,8 @@ static int cmd_status(void) {
   if (strcmp(str(g, "outcome"), "none") != 0)
     printf("last cutover: %s (%s): %s\n", str(g, "outcome"), str(g, "reason"),
            str(g, "message"));
+  print_watch(st);
+  print_rollback(json_object_get(st, "rollback"));
   json_decref(st);
   return SW_EXIT_OK;
 }
@@ -221,35 +392,69 @@ static int parse_duration(const char *s, uint64_t *ms) {
   return 0;
 }
 
+/* The phases a cutover reaches only through its flip. */
+static int after_flip(json_t *st) {
+  return phase_is(st, "draining") || phase_is(st, "watching") ||
+         phase_is(st, "committed_manual") || phase_is(st, "final") ||
+         phase_is(st, "rolled_back") || phase_is(st, "rollback_blocked");
+}
+
+/* A rollback (or a blocked one) ended the cutover: its message, exit 7. */
+static int rolled_back(json_t *st) {
+  json_t *rb = json_object_get(st, "rollback");
+  if (!json_out)
+    printf("%s (trigger %s): %s\n",
+           strcmp(str(rb, "outcome"), "blocked") == 0 ? "rollback blocked"
+                                                      : "rolled back",
+           str(rb, "trigger"), str(rb, "message"));
+  return SW_EXIT_ROLLED_BACK;
+}
+
 /* Follows a cutover by polling the status: prints each transition as it
  * appears, the gate's progress and the drain's, and returns the exit code
- * of the outcome. */
-static int follow(uint64_t from_version, uint64_t timeout_ms) {
-  uint64_t start = now_ms(), printed = from_version;
-  long long last_passes = -1, last_inflight = -1;
+ * of the outcome. A gate that ends without flipping ends it with the gate's
+ * outcome. After the flip it ends when the old colour's drain has ended
+ * (the watch goes on without us), or with through_watch when the auto
+ * window has: the error watch decides then, not the gate. A rollback on
+ * the way is exit 7. */
+static int follow(uint64_t from_version,
+                  uint64_t timeout_ms,
+                  int through_watch) {
+  uint64_t start = now_ms(), printed = from_version, flip_version = 0;
+  uint64_t last_watch_line = 0;
+  long long last_passes = -1, last_inflight = -1, last_errors = -1;
   const char *last_verify = "";
   char verify_seen[32] = "";
+  int drained = 0, saw_drain = 0, fired_printed = 0;
 
   for (;;) {
     int status;
-    json_t *st = get_json(SW_API_STATUS, &status), *h, *e, *g;
+    json_t *st = get_json(SW_API_STATUS, &status), *h, *e, *g, *w;
     size_t i;
     if (st == NULL)
       unreachable();
     h = json_object_get(st, "history");
     json_array_foreach(h, i, e) {
-      if ((uint64_t)num(e, "version") > printed) {
-        printed = (uint64_t)num(e, "version");
-        if (json_out) {
-          char *s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
-          printf("%s\n", s);
-          free(s);
-        } else {
-          printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"),
-                 str(e, "text"));
-        }
-        fflush(stdout);
+      uint64_t v = (uint64_t)num(e, "version");
+      if (v <= printed)
+        continue;
+      printed = v;
+      /* The flip is recorded once; the drain's end is a transition of its
+       * own (from a phase to itself while the watch runs). */
+      if (strcmp(str(e, "reason"), "flipped") == 0)
+        flip_version = v;
+      else if (flip_version != 0 &&
+               (strcmp(str(e, "reason"), "drained") == 0 ||
+                strcmp(str(e, "reason"), "drain_timeout") == 0))
+        drained = 1;
+      if (json_out) {
+        char *s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", s);
+        free(s);
+      } else {
+        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"), str(e, "text"));
       }
+      fflush(stdout);
     }
     if (!json_out && (g = json_object_get(st, "gate")) != NULL) {
       json_t *v = json_object_get(
@@ -269,24 +474,95 @@ static int follow(uint64_t from_version, uint64_t timeout_ms) {
       }
       fflush(stdout);
     }
-    if (!json_out && (g = json_object_get(st, "drain")) != NULL &&
-        num(g, "inflight") != last_inflight) {
-      last_inflight = num(g, "inflight");
-      printf("  drain: %lld in flight on %s\n", last_inflight,
-             str(g, "colour"));
-      fflush(stdout);
+    if ((g = json_object_get(st, "drain")) != NULL) {
+      if (flip_version != 0 || after_flip(st))
+        saw_drain = 1;
+      if (!json_out && num(g, "inflight") != last_inflight) {
+        last_inflight = num(g, "inflight");
+        printf("  drain: %lld in flight on %s\n", last_inflight,
+               str(g, "colour"));
+        fflush(stdout);
+      }
+    } else if (saw_drain) {
+      drained = 1; /* seen running after the flip, gone now */
     }
-    if (strcmp(str(st, "phase"), "steady") == 0 &&
-        (uint64_t)num(st, "version") > from_version) {
+    w = json_object_get(st, "watch");
+    if ((uint64_t)num(st, "version") > from_version) {
+      int flipped = flip_version != 0 || after_flip(st);
       json_t *lg = json_object_get(st, "last_gate");
-      const char *o = str(lg, "outcome");
-      int code = strcmp(o, "passed") == 0   ? SW_EXIT_OK
-                 : strcmp(o, "failed") == 0 ? SW_EXIT_GATE_FAILED
-                                            : SW_EXIT_INCONCLUSIVE;
-      if (!json_out)
-        printf("%s: %s\n", code == SW_EXIT_OK ? "done" : o, str(lg, "message"));
-      json_decref(st);
-      return code;
+      int watching =
+          strcmp(str(w, "phase"), "watching") == 0 || watch_manual(w);
+
+      if (!json_out && flipped && !fired_printed &&
+          json_is_object(json_object_get(w, "fired"))) {
+        fired_printed = 1;
+        print_fired(json_object_get(w, "fired"), "  watch ");
+        fflush(stdout);
+      }
+      if (phase_is(st, "rolled_back") || phase_is(st, "rollback_blocked")) {
+        int code = rolled_back(st);
+        json_decref(st);
+        return code;
+      }
+      /* Without history (cutover history 0) the drain's end shows only in
+       * last_drain; its time is taken from the loop's clock, the flip's
+       * from the wall, so a drain that ended in the flip's own turn may
+       * read a few ms earlier. */
+      if (flipped && flip_version == 0 && !drained &&
+          json_object_get(st, "drain") == NULL &&
+          json_object_get(st, "last_drain") != NULL &&
+          num(json_object_get(st, "last_drain"), "time_ms") + 50 >=
+              num(st, "flip_time_ms"))
+        drained = 1;
+      if (phase_is(st, "steady") ||
+          (flipped && !through_watch && (drained || phase_is(st, "final"))) ||
+          (flipped && through_watch &&
+           (phase_is(st, "committed_manual") || phase_is(st, "final")))) {
+        const char *o = str(lg, "outcome");
+        int code = strcmp(o, "passed") == 0   ? SW_EXIT_OK
+                   : strcmp(o, "failed") == 0 ? SW_EXIT_GATE_FAILED
+                                              : SW_EXIT_INCONCLUSIVE;
+        /* With --watch the watch's verdict decides: a trigger that only
+         * alerted (the auto window ended in the same moment) rolled
+         * nothing back, yet the flip is not good either. */
+        if (code == SW_EXIT_OK && through_watch && !phase_is(st, "steady") &&
+            json_is_object(json_object_get(w, "fired")))
+          code = SW_EXIT_GATE_FAILED;
+        if (!json_out) {
+          char a[32], b[32];
+          printf("%s: %s\n", code == SW_EXIT_OK ? "done" : o,
+                 str(lg, "message"));
+          if (code == SW_EXIT_OK && !through_watch && watching)
+            printf(
+                "watching %s: auto window %s, manual window %s; `switchctl "
+                "watch` follows it\n",
+                str(w, "colour"), secs(a, sizeof(a), num(w, "auto_window_ms")),
+                secs(b, sizeof(b), num(w, "manual_window_ms")));
+          else if (through_watch && !phase_is(st, "steady"))
+            printf("watch of %s: %s, %s (%lld requests, %lld errors)\n",
+                   str(w, "colour"),
+                   phase_is(st, "final") ? "final" : "auto window over",
+                   json_is_object(json_object_get(w, "fired"))
+                       ? "a trigger alerted: see switchctl status"
+                       : "no trigger fired",
+                   num(w, "requests"), num(w, "errors"));
+        }
+        json_decref(st);
+        return code;
+      }
+      /* Waiting through the auto window: the counts now and then, and at
+       * once when the errors move. */
+      if (!json_out && flipped && through_watch && watching &&
+          (num(w, "errors") != last_errors ||
+           now_ms() - last_watch_line >= 10000)) {
+        char a[32];
+        last_errors = num(w, "errors");
+        last_watch_line = now_ms();
+        printf("  watch: %lld requests, %lld errors; auto window %s left\n",
+               num(w, "requests"), last_errors,
+               secs(a, sizeof(a), num(w, "auto_left_ms")));
+        fflush(stdout);
+      }
     }
     json_decref(st);
     if (timeout_ms > 0 && now_ms() - start > timeout_ms) {
@@ -301,9 +577,18 @@ static int refused(int status, const char *body) {
   json_t *j = json_loads(body, 0, NULL);
   if (json_out) {
     printf("%s", body);
+  } else if (str(j, "reason")[0] && str(j, "message")[0]) {
+    /* A refusal that explains itself (rollback, commit): the reason for
+     * scripts, the sentence for people. */
+    fprintf(stderr, "switchctl: refused (%d): %s: %s\n", status,
+            str(j, "reason"), str(j, "message"));
   } else {
     fprintf(stderr, "switchctl: refused (%d): %s%s%s\n", status,
             str(j, "error"), str(j, "reason")[0] ? ": " : "", str(j, "reason"));
+    if (strcmp(str(j, "reason"), "watching") == 0)
+      fprintf(stderr,
+              "switchctl: the last flip is being watched: `switchctl commit` "
+              "or `switchctl rollback` first\n");
   }
   json_decref(j);
   return SW_EXIT_REFUSED;
@@ -312,12 +597,13 @@ static int refused(int status, const char *body) {
 static int cmd_cutover(int argc, char **argv) {
   static const struct option opts[] = {{"to", required_argument, 0, 't'},
                                        {"wait", no_argument, 0, 'w'},
+                                       {"watch", no_argument, 0, 'W'},
                                        {"timeout", required_argument, 0, 'T'},
                                        {"version", required_argument, 0, 'V'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *to = NULL;
-  int wait = 0, c, status;
+  int wait = 0, through_watch = 0, c, status;
   long long version = -1;
   uint64_t timeout_ms = 0;
   char req[128], *body;
@@ -332,6 +618,9 @@ static int cmd_cutover(int argc, char **argv) {
       case 'w':
         wait = 1;
         break;
+      case 'W':
+        wait = through_watch = 1;
+        break;
       case 'T':
         if (parse_duration(optarg, &timeout_ms) != 0)
           die_usage("bad --timeout '%s' (e.g. 90s, 5m)", optarg);
@@ -342,11 +631,20 @@ static int cmd_cutover(int argc, char **argv) {
         break;
       case 'h':
         printf(
-            "usage: switchctl cutover [--to blue|green] [--wait] "
-            "[--timeout DUR] [--version N]\n"
+            "usage: switchctl cutover [--to blue|green] [--wait] [--watch] "
+            "[--timeout DUR]\n"
+            "                         [--version N]\n"
             "  Starts a cutover to the colour (default: the standby one).\n"
             "  --wait     follow it: health passes, verification, flip, "
-            "drain\n"
+            "drain;\n"
+            "             exit 0 once the old colour has drained (the error "
+            "watch\n"
+            "             goes on), 4 or 5 when the gate said no, 7 when "
+            "rolled back\n"
+            "  --watch    --wait, then wait through the watch's auto window "
+            "too:\n"
+            "             exit 0 when it ends with no trigger fired, 7 when "
+            "rolled back\n"
             "  --timeout  give up waiting after DUR (exit 6)\n"
             "  --version  the state version you saw (stale: refused, 409)\n");
         return SW_EXIT_OK;
@@ -398,7 +696,155 @@ static int cmd_cutover(int argc, char **argv) {
   if (!wait)
     return SW_EXIT_OK;
   /* The request's own transition is version N; follow from before it. */
-  return follow((uint64_t)version - 1, timeout_ms);
+  return follow((uint64_t)version - 1, timeout_ms, through_watch);
+}
+
+/* A POST of a JSON body built here; returns the HTTP status and the body
+ * (malloc'd). Unreachable ends the command. */
+static int post(const char *path, json_t *req, char **body) {
+  char *text = json_dumps(req, JSON_COMPACT);
+  int status = call("POST", path, text != NULL ? text : "{}", body);
+  free(text);
+  if (status < 0)
+    unreachable();
+  return status;
+}
+
+/* A 200's body as JSON; anything else ends the command with exit 2. */
+static json_t *answer_json(char *body) {
+  json_t *j = json_loads(body, 0, NULL);
+  free(body);
+  if (j == NULL) {
+    fprintf(stderr, "switchctl: switchd answered something not JSON\n");
+    exit(SW_EXIT_UNREACHABLE);
+  }
+  return j;
+}
+
+static int cmd_rollback(int argc, char **argv) {
+  /* --confirm and --force have no short forms: a stray "-f" must not
+   * force a rollback past the windows. */
+  static const struct option opts[] = {{"confirm", no_argument, 0, 'c'},
+                                       {"force", no_argument, 0, 'f'},
+                                       {"version", required_argument, 0, 'V'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  const char *mode = NULL;
+  long long version = -1;
+  int c, status;
+  char *body;
+  json_t *req, *j;
+
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "V:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'c':
+      case 'f':
+        if (mode != NULL && strcmp(mode, c == 'c' ? "confirm" : "force") != 0)
+          die_usage("rollback: --confirm and --force are mutually exclusive");
+        mode = c == 'c' ? "confirm" : "force";
+        break;
+      case 'V':
+        if (parse_count(optarg, &version) != 0)
+          die_usage("bad --version '%s' (a state version number)", optarg);
+        break;
+      case 'h':
+        printf(
+            "usage: switchctl rollback [--confirm | --force] [--version N]\n"
+            "  Flips back to the colour that was live before the last flip; "
+            "the\n"
+            "  colour rolled back from drains. Refused (exit 3) when the old "
+            "colour\n"
+            "  cannot take the traffic, and:\n"
+            "  --confirm  needed in the manual window (after the auto "
+            "window)\n"
+            "  --force    needed once the windows are over or after a "
+            "commit\n"
+            "  --version  the state version you saw (stale: refused, 409)\n"
+            "  Exit 0 rolled back, 3 refused.\n");
+        return SW_EXIT_OK;
+      default:
+        die_usage("rollback: unknown option");
+    }
+  }
+  if (optind < argc)
+    die_usage("rollback: unexpected argument '%s'", argv[optind]);
+  /* No version unless given: a rollback is often urgent, and a drain that
+   * ends in between (a new state version) must not refuse it. */
+  req = json_object();
+  if (mode != NULL)
+    json_object_set_new(req, "mode", json_string(mode));
+  if (version >= 0)
+    json_object_set_new(req, "version", json_integer(version));
+  status = post(SW_API_ROLLBACK, req, &body);
+  json_decref(req);
+  if (status != 200) {
+    int rc = refused(status, body);
+    free(body);
+    return rc;
+  }
+  j = answer_json(body);
+  if (json_out) {
+    print_json(j);
+  } else {
+    printf("%s\n", str(j, "message"));
+    printf("live %s, phase %s, state version %lld\n", str(j, "live"),
+           str(j, "phase"), num(j, "version"));
+  }
+  json_decref(j);
+  return SW_EXIT_OK;
+}
+
+static int cmd_commit(int argc, char **argv) {
+  static const struct option opts[] = {{"version", required_argument, 0, 'V'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  long long version = -1;
+  int c, status;
+  char *body;
+  json_t *req, *j;
+
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "V:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'V':
+        if (parse_count(optarg, &version) != 0)
+          die_usage("bad --version '%s' (a state version number)", optarg);
+        break;
+      case 'h':
+        printf(
+            "usage: switchctl commit [--version N]\n"
+            "  Ends the error watch of the last flip: the cutover stands "
+            "(phase\n"
+            "  final), a new cutover may start, and a rollback needs "
+            "--force.\n"
+            "  --version  the state version you saw (stale: refused, 409)\n"
+            "  Exit 0 committed, 3 refused (no watch is running).\n");
+        return SW_EXIT_OK;
+      default:
+        die_usage("commit: unknown option");
+    }
+  }
+  if (optind < argc)
+    die_usage("commit: unexpected argument '%s'", argv[optind]);
+  req = json_object();
+  if (version >= 0)
+    json_object_set_new(req, "version", json_integer(version));
+  status = post(SW_API_COMMIT, req, &body);
+  json_decref(req);
+  if (status != 200) {
+    int rc = refused(status, body);
+    free(body);
+    return rc;
+  }
+  j = answer_json(body);
+  if (json_out)
+    print_json(j);
+  else
+    printf("committed: %s stands (phase %s, state version %lld)\n",
+           str(j, "live"), str(j, "phase"), num(j, "version"));
+  json_decref(j);
+  return SW_EXIT_OK;
 }
 
 static int cmd_simple_post(const char *path, const char *req) {
@@ -463,18 +909,203 @@ static void on_int(int sig) {
   stop_watch = 1;
 }
 
-/* A live view: requests/s, errors and in-flight per colour, the phase. */
+/* The admin event stream, read alongside the live view's polling: the
+ * watch's verdicts and the rollbacks come as they happen, between two
+ * refreshes. A plain blocking client would stall the view, so the socket is
+ * non-blocking and polled until the next refresh is due. */
+typedef struct events_s {
+  int fd;       /* -1: not connected */
+  int disabled; /* switchd refused the stream: do not ask again */
+  int head_done;
+  char *buf;
+  size_t len, cap;
+} events_t;
+
+/* Bound on one event: the first one is the whole status document. */
+#define EVENTS_MAX (1024 * 1024)
+/* Lines of recent events kept under a terminal's view, which each refresh
+ * clears. */
+#define EVENTS_SHOWN 6
+
+static char shown[EVENTS_SHOWN][1024];
+static size_t nshown;
+
+static void events_close(events_t *ev) {
+  if (ev->fd >= 0)
+    close(ev->fd);
+  ev->fd = -1;
+  ev->len = 0;
+  ev->head_done = 0;
+}
+
+static void events_open(events_t *ev) {
+  static const char req[] =
+      "GET " SW_API_EVENTS " HTTP/1.1\r\nHost: switchd\r\n\r\n";
+  struct sockaddr_un sa;
+
+  if (ev->fd >= 0 || ev->disabled || strlen(sock_path) >= sizeof(sa.sun_path))
+    return;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, sock_path);
+  ev->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (ev->fd < 0)
+    return;
+  if (connect(ev->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+      write(ev->fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1) ||
+      fcntl(ev->fd, F_SETFL, fcntl(ev->fd, F_GETFL) | O_NONBLOCK) != 0) {
+    events_close(ev);
+    return;
+  }
+}
+
+static void event_line(const char *line) {
+  printf("%s\n", line);
+  if (isatty(1)) {
+    if (nshown == EVENTS_SHOWN) {
+      memmove(shown[0], shown[1], sizeof(shown[0]) * (EVENTS_SHOWN - 1));
+      nshown--;
+    }
+    snprintf(shown[nshown++], sizeof(shown[0]), "%s", line);
+  }
+}
+
+/* One event of the stream: the watch's verdicts and the rollbacks are
+ * printed, the rest is what the next refresh shows anyway. */
+static void on_event(const char *name, const char *data) {
+  char line[1024], at[16], t[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  json_t *j;
+
+  if (strcmp(name, "watch") != 0 && strcmp(name, "rollback") != 0)
+    return;
+  j = json_loads(data, 0, NULL);
+  if (j == NULL)
+    return;
+  if (json_out) {
+    json_t *o = json_pack("{s:s, s:O}", "event", name, "data", j);
+    char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s != NULL)
+      printf("%s\n", s);
+    free(s);
+    json_decref(o);
+  } else {
+    localtime_r(&now, &tm);
+    strftime(at, sizeof(at), "%H:%M:%S", &tm);
+    if (strcmp(name, "watch") == 0)
+      snprintf(line, sizeof(line),
+               "%s watch: %s %s on %s %s after the flip: %s", at,
+               str(j, "rule"), str(j, "verdict"), str(j, "colour"),
+               secs(t, sizeof(t), num(j, "since_flip_ms")), str(j, "text"));
+    else
+      snprintf(line, sizeof(line), "%s rollback: %s, trigger %s (%s): %s", at,
+               str(j, "outcome"), str(j, "trigger"), str(j, "mode"),
+               str(j, "message"));
+    event_line(line);
+  }
+  fflush(stdout);
+  json_decref(j);
+}
+
+/* Splits what arrived into events ("event: NAME\ndata: JSON\n\n"). */
+static void events_parse(events_t *ev) {
+  char *p = ev->buf, *end = ev->buf + ev->len, *sep;
+
+  if (!ev->head_done) {
+    int code = 0;
+    sep = memmem(p, ev->len, "\r\n\r\n", 4);
+    if (sep == NULL)
+      return;
+    if (sscanf(p, "HTTP/1.1 %d", &code) != 1 || code != 200) {
+      ev->disabled = 1;
+      events_close(ev);
+      return;
+    }
+    ev->head_done = 1;
+    p = sep + 4;
+  }
+  while ((sep = memmem(p, (size_t)(end - p), "\n\n", 2)) != NULL) {
+    char name[32] = "", *data = NULL;
+    *sep = '\0';
+    for (char *l = p, *nl; l != NULL && *l != '\0'; l = nl) {
+      nl = strchr(l, '\n');
+      if (nl != NULL)
+        *nl++ = '\0';
+      if (strncmp(l, "event: ", 7) == 0)
+        snprintf(name, sizeof(name), "%s", l + 7);
+      else if (strncmp(l, "data: ", 6) == 0)
+        data = l + 6;
+    }
+    if (name[0] && data != NULL)
+      on_event(name, data);
+    p = sep + 2;
+  }
+  ev->len = (size_t)(end - p);
+  memmove(ev->buf, p, ev->len);
+}
+
+/* Reads the stream until `until` (now_ms() time) or an interrupt. Without a
+ * stream, just waits. */
+static void events_wait(events_t *ev, uint64_t until) {
+  while (!stop_watch) {
+    uint64_t now = now_ms();
+    struct pollfd pfd;
+    ssize_t r;
+
+    if (now >= until)
+      return;
+    if (ev->fd < 0) {
+      usleep((useconds_t)((until - now) * 1000));
+      continue;
+    }
+    pfd.fd = ev->fd;
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, (int)(until - now)) <= 0)
+      continue; /* timeout, or EINTR: the loop checks both */
+    if (ev->cap - ev->len < 4096) {
+      size_t cap = ev->cap ? ev->cap * 2 : 16384;
+      char *nb = cap <= EVENTS_MAX * 2 ? realloc(ev->buf, cap) : NULL;
+      if (nb == NULL) {
+        events_close(ev); /* an event past any bound: give the stream up */
+        continue;
+      }
+      ev->buf = nb;
+      ev->cap = cap;
+    }
+    r = read(ev->fd, ev->buf + ev->len, ev->cap - ev->len);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (r <= 0) {
+      events_close(ev); /* switchd went away or cut us off: retried later */
+      continue;
+    }
+    ev->len += (size_t)r;
+    events_parse(ev);
+  }
+}
+
+/* A live view: requests/s, errors and in-flight per colour, the phase, the
+ * error watch against its thresholds; the watch's verdicts and rollbacks as
+ * they come. */
 static int cmd_watch(int count) {
   long long prev[2] = {-1, -1}, preverr[2] = {0, 0};
   static const char *cols[] = {"blue", "green"};
+  events_t ev;
   int n = 0;
 
+  memset(&ev, 0, sizeof(ev));
+  ev.fd = -1;
   signal(SIGINT, on_int);
   while (!stop_watch && (count <= 0 || n < count)) {
     int status;
+    uint64_t frame = now_ms();
     json_t *st = get_json(SW_API_STATUS, &status);
     if (st == NULL)
       unreachable();
+    /* After the first status, so that an unreachable switchd is reported
+     * by it; reconnected on each refresh if the stream was lost. */
+    events_open(&ev);
     if (json_out) {
       char *s = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
       printf("%s\n", s);
@@ -501,13 +1132,22 @@ static int cmd_watch(int count) {
         prev[c] = req;
         preverr[c] = err;
       }
+      print_watch_compact(st);
+      if (json_object_get(st, "rollback") != NULL) {
+        printf("  ");
+        print_rollback(json_object_get(st, "rollback"));
+      }
+      for (size_t i = 0; i < nshown; i++)
+        printf("%s\n", shown[i]);
     }
     fflush(stdout);
     json_decref(st);
     if (++n == count)
       break;
-    sleep(1);
+    events_wait(&ev, frame + 1000);
   }
+  events_close(&ev);
+  free(ev.buf);
   return SW_EXIT_OK;
 }
 
@@ -516,10 +1156,15 @@ static void usage(void) {
       "usage: switchctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
       "commands:\n"
       "  status                      live colour, phase, health, last "
-      "cutover\n"
-      "  cutover [--to C] [--wait] [--timeout DUR]\n"
+      "cutover, watch\n"
+      "  cutover [--to C] [--wait] [--watch] [--timeout DUR]\n"
       "                              start a cutover (see cutover --help)\n"
       "  abort                       abort the cutover gate in progress\n"
+      "  rollback [--confirm|--force] [--version N]\n"
+      "                              flip back to the old colour (see "
+      "rollback --help)\n"
+      "  commit [--version N]        end the error watch: the cutover "
+      "stands\n"
       "  check COLOUR                verify a colour's schema requirements "
       "now\n"
       "  watch [--count N]           live view, refreshed every second\n"
@@ -527,7 +1172,8 @@ static void usage(void) {
       "  -s, --socket PATH  admin socket (default $SWITCHCTL_SOCKET or %s)\n"
       "  --json             JSON output for scripts\n"
       "exit codes: 0 done, 1 usage, 2 unreachable, 3 refused, 4 gate failed,\n"
-      "  5 inconclusive (e.g. database unreachable), 6 --timeout passed\n",
+      "  5 inconclusive (e.g. database unreachable), 6 --timeout passed,\n"
+      "  7 rolled back (or the rollback was blocked)\n",
       SW_CONFIG_ADMIN_SOCKET);
 }
 
@@ -575,7 +1221,9 @@ int main(int argc, char **argv) {
       printf(
           "usage: switchctl status [--json]\n"
           "  The live colour, the phase, each colour's health and "
-          "verification,\n  and the last cutover's outcome.\n");
+          "verification,\n  the last cutover's outcome, the error watch "
+          "of the last flip (windows,\n  counts, each trigger against its "
+          "threshold) and the last rollback.\n");
     else
       printf(
           "usage: switchctl abort\n"
@@ -591,6 +1239,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "cutover") == 0)
     return cmd_cutover(argc - i, argv + i);
+  if (strcmp(cmd, "rollback") == 0)
+    return cmd_rollback(argc - i, argv + i);
+  if (strcmp(cmd, "commit") == 0)
+    return cmd_commit(argc - i, argv + i);
   if (strcmp(cmd, "check") == 0) {
     static const char help[] =
         "usage: switchctl check blue|green\n"
@@ -616,7 +1268,10 @@ int main(int argc, char **argv) {
         printf(
             "usage: switchctl watch [--count N]\n"
             "  Refreshes every second: requests/s, errors/s and in-flight "
-            "per colour;\n  --count stops after N refreshes.\n");
+            "per colour,\n  the error watch's counts against its "
+            "thresholds and the time left in its\n  windows; prints the "
+            "watch's verdicts and rollbacks as they happen.\n"
+            "  --count stops after N refreshes.\n");
         return SW_EXIT_OK;
       }
       if (strcmp(argv[k], "--count") == 0 && k + 1 < argc &&
