@@ -179,8 +179,10 @@ typedef enum sw_switch_reason_e {
 /* Who asks for a rollback, which decides where it is allowed. */
 typedef enum sw_switch_rollback_mode_e {
   SW_SWITCH_ROLLBACK_AUTO = 0, /* a trigger fired: watching only */
-  SW_SWITCH_ROLLBACK_MANUAL,   /* an operator: watching, rollback_blocked */
-  SW_SWITCH_ROLLBACK_CONFIRM,  /* --confirm: also committed_manual */
+  SW_SWITCH_ROLLBACK_MANUAL,   /* an operator: watching, and rollback_blocked
+                                * within the auto window */
+  SW_SWITCH_ROLLBACK_CONFIRM,  /* --confirm: also committed_manual, and
+                                * rollback_blocked within the manual window */
   SW_SWITCH_ROLLBACK_FORCE,    /* --force: also final and after a flip */
 } sw_switch_rollback_mode_t;
 

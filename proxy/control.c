@@ -617,6 +617,7 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
                           rb->trigger, "from", sw_colour_name(rb->from), "to",
                           sw_colour_name(rb->to), "message", rb->message);
     if (j != NULL) {
+      json_object_set_new(j, "time_ms", json_integer((json_int_t)wall_ms()));
       sw_admin_broadcast("rollback", j);
       json_decref(j);
     }
@@ -648,6 +649,9 @@ static void on_verdict(const sw_watch_result_t *res) {
 
   ctl.last_verdict = *res;
   ctl.last_verdict_wall = wall_ms();
+  if (j != NULL)
+    json_object_set_new(j, "time_ms",
+                        json_integer((json_int_t)ctl.last_verdict_wall));
   sw_log(SW_LOG_WARN, "watch", 0, "%s %s on %s: %s",
          sw_watch_rule_name(res->rule),
          res->verdict == SW_WATCH_FIRE ? "fired" : "alerts",

@@ -699,6 +699,7 @@ sw_switch_reason_t sw_switch_abort(sw_switch_t *s,
 /* Whether `mode` may roll back from the current phase; the refusal when
  * not. */
 static sw_switch_reason_t rollback_allowed(const sw_switch_t *s,
+                                           uint64_t now,
                                            sw_switch_rollback_mode_t mode) {
   switch (s->phase) {
     case SW_SWITCH_GATING:
@@ -709,8 +710,17 @@ static sw_switch_reason_t rollback_allowed(const sw_switch_t *s,
     case SW_SWITCH_WATCHING:
       return SW_SWITCH_R_NONE;
     case SW_SWITCH_ROLLBACK_BLOCKED:
-      return mode == SW_SWITCH_ROLLBACK_AUTO ? SW_SWITCH_R_NOT_WATCHING
-                                             : SW_SWITCH_R_NONE;
+      /* The windows no longer move the phase, but they still say how
+       * sure an operator must be to flip back by hand. */
+      if (mode == SW_SWITCH_ROLLBACK_AUTO)
+        return SW_SWITCH_R_NOT_WATCHING;
+      if (now >= s->flip_at + s->watch_manual_ms)
+        return mode == SW_SWITCH_ROLLBACK_FORCE ? SW_SWITCH_R_NONE
+                                                : SW_SWITCH_R_NEEDS_FORCE;
+      if (now >= s->flip_at + s->watch_auto_ms)
+        return mode >= SW_SWITCH_ROLLBACK_CONFIRM ? SW_SWITCH_R_NONE
+                                                  : SW_SWITCH_R_NEEDS_CONFIRM;
+      return SW_SWITCH_R_NONE;
     case SW_SWITCH_COMMITTED_MANUAL:
       return mode >= SW_SWITCH_ROLLBACK_CONFIRM ? SW_SWITCH_R_NONE
                                                 : SW_SWITCH_R_NEEDS_CONFIRM;
@@ -743,7 +753,7 @@ sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
    * requests are live traffic again, never cancelled. */
   if ((out->flags & SW_SWITCH_ACT_CANCEL_DRAIN) && out->cancel == to)
     out->flags &= ~SW_SWITCH_ACT_CANCEL_DRAIN;
-  refused = rollback_allowed(s, mode);
+  refused = rollback_allowed(s, now, mode);
   if (refused != SW_SWITCH_R_NONE)
     return refused;
   if (not_ready != NULL && mode != SW_SWITCH_ROLLBACK_AUTO)

@@ -2149,6 +2149,29 @@ static void test_rollback_auto(void) {
 
 /* A trigger that finds the old colour unable to take the traffic: the new
  * colour keeps serving until an operator acts. */
+/* A blocked rollback keeps the window policy for an operator: plain in the
+ * auto window, --confirm in the manual one, --force after it. */
+static void test_rollback_blocked_windows(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+
+  setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, T_FLIP + 100, SW_SWITCH_ROLLBACK_AUTO,
+                                     "r3", "5 in a row", "blue down", &a),
+                  SW_SWITCH_R_ROLLBACK_BLOCKED);
+  CHECK_ROLLBACK_REFUSED(&s, T_FLIP + AUTO_MS, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                         SW_SWITCH_R_NEEDS_CONFIRM);
+  CHECK_ROLLBACK_REFUSED(&s, T_FLIP + MANUAL_MS, SW_SWITCH_ROLLBACK_CONFIRM,
+                         NULL, SW_SWITCH_R_NEEDS_FORCE);
+  SW_CHECK_INT_EQ(
+      sw_switch_rollback(&s, T_FLIP + MANUAL_MS - 1, SW_SWITCH_ROLLBACK_CONFIRM,
+                         NULL, "blue fixed", NULL, &a),
+      SW_SWITCH_R_NONE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+}
+
 static void test_rollback_blocked(void) {
   sw_switch_params_t p = watch_params();
   sw_switch_t s;
@@ -2698,7 +2721,15 @@ static void test_restore_watch(void) {
   SW_CHECK_INT_EQ(s.live, SW_GREEN);
   SW_CHECK_INT_EQ(sw_switch_request(&s, 50050, SW_BLUE, 1, "t", &a),
                   SW_SWITCH_R_WATCHING);
+  /* Long past its windows, a blocked rollback needs --force by hand. */
   SW_CHECK_INT_EQ(sw_switch_rollback(&s, 50100, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                                     "blue fixed", NULL, &a),
+                  SW_SWITCH_R_NEEDS_FORCE);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 50100, SW_SWITCH_ROLLBACK_CONFIRM,
+                                     NULL, "blue fixed", NULL, &a),
+                  SW_SWITCH_R_NEEDS_FORCE);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 50100, SW_SWITCH_ROLLBACK_FORCE, NULL,
                                      "blue fixed", NULL, &a),
                   SW_SWITCH_R_NONE);
   SW_CHECK_INT_EQ(s.live, SW_BLUE);
@@ -2756,6 +2787,7 @@ SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_watch_windows),
              SW_TASK(test_rollback_auto),
              SW_TASK(test_rollback_blocked),
+             SW_TASK(test_rollback_blocked_windows),
              SW_TASK(test_rollback_policy),
              SW_TASK(test_commit),
              SW_TASK(test_watch_refuses_cutover),
