@@ -26,7 +26,7 @@
  * Windows (DESIGN §4), from the flip at sw_watch_arm:
  *
  *   watching          [flip, flip + auto_window): a trigger FIREs.
- *   committed-manual  [flip + auto_window, flip + manual_window): a trigger
+ *   committed_manual  [flip + auto_window, flip + manual_window): a trigger
  *                     only ALERTs.
  *   final             from flip + manual_window, or after sw_watch_end (an
  *                     operator's commit or rollback): nothing is evaluated.

@@ -492,8 +492,6 @@ static void arm(void) {
 }
 
 static void perform(sw_switch_actions_t *a) {
-  for (size_t i = 0; i < a->nevents; i++)
-    announce(&a->events[i]);
   if (a->flags & SW_SWITCH_ACT_FLIP) {
     sw_colour_t old = sw.live;
     /* The flip: from this assignment on, every request whose head is
@@ -518,6 +516,10 @@ static void perform(sw_switch_actions_t *a) {
     ctl.old_verify_at = uv_now(sw.loop);
     memset(&ctl.last_verdict, 0, sizeof(ctl.last_verdict));
   }
+  /* Announced once the flip and the watch are in place, so that what the
+   * events and the webhook show is the state they describe. */
+  for (size_t i = 0; i < a->nevents; i++)
+    announce(&a->events[i]);
   if (a->flags & SW_SWITCH_ACT_PERSIST)
     persist();
   if ((a->flags & SW_SWITCH_ACT_WATCH) &&

@@ -719,7 +719,7 @@ const char *sw_watch_phase_name(sw_watch_phase_t p) {
     case SW_WATCH_WATCHING:
       return "watching";
     case SW_WATCH_MANUAL:
-      return "committed-manual";
+      return "committed_manual";
     case SW_WATCH_FINAL:
       return "final";
   }

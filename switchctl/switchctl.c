@@ -183,11 +183,9 @@ static int phase_is(json_t *st, const char *p) {
   return strcmp(str(st, "phase"), p) == 0;
 }
 
-/* The watch's manual window. switchd names it "committed-manual" (the
- * watch module's name); "manual" is accepted as well. */
+/* The watch's manual window. */
 static int watch_manual(json_t *w) {
-  return strcmp(str(w, "phase"), "manual") == 0 ||
-         strcmp(str(w, "phase"), "committed-manual") == 0;
+  return strcmp(str(w, "phase"), "committed_manual") == 0;
 }
 
 /* One trigger's live value against its threshold, e.g. "R3 consecutive

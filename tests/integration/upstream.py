@@ -57,6 +57,22 @@ chosen by its path:
   /control/health/CODE         sets the status /health answers from now on;
                                answers 200 JSON {"health_status": CODE}
                                (control request, not counted, not logged)
+  /control/fail?status=S&every=N
+                               injected failures: from now on every Nth
+                               ordinary request (neither a control request
+                               nor a /health probe; any path but
+                               /early-response) is answered status S
+                               (default 500), body "NAME injected S\n",
+                               instead of what its path asks for; its body is
+                               read first and keep-alive goes on. every=1:
+                               every request; every=0 (the default): no more
+                               failures. N counts from this control request.
+                               Answers 200 JSON {"fail_status": S,
+                               "fail_every": N} (control request, not
+                               counted, not logged). /stats counts injected
+                               answers in "failed" and shows "fail_status"
+                               and "fail_every"; their /log entries have
+                               "failed": true
 
 Query options on any path: sndbuf=BYTES sets SO_SNDBUF on the connection before
 the response (so the kernel cannot absorb a large response); wait=MS waits
@@ -86,7 +102,10 @@ connection. Health probes (/health) are counted apart: "health" (probes) and
 "health_connections" (connections whose first request is /health) in /stats;
 they are not in "requests", "responses", "connections" or "open". Every /log
 entry has "health" (true for a /health probe), so tests can tell probes from
-traffic.
+traffic, "failed" (true for an answer injected by /control/fail), and the
+times, each time.time() of this process: "t_head" when the request head was
+received (the receive timestamp), "t_body" when its body was read, "t_done"
+when the response was sent (null if none was).
 
 The pattern: byte i of every generated body is PATTERN[i % len(PATTERN)];
 pattern_chunk() and pattern_sha256() are importable for the tests.
@@ -198,6 +217,12 @@ class Server:
         self.health = 0
         self.health_conns = 0
         self.health_open = 0
+        # /control/fail: every fail_every-th ordinary request (0: none) is
+        # answered fail_status; fail_seen counts them since the control.
+        self.fail_status = 500
+        self.fail_every = 0
+        self.fail_seen = 0
+        self.failed = 0
 
     def stats(self):
         with self.lock:
@@ -212,6 +237,9 @@ class Server:
                 "health": self.health,
                 "health_connections": self.health_conns,
                 "health_status": self.health_status,
+                "failed": self.failed,
+                "fail_status": self.fail_status,
+                "fail_every": self.fail_every,
             }
 
     def serve(self):
@@ -407,6 +435,7 @@ class Conn:
             entry["t_done"] = None
             entry["status"] = None
             entry["health"] = probe
+            entry["failed"] = False
             with srv.lock:
                 if probe:
                     srv.health += 1
@@ -435,6 +464,21 @@ class Conn:
             with srv.lock:
                 srv.health_status = int(parts[1])
                 data = {"health_status": srv.health_status}
+        elif parts == ["fail"]:
+            q = req["query"]
+            try:
+                code = int(q.get("status", 500))
+                every = int(q.get("every", 0))
+            except ValueError:
+                code, every = 0, -1
+            if not 200 <= code <= 999 or every < 0:
+                status, data = 400, {"error": "bad /control/fail query %r" % q}
+            else:
+                with srv.lock:
+                    srv.fail_status = code
+                    srv.fail_every = every
+                    srv.fail_seen = 0
+                    data = {"fail_status": code, "fail_every": every}
         else:
             status, data = 404, {"error": "unknown control %s" % req["path"]}
         self.respond(req, status, json.dumps(data).encode(),
@@ -470,6 +514,13 @@ class Conn:
                 srv.dropped += 1
             entry["dropped"] = True
             return False
+
+        if req["path"] != HEALTH_PATH and self.inject_failure(req, entry):
+            self.nresp += 1
+            close = not req["keepalive"] or args.serial
+            if args.close_after is not None and self.nresp >= args.close_after:
+                return False
+            return not close
 
         q = req["query"]
         if "sndbuf" in q:
@@ -676,6 +727,28 @@ class Conn:
         if args.close_after is not None and self.nresp >= args.close_after:
             return False
         return keep
+
+    def inject_failure(self, req, entry):
+        """/control/fail: answers this request with the failure status if it
+        is the Nth since the control; returns whether it did."""
+        srv = self.srv
+        with srv.lock:
+            if srv.fail_every <= 0:
+                return False
+            srv.fail_seen += 1
+            if srv.fail_seen % srv.fail_every != 0:
+                return False
+            status = srv.fail_status
+        close = not req["keepalive"] or srv.args.serial
+        body = ("%s injected %d\n" % (srv.name, status)).encode()
+        self.respond(req, status, body, [("Content-Type", "text/plain")], close)
+        entry["status"] = status
+        entry["failed"] = True
+        entry["t_done"] = time.time()
+        with srv.lock:
+            srv.responses += 1
+            srv.failed += 1
+        return True
 
     def early_response(self, req, entry, sink, n, h):
         """/early-response: the answer goes out before the body is read, as

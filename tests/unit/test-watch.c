@@ -1131,7 +1131,7 @@ static void test_params_validation(void) {
 static void test_names(void) {
   SW_CHECK_STR_EQ(sw_watch_phase_name(SW_WATCH_IDLE), "idle");
   SW_CHECK_STR_EQ(sw_watch_phase_name(SW_WATCH_WATCHING), "watching");
-  SW_CHECK_STR_EQ(sw_watch_phase_name(SW_WATCH_MANUAL), "committed-manual");
+  SW_CHECK_STR_EQ(sw_watch_phase_name(SW_WATCH_MANUAL), "committed_manual");
   SW_CHECK_STR_EQ(sw_watch_phase_name(SW_WATCH_FINAL), "final");
   SW_CHECK_STR_EQ(sw_watch_phase_name((sw_watch_phase_t)99), "unknown");
   SW_CHECK_STR_EQ(sw_watch_rule_name(SW_WATCH_R1), "r1");
