@@ -161,6 +161,7 @@ typedef struct sw_req_s {
   uint8_t rhead_done; /* the same for the response */
   uint8_t after_1xx;  /* a 1xx just ended: rescan the next head */
   uint8_t routed;     /* a colour was chosen: its answer counts for it */
+  uint8_t cut;        /* a started response ended by an upstream failure */
   uint64_t budget;    /* bytes this exchange counts in sw.buffered */
   uint64_t trailer_bytes;
   uint8_t tunnel_eof;  /* bit 0: client half-closed, bit 1: upstream */

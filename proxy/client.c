@@ -416,6 +416,7 @@ void sw_req_fail(sw_req_t *r, int status) {
     r->keep_alive = 0;
     if (r->status == 0)
       r->status = status;
+    r->cut = status >= 500;
     log_access(r);
     req_free(r);
     c->req = NULL;

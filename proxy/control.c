@@ -68,6 +68,17 @@ static struct {
    * "inconclusive"): a rollback decides on it without waiting. */
   const char *done[SW_COLOURS];
   char done_message[SW_COLOURS][SW_SWITCH_MESSAGE];
+  uint64_t done_started[SW_COLOURS]; /* when that verification started */
+  /* A rollback decides only on evidence of this cutover: a verification
+   * of the old colour started at or after this time (the re-check before
+   * the flip, or this process's start for a resumed watch). */
+  uint64_t fresh_from;
+  /* A trigger fired while the old colour's evidence was still coming (its
+   * verification running, its servers not yet probed since the start):
+   * the rollback is decided when it comes. */
+  int rollback_pending;
+  char pending_rule[8];
+  char pending_text[SW_WATCH_TEXT];
   uint64_t rollbacks[SW_WATCH_RULES]; /* by trigger; [0]: an operator */
   uint64_t alerts;
   sw_watch_result_t last_verdict; /* verdict NONE until one */
@@ -80,6 +91,17 @@ static struct {
 
 static void perform(sw_switch_actions_t *a);
 static json_t *watch_json(void);
+static void pending_rollback(void);
+
+/* The machine's and the watch's clock: loop time moved far from zero.
+ * Loop time starts near 0 at boot, so a flip recorded before a reboot
+ * would have no loop time of its own; 2^40 ms (35 years) of room in front
+ * gives every past wall time one. */
+#define CLOCK_BASE ((uint64_t)1 << 40)
+
+static uint64_t now_ms(void) {
+  return uv_now(sw.loop) + CLOCK_BASE;
+}
 
 static uint64_t wall_ms(void) {
   struct timeval tv;
@@ -90,14 +112,14 @@ static uint64_t wall_ms(void) {
 /* The machine runs on loop time; people and the state file want wall
  * time. */
 static uint64_t to_wall(uint64_t loop_ms) {
-  uint64_t now = uv_now(sw.loop);
+  uint64_t now = now_ms();
   if (loop_ms == 0)
     return 0;
   return wall_ms() - (now > loop_ms ? now - loop_ms : 0);
 }
 
 static uint64_t to_loop(uint64_t wall) {
-  uint64_t now = uv_now(sw.loop), w = wall_ms();
+  uint64_t now = now_ms(), w = wall_ms();
   if (wall == 0)
     return 0;
   if (wall >= w)
@@ -197,7 +219,7 @@ static void persist(void) {
              ctl.w.fired.text);
     ctl.saved_requests = wp.requests;
   }
-  ctl.saved_at = uv_now(sw.loop);
+  ctl.saved_at = now_ms();
   if (sw_state_save(path, &ctl.state, err, sizeof(err)) != 0)
     sw_error("control", 0, "cannot write the state file: %s", err);
 }
@@ -267,9 +289,15 @@ static void announce(const sw_switch_event_t *e) {
   {
     int n = snprintf(se.reason, sizeof(se.reason),
                      "%s: ", sw_switch_reason_name(e->reason));
-    if (n > 0 && (size_t)n < sizeof(se.reason))
-      memcpy(se.reason + n, e->text,
-             strnlen(e->text, sizeof(se.reason) - (size_t)n - 1));
+    if (n > 0 && (size_t)n < sizeof(se.reason)) {
+      size_t k = strnlen(e->text, sizeof(se.reason) - (size_t)n - 1);
+      /* Never cut inside a UTF-8 sequence: the state file is JSON. */
+      while (k > 0 && e->text[k] != '\0' &&
+             ((unsigned char)e->text[k] & 0xc0) == 0x80)
+        k--;
+      memcpy(se.reason + n, e->text, k);
+      se.reason[n + k] = '\0';
+    }
   }
   (void)sw_state_push(&ctl.state, &se);
   /* An operator's commit or a rollback ends the watch before its windows
@@ -311,6 +339,7 @@ static void on_verify(sw_verify_t *v,
   ctl.verify[c].wall_ms = wall_ms();
   ctl.verify[c].elapsed_ms = res->elapsed_ms;
   ctl.done[c] = ctl.verify[c].status;
+  ctl.done_started[c] = run->started;
   snprintf(ctl.done_message[c], sizeof(ctl.done_message[c]), "%s",
            res->message);
   sw_log(res->status == SW_VERIFY_PASS ? SW_LOG_INFO : SW_LOG_WARN, "verify", 0,
@@ -322,10 +351,10 @@ static void on_verify(sw_verify_t *v,
     sw_admin_broadcast("verify", j);
     json_decref(j);
   }
-  sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c, r, run->started, res->message,
-                      &a);
+  sw_switch_on_verify(&ctl.m, now_ms(), c, r, run->started, res->message, &a);
   free(run);
   perform(&a);
+  pending_rollback();
 }
 
 /* Verifies colour c's schema requirements; a colour with none passes at
@@ -346,11 +375,12 @@ static void start_verify(sw_colour_t c, int for_gate) {
     sw_switch_actions_t a;
     ctl.verify[c].status = "pass";
     ctl.done[c] = "pass";
+    ctl.done_started[c] = now_ms();
     snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message),
              "no requirements configured");
     ctl.verify[c].wall_ms = wall_ms();
-    sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c, SW_SWITCH_VERIFY_PASS,
-                        uv_now(sw.loop), "no requirements configured", &a);
+    sw_switch_on_verify(&ctl.m, now_ms(), c, SW_SWITCH_VERIFY_PASS, now_ms(),
+                        "no requirements configured", &a);
     perform(&a);
     return;
   }
@@ -378,7 +408,7 @@ static void start_verify(sw_colour_t c, int for_gate) {
   p.nreqs = uc->nrequires;
   run->colour = c;
   run->gen = ctl.gen[c];
-  run->started = uv_now(sw.loop);
+  run->started = now_ms();
   run->for_gate = for_gate;
   ctl.verify[c].status = "running";
   err = sw_verify_start(sw.loop, &p, on_verify, run, &ctl.running[c]);
@@ -391,11 +421,11 @@ static void start_verify(sw_colour_t c, int for_gate) {
     snprintf(msg, sizeof(msg), "cannot start: %s", uv_strerror(err));
     ctl.verify[c].status = "inconclusive";
     ctl.done[c] = "inconclusive";
+    ctl.done_started[c] = now_ms();
     snprintf(ctl.done_message[c], sizeof(ctl.done_message[c]), "%s", msg);
     snprintf(ctl.verify[c].message, sizeof(ctl.verify[c].message), "%s", msg);
-    sw_switch_on_verify(&ctl.m, uv_now(sw.loop), c,
-                        SW_SWITCH_VERIFY_INCONCLUSIVE, uv_now(sw.loop), msg,
-                        &a);
+    sw_switch_on_verify(&ctl.m, now_ms(), c, SW_SWITCH_VERIFY_INCONCLUSIVE,
+                        now_ms(), msg, &a);
     perform(&a);
   }
 }
@@ -411,7 +441,7 @@ static void probe_colour(sw_colour_t c) {
   }
   if (!any) {
     sw_switch_actions_t a;
-    uint64_t now = uv_now(sw.loop);
+    uint64_t now = now_ms();
     sw_switch_on_health(&ctl.m, now, c, 1, now, "", &a);
     perform(&a);
   }
@@ -510,10 +540,10 @@ static void perform(sw_switch_actions_t *a) {
     /* Armed in the flip's turn: the first response of the new colour
      * already counts. The old colour's requirements are re-checked at
      * once, so a rollback has its answer ready. */
-    (void)sw_watch_arm(&ctl.w, uv_now(sw.loop), a->flip_to, ctl.m.watch_auto_ms,
+    (void)sw_watch_arm(&ctl.w, now_ms(), a->flip_to, ctl.m.watch_auto_ms,
                        ctl.m.watch_manual_ms);
     ctl.watch_wall = ctl.flip_wall;
-    ctl.old_verify_at = uv_now(sw.loop);
+    ctl.old_verify_at = now_ms();
     memset(&ctl.last_verdict, 0, sizeof(ctl.last_verdict));
   }
   /* Announced once the flip and the watch are in place, so that what the
@@ -524,8 +554,17 @@ static void perform(sw_switch_actions_t *a) {
     persist();
   if ((a->flags & SW_SWITCH_ACT_WATCH) &&
       has_requirements(other_colour(a->flip_to))) {
-    ctl.old_verify_at = uv_now(sw.loop) + sw.cfg->watch.verify_interval_ms;
+    ctl.old_verify_at = now_ms() + sw.cfg->watch.verify_interval_ms;
     start_verify(other_colour(a->flip_to), 0);
+  }
+  if ((a->flags & SW_SWITCH_ACT_VERIFY) &&
+      ctl.m.phase == SW_SWITCH_RECHECKING && ctl.m.params.watch &&
+      has_requirements(sw.live)) {
+    /* The colour a rollback would go back to is verified alongside the
+     * re-check: from the flip on, the answer to "may we go back?" rests on
+     * this cutover's evidence only. */
+    ctl.fresh_from = now_ms();
+    start_verify(sw.live, 0);
   }
   if (a->flags & SW_SWITCH_ACT_VERIFY)
     start_verify(a->verify, 1);
@@ -534,12 +573,12 @@ static void perform(sw_switch_actions_t *a) {
   if (a->flags & SW_SWITCH_ACT_CANCEL_DRAIN) {
     sw_switch_actions_t b;
     uint64_t n = cancel_colour(a->cancel);
-    sw_switch_on_drain_cancelled(&ctl.m, uv_now(sw.loop), a->cancel, n, &b);
+    sw_switch_on_drain_cancelled(&ctl.m, now_ms(), a->cancel, n, &b);
     perform(&b);
   }
   if (ctl.m.drain.active) {
     sw_switch_actions_t b;
-    sw_switch_on_inflight(&ctl.m, uv_now(sw.loop), ctl.m.drain.colour,
+    sw_switch_on_inflight(&ctl.m, now_ms(), ctl.m.drain.colour,
                           colour_inflight(ctl.m.drain.colour), &b);
     if (b.nevents > 0 || b.flags != 0)
       perform(&b);
@@ -550,35 +589,63 @@ static void perform(sw_switch_actions_t *a) {
 static void on_tick(uv_timer_t *t) {
   sw_switch_actions_t a;
   (void)t;
-  sw_switch_tick(&ctl.m, uv_now(sw.loop), &a);
+  sw_switch_tick(&ctl.m, now_ms(), &a);
   perform(&a);
-  watch_tick(uv_now(sw.loop));
+  watch_tick(now_ms());
 }
 
 /* --- the watch and rollback ------------------------------------------------
  */
 
-/* Why colour c cannot take the traffic back, in buf; NULL when it can. It
- * reads what is already known (the colour's health, the last finished
- * verification of its requirements, re-checked during the window), so a
- * rollback decides in the loop turn that asked for it. */
-static const char *not_ready(sw_colour_t c, char *buf, size_t len) {
+/* Whether colour c's servers that count as up have been probed by this
+ * process: at start every checked server counts as up until its checks
+ * say otherwise, which is right for serving at once, but a rollback wants
+ * evidence. */
+static int colour_probed(sw_colour_t c) {
+  for (size_t i = 0; i < sw.pools[c].n; i++) {
+    const sw_server_t *s = sw.pools[c].servers[i];
+    if (sw_server_usable(s) && (s->health == NULL || s->health->last.seq != 0))
+      return 1;
+  }
+  return 0;
+}
+
+/* Why colour c cannot take the traffic back, in buf; NULL when it can.
+ * It reads what is already known (the colour's health, the last
+ * verification of its requirements started since the re-check before the
+ * flip, re-checked during the window), so a rollback decides in the loop
+ * turn that asked for it. *wait is set when the evidence is still coming
+ * (a verification running, servers not probed yet since the start): the
+ * caller may decide again when it comes. */
+static const char *not_ready(sw_colour_t c, char *buf, size_t len, int *wait) {
   const char *name = sw_colour_name(c);
 
+  *wait = 0;
   if (ctl.colour_up[c] <= 0) {
     snprintf(buf, len, "%s is unhealthy: %s", name,
              ctl.m.health_reason[c][0] ? ctl.m.health_reason[c]
                                        : "no server of the colour is up");
     return buf;
   }
-  if (has_requirements(c) &&
-      (ctl.done[c] == NULL || strcmp(ctl.done[c], "pass") != 0)) {
-    if (ctl.done[c] == NULL || strcmp(ctl.done[c], "none") == 0)
-      snprintf(buf, len, "%s's schema requirements are not verified yet", name);
-    else
+  if (!colour_probed(c)) {
+    *wait = 1;
+    snprintf(buf, len, "%s has not been health-checked since the start", name);
+    return buf;
+  }
+  if (has_requirements(c)) {
+    int fresh = ctl.done[c] != NULL && ctl.done_started[c] >= ctl.fresh_from &&
+                ctl.done_started[c] != 0;
+    if (!fresh || strcmp(ctl.done[c], "none") == 0) {
+      *wait = ctl.running[c] != NULL;
+      snprintf(buf, len, "%s's schema requirements are not verified yet%s",
+               name, *wait ? " (verification running)" : "");
+      return buf;
+    }
+    if (strcmp(ctl.done[c], "pass") != 0) {
       snprintf(buf, len, "%s's schema requirements: %s: %s", name, ctl.done[c],
                ctl.done_message[c]);
-    return buf;
+      return buf;
+    }
   }
   return NULL;
 }
@@ -593,9 +660,24 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
   sw_colour_t to = other_colour(sw.live);
   sw_switch_actions_t a;
   sw_switch_reason_t r;
-  const char *nr = not_ready(to, msg, msglen);
+  int wait;
+  const char *nr = not_ready(to, msg, msglen, &wait);
 
-  r = sw_switch_rollback(&ctl.m, uv_now(sw.loop), mode, trigger, why, nr, &a);
+  /* An automatic rollback whose evidence is on its way waits for it
+   * (bounded by the verifier's timeouts and one health interval) rather
+   * than latching rollback_blocked on a guess. */
+  if (nr != NULL && wait && mode == SW_SWITCH_ROLLBACK_AUTO &&
+      ctl.m.phase == SW_SWITCH_WATCHING) {
+    if (!ctl.rollback_pending)
+      sw_warn("control", 0, "rollback to %s waits: %s", sw_colour_name(to), nr);
+    ctl.rollback_pending = 1;
+    snprintf(ctl.pending_rule, sizeof(ctl.pending_rule), "%s", trigger);
+    snprintf(ctl.pending_text, sizeof(ctl.pending_text), "%s", why);
+    return SW_SWITCH_R_NOT_READY;
+  }
+  ctl.rollback_pending = 0;
+
+  r = sw_switch_rollback(&ctl.m, now_ms(), mode, trigger, why, nr, &a);
   if (r != SW_SWITCH_R_NONE && r != SW_SWITCH_R_ROLLBACK_BLOCKED) {
     perform(&a); /* a window that ran out on the way is still news */
     return r;
@@ -625,6 +707,21 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
     }
   }
   return r;
+}
+
+/* The evidence a waiting rollback needed may have come. */
+static void pending_rollback(void) {
+  char msg[SW_SWITCH_MESSAGE], rule[8], text[SW_WATCH_TEXT];
+
+  if (!ctl.rollback_pending)
+    return;
+  if (ctl.m.phase != SW_SWITCH_WATCHING) {
+    ctl.rollback_pending = 0;
+    return;
+  }
+  snprintf(rule, sizeof(rule), "%s", ctl.pending_rule);
+  snprintf(text, sizeof(text), "%s", ctl.pending_text);
+  (void)rollback(SW_SWITCH_ROLLBACK_AUTO, rule, text, msg, sizeof(msg));
 }
 
 static json_t *verdict_json(const sw_watch_result_t *res) {
@@ -668,23 +765,31 @@ static void on_verdict(const sw_watch_result_t *res) {
     sw_switch_reason_t r =
         rollback(SW_SWITCH_ROLLBACK_AUTO, sw_watch_rule_name(res->rule),
                  res->text, msg, sizeof(msg));
+    if (r == SW_SWITCH_R_NONE || r == SW_SWITCH_R_ROLLBACK_BLOCKED)
+      return; /* its transition was written to the state file */
+    if (ctl.rollback_pending) {
+      persist(); /* the watch's latch */
+      return;
+    }
     /* The machine's window may have ended in this very turn: then the
      * trigger is an alert, as the manual window wants. */
-    if (r != SW_SWITCH_R_NONE && r != SW_SWITCH_R_ROLLBACK_BLOCKED) {
-      ctl.alerts++;
-      sw_warn("watch", 0, "no automatic rollback in phase %s (%s)",
-              sw_switch_phase_name(ctl.m.phase), sw_switch_reason_name(r));
+    sw_warn("watch", 0, "no automatic rollback in phase %s (%s)",
+            sw_switch_phase_name(ctl.m.phase), sw_switch_reason_name(r));
+    j = verdict_json(res);
+    if (j != NULL) {
+      json_object_set_new(j, "verdict", json_string("alert"));
+      sw_notify_send("alert", j);
+      json_decref(j);
     }
-  } else {
-    ctl.alerts++;
   }
+  ctl.alerts++;
   persist();
 }
 
 static void watch_health(sw_colour_t c, int up) {
   sw_watch_result_t res;
   if (ctl.watch_ready &&
-      sw_watch_on_health(&ctl.w, uv_now(sw.loop), c, up, &res) != SW_WATCH_NONE)
+      sw_watch_on_health(&ctl.w, now_ms(), c, up, &res) != SW_WATCH_NONE)
     on_verdict(&res);
 }
 
@@ -717,7 +822,7 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
   sw_colour_t c = s->colour;
   sw_pool_t *pool = &sw.pools[c];
   sw_switch_actions_t a;
-  uint64_t now = uv_now(sw.loop);
+  uint64_t now = now_ms();
   unsigned round = ~0u;
   uint64_t oldest = now;
   int up;
@@ -728,7 +833,8 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
    * server with checks, dated by the oldest of those probes. */
   if (!r->pass) {
     ctl.fed[c] = 0;
-    sw_switch_on_health(&ctl.m, now, c, 0, r->started_ms, r->reason, &a);
+    sw_switch_on_health(&ctl.m, now, c, 0, r->started_ms + CLOCK_BASE,
+                        r->reason, &a);
     perform(&a);
   } else {
     for (size_t i = 0; i < pool->n; i++) {
@@ -737,8 +843,8 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
         continue;
       if (h->passes < round)
         round = h->passes;
-      if (h->last.started_ms < oldest)
-        oldest = h->last.started_ms;
+      if (h->last.started_ms + CLOCK_BASE < oldest)
+        oldest = h->last.started_ms + CLOCK_BASE;
     }
     if (round != ~0u && round > ctl.fed[c]) {
       ctl.fed[c] = round;
@@ -756,6 +862,7 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
     perform(&a);
     watch_health(c, up);
   }
+  pending_rollback();
   if (r->changed) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "colour", sw_colour_name(c),
                           "server", s->name, "state",
@@ -770,21 +877,25 @@ void sw_control_health(sw_server_t *s, const sw_health_result_t *r) {
 /* Tells the machine how each colour stands now (at start and after a
  * reload, when servers may have come or gone). */
 static void feed_colours(void) {
+  int was[SW_COLOURS];
+
+  /* Both colours' state first: a colour's news may make the watch ask
+   * whether the other one can take the traffic. */
   for (int c = 0; c < SW_COLOURS; c++) {
-    sw_switch_actions_t a;
-    int up = 0, checked = 0;
-    for (size_t i = 0; i < sw.pools[c].n; i++) {
+    int up = 0;
+    for (size_t i = 0; i < sw.pools[c].n; i++)
       up |= sw_server_usable(sw.pools[c].servers[i]);
-      checked |= sw.pools[c].servers[i]->health != NULL;
-    }
-    (void)checked;
-    int was = ctl.colour_up[c];
+    was[c] = ctl.colour_up[c];
     ctl.colour_up[c] = up;
     ctl.fed[c] = 0;
-    sw_switch_on_colour_health(&ctl.m, uv_now(sw.loop), (sw_colour_t)c, up,
+  }
+  for (int c = 0; c < SW_COLOURS; c++) {
+    sw_switch_actions_t a;
+    int up = ctl.colour_up[c];
+    sw_switch_on_colour_health(&ctl.m, now_ms(), (sw_colour_t)c, up,
                                up ? "" : "no server of the colour is up", &a);
     perform(&a);
-    if (was != up)
+    if (was[c] != up)
       watch_health((sw_colour_t)c, up);
   }
 }
@@ -804,9 +915,11 @@ void sw_control_observe(const sw_req_t *r) {
    * the proxy's own when no response head came from the colour. */
   if (r->routed && r->status > 0 && ctl.watch_ready) {
     sw_watch_result_t res;
-    if (sw_watch_observe(&ctl.w, uv_now(sw.loop),
-                         s != NULL ? s->colour : r->colour, r->status,
-                         !r->rhead_done, &res) != SW_WATCH_NONE)
+    /* A response cut off by the colour's failure carries the status it
+     * began with, but the client got a broken answer: an error. */
+    if (sw_watch_observe(&ctl.w, now_ms(), s != NULL ? s->colour : r->colour,
+                         r->cut ? 502 : r->status, r->cut || !r->rhead_done,
+                         &res) != SW_WATCH_NONE)
       on_verdict(&res);
   }
   if (s == NULL) {
@@ -886,7 +999,7 @@ static void metrics_text(sw_buf_t *b) {
   (void)sw_buf_appendf(b, "switchd_watch_alerts_total %llu\n",
                        (unsigned long long)ctl.alerts);
   if (ctl.watch_ready) {
-    uint64_t now = uv_now(sw.loop);
+    uint64_t now = now_ms();
     sw_watch_phase_t wp = sw_watch_phase(&ctl.w, now);
     sw_watch_outcome_t wo = sw_watch_outcome(&ctl.w, now);
     metric_head(b, "switchd_watch_phase", "gauge",
@@ -1035,7 +1148,7 @@ static json_t *colour_json(sw_colour_t c) {
 static json_t *watch_json(void) {
   const sw_watch_t *w = &ctl.w;
   const sw_watch_params_t *p = &w->params;
-  uint64_t now = uv_now(sw.loop);
+  uint64_t now = now_ms();
   uint64_t since, wreq = 0, werr = 0;
   uint64_t auto_end, manual_end;
   double p0;
@@ -1098,7 +1211,7 @@ static json_t *watch_json(void) {
 
 static json_t *status_json(void) {
   json_t *o, *hist = json_array();
-  uint64_t now = uv_now(sw.loop);
+  uint64_t now = now_ms();
 
   for (size_t i = 0; i < sw_switch_history_count(&ctl.m); i++)
     json_array_append_new(hist, event_json(sw_switch_history_at(&ctl.m, i)));
@@ -1213,8 +1326,7 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   }
   if (stale(q, resp))
     return;
-  why = sw_switch_request(&ctl.m, uv_now(sw.loop), to, sw.pools[to].n,
-                          q->caller, &a);
+  why = sw_switch_request(&ctl.m, now_ms(), to, sw.pools[to].n, q->caller, &a);
   sw_info("admin", 0, "%s: cutover to %s: %s", q->caller, sw_colour_name(to),
           why == SW_SWITCH_R_NONE ? "accepted" : sw_switch_reason_name(why));
   if (why != SW_SWITCH_R_NONE) {
@@ -1244,7 +1356,7 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
     if (!checked)
       for (unsigned k = 0;
            k < ctl.m.gate.rise && ctl.m.phase == SW_SWITCH_GATING; k++) {
-        uint64_t now = uv_now(sw.loop);
+        uint64_t now = now_ms();
         sw_switch_on_health(&ctl.m, now, to, 1, now, "", &a);
         perform(&a);
       }
@@ -1377,7 +1489,7 @@ static void on_admin(const sw_admin_req_t *q,
     sw_switch_reason_t why;
     if (stale(q, resp))
       return;
-    why = sw_switch_commit(&ctl.m, uv_now(sw.loop), q->caller, &a);
+    why = sw_switch_commit(&ctl.m, now_ms(), q->caller, &a);
     sw_info("admin", 0, "%s: commit: %s", q->caller,
             why == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(why));
     if (why != SW_SWITCH_R_NONE) {
@@ -1401,7 +1513,7 @@ static void on_admin(const sw_admin_req_t *q,
     sw_switch_reason_t why;
     if (stale(q, resp))
       return;
-    why = sw_switch_abort(&ctl.m, uv_now(sw.loop), q->caller, &a);
+    why = sw_switch_abort(&ctl.m, now_ms(), q->caller, &a);
     sw_info("admin", 0, "%s: abort: %s", q->caller,
             why == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(why));
     if (why != SW_SWITCH_R_NONE) {
@@ -1487,7 +1599,7 @@ static int read_token(const char *path, char **out, char *err, size_t errlen) {
 /* Resumes the watch the state file recorded, with the time it has left. */
 static int restore_watch(const sw_state_watch_t *sv) {
   sw_watch_persisted_t wp;
-  uint64_t now = uv_now(sw.loop);
+  uint64_t now = now_ms();
   int v = -1, r = -1;
 
   for (int k = SW_WATCH_NONE; k <= SW_WATCH_ALERT; k++)
@@ -1523,6 +1635,10 @@ static int restore_watch(const sw_state_watch_t *sv) {
     return SW_ECONFIG;
   ctl.watch_wall = sv->flip_time_ms;
   ctl.saved_requests = sv->requests;
+  /* Only this process's evidence about the old colour counts, and it is
+   * gathered at once (the first tick verifies it). */
+  ctl.fresh_from = now;
+  ctl.old_verify_at = 0;
   if (wp.fired != SW_WATCH_NONE) {
     ctl.last_verdict = ctl.w.fired;
     ctl.last_verdict.verdict = wp.fired;
@@ -1581,7 +1697,7 @@ int sw_control_start(char *err, size_t errlen) {
       ps.auto_window_ms = st.watch.present ? st.watch.auto_window_ms : 0;
       ps.manual_window_ms = st.watch.present ? st.watch.manual_window_ms : 0;
       if (sw_switch_phase_parse(st.phase, &ps.phase) != 0 ||
-          sw_switch_restore(&ctl.m, uv_now(sw.loop), &p, &ps, &a) != 0) {
+          sw_switch_restore(&ctl.m, now_ms(), &p, &ps, &a) != 0) {
         snprintf(err, errlen, "%s: corrupt state file: unknown phase '%s'",
                  cfg->cutover.state_file, st.phase);
         sw_state_free(&st);
@@ -1685,7 +1801,7 @@ void sw_control_reload(const sw_config_t *old_cfg) {
       feed_colours();
       return;
     }
-    why = sw_switch_set_live(&ctl.m, uv_now(sw.loop), sw.cfg->live, &a);
+    why = sw_switch_set_live(&ctl.m, now_ms(), sw.cfg->live, &a);
     if (why == SW_SWITCH_R_NONE)
       perform(&a);
     else if (why == SW_SWITCH_R_IN_PROGRESS || why == SW_SWITCH_R_WATCHING)

@@ -683,7 +683,8 @@ def test_metrics_exposition(ctx):
     assert values(samples, "switchd_live", colour="green") == [1]
     assert values(samples, "switchd_live", colour="blue") == [0]
     assert values(samples, "switchd_flips_total") == [1]
-    assert values(samples, "switchd_phase", phase="steady") == [1]
+    assert values(samples, "switchd_phase", phase="watching") == [1]
+    assert values(samples, "switchd_watch_phase", phase="watching") == [1]
     assert values(samples, "switchd_requests_total", colour="green", server=g.addr,
                   **{"class": "2xx"}) == [5]
     assert values(samples, "switchd_request_duration_seconds_count", colour="green") == [5]

@@ -775,3 +775,63 @@ def test_commit_ends_watch_then_new_cutover(ctx):
     assert st["watch"]["colour"] == "blue" and st["watch"]["phase"] == "watching", st["watch"]
     assert get(ctx, sw) == (200, "blue")
     assert rollbacks_total(metrics(sw)) == 0
+
+
+@timeout(60)
+def test_rollback_checks_blue_schema(ctx):
+    """A rollback goes only into a blue whose schema requirements still
+    pass, on evidence of this cutover: blue is verified at the re-check
+    before the flip (so a trigger right after the flip has its answer) and
+    every verify_interval during the window (so a later migration that
+    broke blue blocks the rollback, with the reason)."""
+    pg = ctx.postgres()
+    b = ctx.upstream("blue")
+    g = ctx.upstream("green")
+    port = ctx.port()
+    extra = ("database\n    dsn \"%s\"\n    connect_timeout 2s\n\n"
+             "cutover\n    gate_timeout 10s\n    drain_timeout 5s\n\n" % pg.dsn) + \
+        watch_section(auto_window="20s", manual_window="30s", verify_interval="200ms")
+    conf = make_config([port], [b], [g], raw_extra=extra,
+                       blue_opts={"require_column": "unified_db_personlink url"})
+    sw = ctx.switchd(conf=conf, port=port)
+
+    # 1. Blue's schema is fine: a trigger at once after the flip rolls back
+    # in the turn of the fifth error.
+    cutover(sw)
+    fail(g, 1)
+    for i in range(MAX_CONSECUTIVE):
+        assert get(ctx, sw) == (500, "green"), i
+    assert get(ctx, sw) == (200, "blue")
+    st = status(sw)
+    assert st["phase"] == "rolled_back" and st["rollback"]["outcome"] == "rolled_back", st
+    assert st["colours"]["blue"]["verify"]["status"] == "pass", st["colours"]["blue"]
+
+    # 2. A migration blue cannot survive runs after the next flip: the
+    # re-check during the window sees it and the rollback is blocked.
+    wait_for(lambda: "drain" not in status(sw), 5 * SLOW, what="green drained")
+    fail(g, 0)
+    cutover(sw)
+    pg.sql("ALTER TABLE unified_db_personlink RENAME COLUMN url TO link")
+    wait_for(lambda: status(sw)["colours"]["blue"]["verify"]["status"] == "fail",
+             5 * SLOW, what="blue's re-check to fail")
+    fail(g, 1)
+    for i in range(MAX_CONSECUTIVE):
+        assert get(ctx, sw) == (500, "green"), i
+    st = status(sw)
+    assert st["phase"] == "rollback_blocked" and st["live"] == "green", st
+    rb = st["rollback"]
+    assert rb["outcome"] == "blocked" and rb["trigger"] == "r3", rb
+    assert "missing column unified_db_personlink.url" in rb["message"], rb
+    assert get(ctx, sw)[1] == "green"
+    r = post(sw, "/v1/rollback")
+    assert r.status == 409 and r.json()["reason"] == "not_ready" and \
+        "unified_db_personlink.url" in r.json()["message"], (r, r.body)
+
+    # 3. The column is back: the next re-check passes and the operator's
+    # rollback goes through.
+    pg.sql("ALTER TABLE unified_db_personlink RENAME COLUMN link TO url")
+    wait_for(lambda: status(sw)["colours"]["blue"]["verify"]["status"] == "pass",
+             5 * SLOW, what="blue's re-check to pass")
+    r = post(sw, "/v1/rollback")
+    assert r.status == 200 and r.json()["live"] == "blue", (r, r.body)
+    assert get(ctx, sw) == (200, "blue")
