@@ -22,6 +22,14 @@
  * the notifications behind it, and each of its attempts for at most
  * timeout_ms.
  *
+ * Host names are looked up in libuv's thread pool, which the process
+ * shares, and a lookup already running there cannot be cancelled. So at
+ * most one lookup is outstanding at any time: an attempt that times out
+ * while resolving leaves its lookup running, and the next attempt waits for
+ * it (and connects to its answer) instead of starting another. A lookup
+ * that returns after the attempt waiting for it ended is kept for the next
+ * attempt of the same notification.
+ *
  * The state is module-static: one notifier per process, started and
  * stopped by the owner (start, stop, start again is allowed, with or without
  * running the loop in between). Logging uses module "notify", connection 0. */
@@ -49,7 +57,7 @@
 /* What sw_notify_start needs. sw_notify_start copies what it keeps. */
 typedef struct sw_notify_opts_s {
   const char *url;     /* http://HOST[:PORT][/PATH]; HOST an IPv4 literal,
-                        * [IPv6] or a name (resolved with uv_getaddrinfo at
+                        * [IPv6] or a name (resolved with uv_getaddrinfo for
                         * each attempt, the first address used); PORT
                         * defaults to 80, PATH to "/" and may carry a query;
                         * no https, credentials or fragment */
@@ -83,7 +91,12 @@ void sw_notify_send(const char *event, json_t *body);
  * closed and queued notifications are dropped (counted as dropped and
  * logged at info with their count). Memory is freed in the close
  * callbacks, so the loop must run afterwards for it to be released; a new
- * sw_notify_start may come before that. Idempotent; a no-op when not
+ * sw_notify_start may come before that. A name lookup still queued is
+ * cancelled; one already running cannot be: the notifier does not wait for
+ * it, but libuv keeps the loop alive until it returns (at most the
+ * resolver's own timeout), when it frees itself and its answer. A notifier
+ * started meanwhile waits for that lookup too, and uses its answer if it
+ * asked for the same host and port. Idempotent; a no-op when not
  * started. */
 void sw_notify_stop(void);
 
@@ -95,5 +108,21 @@ void sw_notify_stop(void);
 uint64_t sw_notify_sent(void);
 uint64_t sw_notify_failed(void);
 uint64_t sw_notify_dropped(void);
+
+/* For tests only: what starts a name lookup. It has uv_getaddrinfo's contract:
+ * it returns 0 and cb runs once, later, from the loop, or it returns an
+ * error and cb never runs. req must be a request libuv knows (submitted
+ * through uv_getaddrinfo, even with another callback), because stop calls
+ * uv_cancel on it. */
+typedef int (*sw_notify_resolver_fn)(uv_loop_t *loop,
+                                     uv_getaddrinfo_t *req,
+                                     uv_getaddrinfo_cb cb,
+                                     const char *node,
+                                     const char *service,
+                                     const struct addrinfo *hints);
+
+/* For tests only: replaces uv_getaddrinfo with fn for later lookups; NULL puts
+ * uv_getaddrinfo back. */
+void sw_notify_set_resolver(sw_notify_resolver_fn fn);
 
 #endif

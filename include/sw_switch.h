@@ -251,6 +251,12 @@ typedef struct sw_switch_params_s {
   uint64_t drain_timeout_ms;
   size_t history; /* transitions kept in the ring; at most HISTORY_MAX */
   int watch;      /* a flip arms the watch: the watch phases */
+  /* With the watch on, a flip away from a colour that has schema
+   * requirements waits until a verification of it, started at the
+   * re-check, has finished (whatever its result): that answer is what an
+   * automatic rollback decides on, so it must be there at the flip. The
+   * caller starts it along with the re-check's VERIFY. */
+  int verify_old[SW_COLOURS];
   uint64_t auto_window_ms;
   uint64_t manual_window_ms; /* from the flip; below auto: taken as auto */
 } sw_switch_params_t;
@@ -277,6 +283,7 @@ typedef struct sw_switch_gate_s {
   uint64_t recheck_deadline;
   int probe_ok;         /* the re-check probe passed */
   int recheck_verified; /* the re-check verification passed */
+  int old_checked;      /* the live colour's verification finished */
   char who[SW_SWITCH_WHO];
   char last_failure[SW_SWITCH_TEXT]; /* the target's, for the deadline text */
 } sw_switch_gate_t;

@@ -134,6 +134,9 @@ static void params_from(const sw_config_t *cfg, sw_switch_params_t *p) {
   p->gate_timeout_ms = cfg->cutover.gate_timeout_ms;
   p->drain_timeout_ms = cfg->cutover.drain_timeout_ms;
   p->watch = cfg->watch.enabled;
+  for (int c = 0; c < SW_COLOURS; c++)
+    p->verify_old[c] =
+        cfg->upstream[c].nrequires > 0 && cfg->database.dsn != NULL;
   p->auto_window_ms = cfg->watch.auto_window_ms;
   p->manual_window_ms = cfg->watch.manual_window_ms;
 }
@@ -553,7 +556,9 @@ static void perform(sw_switch_actions_t *a) {
   if (a->flags & SW_SWITCH_ACT_PERSIST)
     persist();
   if ((a->flags & SW_SWITCH_ACT_WATCH) &&
-      has_requirements(other_colour(a->flip_to))) {
+      has_requirements(other_colour(a->flip_to)) &&
+      ctl.running[other_colour(a->flip_to)] == NULL &&
+      ctl.done_started[other_colour(a->flip_to)] < ctl.fresh_from) {
     ctl.old_verify_at = now_ms() + sw.cfg->watch.verify_interval_ms;
     start_verify(other_colour(a->flip_to), 0);
   }

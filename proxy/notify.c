@@ -13,9 +13,15 @@
  * three purposes, like the health checker's: the zero-delay kick that
  * starts a delivery from a loop callback, the backoff before a retry, and
  * the timeout of the attempt in flight. An attempt (nt_attempt_t) is a
- * separate allocation with its own TCP handle and DNS request, so the next
- * attempt can start while the previous connection is still closing; it
- * counts what it still waits for and frees itself when that reaches 0.
+ * separate allocation with its own TCP handle, so the next attempt can start
+ * while the previous connection is still closing; it counts what it still
+ * waits for and frees itself when that reaches 0.
+ *
+ * A name lookup (nt_lookup_t) belongs to no attempt and no notifier, and
+ * the process has at most one outstanding: a lookup already running in
+ * libuv's thread pool cannot be cancelled, and one per attempt would fill
+ * the pool while a resolver does not answer (see "the name lookup" below).
+ * It frees itself in its callback, so a stop never waits for it.
  *
  * A notification (nt_entry_t) holds the whole request, head and body, built
  * once by sw_notify_send. It is reference-counted: the queue or the
@@ -67,15 +73,13 @@ typedef struct nt_attempt_s {
   uv_tcp_t tcp;
   uv_connect_t connect;
   uv_write_t write;
-  uv_getaddrinfo_t gai;
   struct nt_s *nt;
   nt_entry_t *entry; /* a reference, released when the attempt is freed */
   /* What the attempt still waits for before it may be freed: its owner's
-   * hold (released when the attempt ends), the TCP handle's close, the DNS
-   * request's callback. */
+   * hold (released when the attempt ends) and the TCP handle's close. */
   unsigned pending;
   uint8_t tcp_open;  /* uv_tcp_init succeeded: one uv_close is owed */
-  uint8_t resolving; /* the getaddrinfo callback has not run yet */
+  uint8_t resolving; /* waits for the answer of the outstanding lookup */
   uint8_t done;      /* ended: later callbacks do nothing */
   size_t got;        /* bytes of line */
   char line[NT_STATUS_MAX];
@@ -99,6 +103,10 @@ typedef struct nt_s {
   char *path;                   /* request target */
   char *host_header;            /* Host header value */
   char *shown;                  /* the URL for log lines, query elided */
+  /* A lookup's answer that came after the attempt that waited for it had
+   * ended, kept for the next attempt of the same notification. */
+  int have_resolved;
+  struct sockaddr_storage resolved;
 } nt_t;
 
 /* The running notifier; NULL when not started. */
@@ -418,18 +426,16 @@ static void on_attempt_close(uv_handle_t *handle) {
 }
 
 /* Ends an attempt's I/O on every path: verdict, error, timeout, stop.
- * Callbacks still queued for it (connect and write with UV_ECANCELED, a
- * DNS answer) run later and see `done`. */
+ * Callbacks still queued for it (connect and write with UV_ECANCELED) run
+ * later and see `done`. A lookup it waited for goes on: its answer is for
+ * whichever attempt comes next. */
 static void attempt_abandon(nt_attempt_t *a) {
   a->done = 1;
+  a->resolving = 0;
   if (a->nt->attempt == a)
     a->nt->attempt = NULL;
   if (a->tcp_open && !uv_is_closing((uv_handle_t *)&a->tcp))
     uv_close((uv_handle_t *)&a->tcp, on_attempt_close);
-  /* If the lookup is already running in the thread pool this fails and the
-   * answer arrives later; either way its callback releases the attempt. */
-  if (a->resolving)
-    (void)uv_cancel((uv_req_t *)&a->gai);
   attempt_put(a);
 }
 
@@ -446,6 +452,7 @@ static uint64_t backoff_ms(unsigned failed_attempts) {
 static void delivery_next(nt_t *n) {
   nt_entry_t *e = n->current;
   n->current = NULL;
+  n->have_resolved = 0;
   entry_unref(e);
   if (sw_list_empty(&n->queue)) {
     n->phase = NT_IDLE;
@@ -605,22 +612,128 @@ static void attempt_connect(nt_attempt_t *a, const struct sockaddr *addr) {
     attempt_fail(a, "%s", uv_strerror(e));
 }
 
+/* --- the name lookup ----------------------------------------------------- */
+
+/* A lookup runs in libuv's thread pool (4 threads unless UV_THREADPOOL_SIZE
+ * says otherwise), which it shares with every other lookup of the process,
+ * the verifier's among them. Once running it cannot be cancelled, and
+ * against a resolver that does not answer it holds its thread for the
+ * resolver's own timeout, 10-30 s: far longer than an attempt. Starting one
+ * per attempt, 250 ms apart, would fill the pool and starve the others. So
+ * at most one lookup is outstanding in the process. It belongs to no
+ * attempt and no notifier: an attempt that needs an address while it runs
+ * waits for it (within its own timeout), and when it returns its answer
+ * goes to the running notifier if that asked the same question. */
+typedef struct nt_lookup_s {
+  uv_getaddrinfo_t req;
+  char port[8];
+  char host[]; /* as asked, to match the answer to the notifier */
+} nt_lookup_t;
+
+/* The lookup outstanding, or NULL. */
+static nt_lookup_t *lookup;
+
+/* What starts a lookup: uv_getaddrinfo, or a test's stand-in. */
+static sw_notify_resolver_fn resolver = uv_getaddrinfo;
+
+static void on_resolved(uv_getaddrinfo_t *req,
+                        int status,
+                        struct addrinfo *res);
+
+/* Starts the lookup of n's host and port. Returns 0, or a negative UV_E*
+ * with nothing outstanding. */
+static int lookup_start(nt_t *n) {
+  size_t len = strlen(n->host);
+  nt_lookup_t *l = malloc(sizeof(*l) + len + 1);
+  struct addrinfo hints;
+  int e;
+
+  if (l == NULL)
+    return UV_ENOMEM;
+  memcpy(l->host, n->host, len + 1);
+  memcpy(l->port, n->port, sizeof(l->port));
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  e = resolver(n->loop, &l->req, on_resolved, l->host, l->port, &hints);
+  if (e != 0) {
+    free(l);
+    return e;
+  }
+  lookup = l;
+  return 0;
+}
+
+/* Finds an address for attempt a: an answer kept from a lookup that came
+ * late, or the answer of the outstanding lookup, started now if there is
+ * none. Names are resolved at every attempt that has no kept answer, so a
+ * receiver that moves is found again. */
+static void attempt_resolve(nt_attempt_t *a) {
+  nt_t *n = a->nt;
+  int e;
+
+  if (n->have_resolved) {
+    n->have_resolved = 0;
+    attempt_connect(a, (const struct sockaddr *)&n->resolved);
+    return;
+  }
+  a->resolving = 1;
+  if (lookup != NULL) {
+    sw_debug("notify", 0,
+             "POST %s (event \"%s\") attempt %u waits for the lookup "
+             "already running",
+             n->shown, a->entry->event, a->entry->attempts);
+    return;
+  }
+  e = lookup_start(n);
+  if (e != 0) {
+    a->resolving = 0;
+    attempt_fail(a, "resolve %s: %s", n->host, uv_strerror(e));
+  }
+}
+
+/* The lookup returned. It frees what it owns (itself and the answer) and
+ * touches a notifier only through the module's pointer, since the one that
+ * started it may be gone. */
 static void on_resolved(uv_getaddrinfo_t *req,
                         int status,
                         struct addrinfo *res) {
-  nt_attempt_t *a = sw_container_of(req, nt_attempt_t, gai);
+  nt_lookup_t *l = sw_container_of(req, nt_lookup_t, req);
+  nt_t *n = nt;
+  nt_attempt_t *a = NULL;
+  int ours;
 
-  a->resolving = 0;
-  if (!a->done) {
+  lookup = NULL;
+  /* The answer is the running notifier's when it asked the same question
+   * (a notifier started after a stop may have); a lookup cancelled by a
+   * stop answers nothing. */
+  ours = n != NULL && !n->literal && status != UV_EAI_CANCELED &&
+         strcmp(l->host, n->host) == 0 && strcmp(l->port, n->port) == 0;
+  free(l);
+  if (n != NULL && n->attempt != NULL && n->attempt->resolving) {
+    a = n->attempt;
+    a->resolving = 0;
+  }
+  if (a != NULL && !ours) {
+    attempt_resolve(a);
+  } else if (a != NULL) {
     if (status < 0 || res == NULL)
-      attempt_fail(a, "resolve %s: %s", a->nt->host,
+      attempt_fail(a, "resolve %s: %s", n->host,
                    uv_strerror(status < 0 ? status : UV_EAI_NONAME));
     else
       attempt_connect(a, res->ai_addr);
+  } else if (ours && n->current != NULL && status == 0 && res != NULL &&
+             res->ai_addrlen <= sizeof(n->resolved)) {
+    /* The attempt that waited for it timed out; the retry uses it rather
+     * than wait as long again. */
+    memcpy(&n->resolved, res->ai_addr, res->ai_addrlen);
+    n->have_resolved = 1;
   }
   uv_freeaddrinfo(res);
-  attempt_put(a);
 }
+
+/* --- starting an attempt ------------------------------------------------- */
 
 /* Starts an attempt of the current notification, or of the next one in the
  * queue. Runs from the timer callback; failures before there is anything to
@@ -628,7 +741,6 @@ static void on_resolved(uv_getaddrinfo_t *req,
 static void attempt_start(nt_t *n) {
   nt_attempt_t *a;
   nt_entry_t *e = n->current;
-  int err;
 
   if (e == NULL) {
     if (sw_list_empty(&n->queue)) {
@@ -658,35 +770,22 @@ static void attempt_start(nt_t *n) {
   n->pending++;
   n->attempt = a;
 
-  if (n->literal) {
+  if (n->literal)
     attempt_connect(a, (const struct sockaddr *)&n->addr);
-    return;
-  }
-  /* Names are resolved at every attempt, so a receiver that moves is
-   * found again. */
-  {
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    err =
-        uv_getaddrinfo(n->loop, &a->gai, on_resolved, n->host, n->port, &hints);
-  }
-  if (err != 0) {
-    attempt_fail(a, "resolve %s: %s", n->host, uv_strerror(err));
-    return;
-  }
-  a->resolving = 1;
-  a->pending++;
+  else
+    attempt_resolve(a);
 }
 
 static void on_timer(uv_timer_t *t) {
   nt_t *n = sw_container_of(t, nt_t, timer);
 
   if (n->phase == NT_SENDING) {
-    if (n->attempt != NULL)
-      attempt_fail(n->attempt, "timeout after %" PRIu64 " ms", n->timeout_ms);
+    nt_attempt_t *a = n->attempt;
+    if (a != NULL && a->resolving)
+      attempt_fail(a, "timeout after %" PRIu64 " ms resolving %s",
+                   n->timeout_ms, n->host);
+    else if (a != NULL)
+      attempt_fail(a, "timeout after %" PRIu64 " ms", n->timeout_ms);
     return;
   }
   if (n->phase == NT_WAITING)
@@ -805,6 +904,12 @@ void sw_notify_stop(void) {
   n->phase = NT_STOPPED;
   if (n->attempt != NULL)
     attempt_abandon(n->attempt);
+  /* A lookup still queued in the thread pool is cancelled and returns at
+   * once; one already running cannot be, and libuv keeps the loop alive
+   * until it returns. Either way it frees only itself and its answer, and
+   * this notifier does not wait for it. */
+  if (lookup != NULL)
+    (void)uv_cancel((uv_req_t *)&lookup->req);
   if (n->current != NULL) {
     entry_unref(n->current);
     n->current = NULL;
@@ -833,4 +938,8 @@ uint64_t sw_notify_failed(void) {
 
 uint64_t sw_notify_dropped(void) {
   return count_dropped;
+}
+
+void sw_notify_set_resolver(sw_notify_resolver_fn fn) {
+  resolver = fn != NULL ? fn : uv_getaddrinfo;
 }

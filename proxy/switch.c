@@ -357,6 +357,7 @@ static void gate_try_pass(sw_switch_t *s,
     g->recheck_deadline = now + bound;
   g->probe_ok = 0;
   g->recheck_verified = 0;
+  g->old_checked = 0;
   out->flags |= SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY;
   out->probe = g->target;
   out->verify = g->target;
@@ -380,6 +381,8 @@ static void recheck_try_flip(sw_switch_t *s,
 
   if (s->phase != SW_SWITCH_RECHECKING || !g->probe_ok ||
       !g->recheck_verified || s->health[old] != SW_SWITCH_HEALTH_UP)
+    return;
+  if (s->params.watch && s->params.verify_old[old] && !g->old_checked)
     return;
   s->last_gate.outcome = SW_SWITCH_OUTCOME_PASSED;
   s->last_gate.reason = SW_SWITCH_R_FLIPPED;
@@ -901,7 +904,17 @@ void sw_switch_on_verify(sw_switch_t *s,
   const char *detail = message && message[0] ? message : "no detail given";
 
   actions_clear(out);
-  if (check_deadlines(s, now, out) || !gate_running(s) || c != g->target)
+  if (check_deadlines(s, now, out) || !gate_running(s))
+    return;
+  /* The live colour's answer, for a rollback: any result will do. */
+  if (c == s->live && c != g->target) {
+    if (s->phase == SW_SWITCH_RECHECKING && started_at >= g->recheck_at) {
+      g->old_checked = 1;
+      recheck_try_flip(s, now, out);
+    }
+    return;
+  }
+  if (c != g->target)
     return;
   /* A verification from before the request says nothing about the schema
    * the operator asked about, whichever way it went. */

@@ -2149,6 +2149,35 @@ static void test_rollback_auto(void) {
 
 /* A trigger that finds the old colour unable to take the traffic: the new
  * colour keeps serving until an operator acts. */
+/* With verify_old, the flip waits for the live colour's verification
+ * started at the re-check (any result): a rollback needs that answer. An
+ * older one does not count. */
+static void test_flip_waits_for_old_verify(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  p.verify_old[SW_BLUE] = 1;
+  now = setup_with(&s, SW_SWITCH_RECHECKING, &p, &a); /* 2400 */
+  sw_switch_on_health(&s, now + 50, SW_GREEN, 1, now + 10, "", &a);
+  sw_switch_on_verify(&s, now + 60, SW_GREEN, SW_SWITCH_VERIFY_PASS, now + 10,
+                      "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.flags & SW_SWITCH_ACT_FLIP, 0);
+  /* Blue's answer from before the re-check is stale. */
+  sw_switch_on_verify(&s, now + 70, SW_BLUE, SW_SWITCH_VERIFY_PASS, now - 1, "",
+                      &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  /* A fresh one, even a failing one, lets the flip happen. */
+  sw_switch_on_verify(&s, now + 80, SW_BLUE, SW_SWITCH_VERIFY_FAIL, now,
+                      "missing column t.c", &a);
+  CHECK_PHASE(&s, SW_SWITCH_WATCHING);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(a.flags & SW_SWITCH_ACT_FLIP, SW_SWITCH_ACT_FLIP);
+}
+
 /* A blocked rollback keeps the window policy for an operator: plain in the
  * auto window, --confirm in the manual one, --force after it. */
 static void test_rollback_blocked_windows(void) {
@@ -2788,6 +2817,7 @@ SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_rollback_auto),
              SW_TASK(test_rollback_blocked),
              SW_TASK(test_rollback_blocked_windows),
+             SW_TASK(test_flip_waits_for_old_verify),
              SW_TASK(test_rollback_policy),
              SW_TASK(test_commit),
              SW_TASK(test_watch_refuses_cutover),
