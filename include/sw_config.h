@@ -125,8 +125,8 @@ typedef struct sw_watch_conf_s {
   uint64_t baseline_window_ms; /* `baseline_window`; default 10 min */
   uint64_t min_requests;       /* `min_requests`; default 20 */
   int not_errors[SW_CONFIG_WATCH_EXCLUDE_MAX]; /* `not_errors 501 505`: */
-  size_t nnot_errors;          /* statuses 500..599 only; default 501 505 */
-  int r1;                      /* `max_errors N|off`; default on, 10 */
+  size_t nnot_errors; /* statuses 500..599 only; default 501 505 */
+  int r1;             /* `max_errors N|off`; default on, 10 */
   uint64_t max_errors;
   double alpha;                /* `alpha`; in (0, 1]; default 0.001 */
   int r2;                      /* `max_error_ratio R|off`; default on */
