@@ -93,7 +93,8 @@ static sw_directive_fn add_require_migration, add_require_column;
 static sw_directive_fn add_require_query, set_dsn, set_pg_duration;
 static sw_directive_fn set_history, set_admin_socket, add_allow_uid;
 static sw_directive_fn set_admin_bind;
-static sw_directive_fn set_window, set_ring_window, set_not_errors;
+static sw_directive_fn set_window, set_ring_window, set_watch_timer;
+static sw_directive_fn set_not_errors;
 static sw_directive_fn set_max_errors, set_alpha, set_max_error_ratio;
 static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
 
@@ -121,6 +122,17 @@ static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
 
 /* R2's ratio is computed over whole seconds. */
 #define SW_MIN_RATIO_WINDOW 1000
+
+/* The automatic and manual windows end at flip time + window, computed in
+ * milliseconds by the switch machine and the watch: an unbounded window
+ * would wrap that sum and end the watch at once. A week is far beyond any
+ * watch an operator waits through. The parser has no day suffix, so the
+ * messages say 168h. */
+#define SW_MAX_WATCH_WINDOW ((uint64_t)7 * 24 * 60 * 60 * 1000)
+
+/* A verification every hour, or a webhook attempt that may take an hour,
+ * is a typo rather than a choice: the watch windows are minutes long. */
+#define SW_MAX_WATCH_TIMER ((uint64_t)60 * 60 * 1000)
 
 /* Each retry of a webhook waits for notify_timeout; more than a few only
  * delays the next notification. */
@@ -249,10 +261,10 @@ static const sw_directive_t sw_directives[] = {
      SW_MIN_RATIO_WINDOW, 0},
     {SW_SECTION_WATCH, "max_consecutive", set_max_consecutive, 0, 1, 0},
     {SW_SECTION_WATCH, "health_trigger", set_on_off, SW_WCH(r4), 0, 0},
-    {SW_SECTION_WATCH, "verify_interval", set_duration,
+    {SW_SECTION_WATCH, "verify_interval", set_watch_timer,
      SW_WCH(verify_interval_ms), 1, 0},
     {SW_SECTION_WATCH, "notify", set_notify, SW_WCH(notify), 0, 0},
-    {SW_SECTION_WATCH, "notify_timeout", set_duration,
+    {SW_SECTION_WATCH, "notify_timeout", set_watch_timer,
      SW_WCH(notify_timeout_ms), 1, 0},
     {SW_SECTION_WATCH, "notify_retries", set_notify_retries,
      SW_WCH(notify_retries), 0, 0},
@@ -1126,14 +1138,23 @@ static int set_bounded_duration(sw_parser_t *p,
   return 0;
 }
 
-/* The automatic and manual windows: timers, no per-second state, so no
- * upper bound beyond what a duration holds. */
+/* The automatic and manual windows: timers, no per-second state, so only
+ * the bound that keeps flip time + window from wrapping. */
 static int set_window(sw_parser_t *p,
                       const sw_directive_t *d,
                       void *field,
                       const char *arg,
                       const char *arg2) {
-  return set_bounded_duration(p, d, field, arg, UINT64_MAX);
+  return set_bounded_duration(p, d, field, arg, SW_MAX_WATCH_WINDOW);
+}
+
+/* verify_interval and notify_timeout: from 1ms to an hour. */
+static int set_watch_timer(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, SW_MAX_WATCH_TIMER);
 }
 
 /* The baseline and ratio windows are read from the watch's per-second ring. */

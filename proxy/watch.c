@@ -158,10 +158,21 @@ int sw_watch_set_params(sw_watch_t *w, const sw_watch_params_t *p) {
       }
       ring_clear(fresh[c], len);
       /* A bucket's place is its second modulo the length: moved over one
-       * by one, each lands where the longer ring looks for it. */
-      for (size_t i = 0; i < w->ring_len; i++)
-        if (w->ring[c][i].second != EMPTY_SECOND)
-          fresh[c][w->ring[c][i].second % len] = w->ring[c][i];
+       * by one, each lands where the longer ring looks for it. When the new
+       * length is not a multiple of the old, two seconds a multiple of the
+       * new length apart (the older left over from an earlier lap) share a
+       * place, in whatever order the old ring holds them: the newer one
+       * stays, or a recent second would be lost. */
+      for (size_t i = 0; i < w->ring_len; i++) {
+        const sw_watch_bucket_t *b = &w->ring[c][i];
+        sw_watch_bucket_t *to;
+
+        if (b->second == EMPTY_SECOND)
+          continue;
+        to = &fresh[c][b->second % len];
+        if (to->second == EMPTY_SECOND || to->second < b->second)
+          *to = *b;
+      }
     }
     for (int c = 0; c < SW_COLOURS; c++) {
       free(w->ring[c]);

@@ -1783,6 +1783,26 @@ static void test_watch_full(void) {
     check_watch_defaults(&cfg->watch);
     sw_config_free(cfg);
   }
+
+  /* The longest watch: both windows a week, the timers an hour; one
+   * millisecond more is refused at its own line. */
+  cfg = PARSE_OK(BASE
+                 "watch\n"
+                 "  auto_window 168h\n"
+                 "  manual_window 604800000ms\n"
+                 "  verify_interval 60m\n"
+                 "  notify_timeout 3600s\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->watch.auto_window_ms, 7ull * 24 * 3600 * 1000);
+    SW_CHECK_UINT_EQ(cfg->watch.manual_window_ms, 7ull * 24 * 3600 * 1000);
+    SW_CHECK_UINT_EQ(cfg->watch.verify_interval_ms, 3600 * 1000);
+    SW_CHECK_UINT_EQ(cfg->watch.notify_timeout_ms, 3600 * 1000);
+    sw_config_free(cfg);
+  }
+  PARSE_ERR(BASE "watch\n  auto_window 168h\n  manual_window 604800001ms\n",
+            "conf:7: manual_window: must be at most 168h, got '604800001ms'");
+  PARSE_ERR(BASE "watch\n  auto_window 7d\n",
+            "conf:6: auto_window: invalid duration '7d'");
 }
 
 /* Every trigger turned off: the flag clears and the threshold keeps its
@@ -1837,8 +1857,23 @@ static void test_watch_values(void) {
       {"watch", "auto_window", "5x", 0, "auto_window: invalid duration '5x'"},
       {"watch", "auto_window", "18446744073709551616ms", 0,
        "auto_window: value too large '18446744073709551616ms'"},
+      /* At most a week (168h, there is no day suffix): flip time + window
+       * must not wrap. */
+      {"watch", "auto_window", "169h", 0,
+       "auto_window: must be at most 168h, got '169h'"},
+      {"watch", "auto_window", "604800001ms", 0,
+       "auto_window: must be at most 168h, got '604800001ms'"},
+      {"watch", "auto_window", "18446744073709551615ms", 0,
+       "auto_window: must be at most 168h, got '18446744073709551615ms'"},
       {"watch", "manual_window", "5m", 300000, NULL},
       {"watch", "manual_window", "48h", 172800000, NULL},
+      {"watch", "manual_window", "168h", 604800000, NULL},
+      {"watch", "manual_window", "604800000ms", 604800000, NULL},
+      {"watch", "manual_window", "10080m", 604800000, NULL},
+      {"watch", "manual_window", "604801", 0,
+       "manual_window: must be at most 168h, got '604801'"},
+      {"watch", "manual_window", "18446744073709551615ms", 0,
+       "manual_window: must be at most 168h, got '18446744073709551615ms'"},
       {"watch", "manual_window", "0s", 0,
        "manual_window: must be greater than 0, got '0s'"},
       {"watch", "manual_window", "1s", 0,
@@ -1886,9 +1921,25 @@ static void test_watch_values(void) {
        "verify_interval: must be greater than 0, got '0'"},
       {"watch", "verify_interval", "off", 0,
        "verify_interval: invalid duration 'off'"},
+      /* At most an hour. */
+      {"watch", "verify_interval", "1h", 3600000, NULL},
+      {"watch", "verify_interval", "3600001ms", 0,
+       "verify_interval: must be at most 1h, got '3600001ms'"},
+      {"watch", "verify_interval", "61m", 0,
+       "verify_interval: must be at most 1h, got '61m'"},
+      {"watch", "verify_interval", "18446744073709551615ms", 0,
+       "verify_interval: must be at most 1h, got '18446744073709551615ms'"},
+      {"watch", "verify_interval", "18446744073709551616ms", 0,
+       "verify_interval: value too large '18446744073709551616ms'"},
       {"watch", "notify_timeout", "2s", 2000, NULL},
       {"watch", "notify_timeout", "0ms", 0,
        "notify_timeout: must be greater than 0, got '0ms'"},
+      {"watch", "notify_timeout", "1ms", 1, NULL},
+      {"watch", "notify_timeout", "3600", 3600000, NULL},
+      {"watch", "notify_timeout", "3601", 0,
+       "notify_timeout: must be at most 1h, got '3601'"},
+      {"watch", "notify_timeout", "2h", 0,
+       "notify_timeout: must be at most 1h, got '2h'"},
       {"watch", "notify_retries", "0", 0, NULL},
       {"watch", "notify_retries", "10", 10, NULL},
       {"watch", "notify_retries", "11", 0,

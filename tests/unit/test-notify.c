@@ -10,11 +10,14 @@
  * warn line; a receiver that never answers bounded by timeout_ms without
  * holding up later notifications; bad answers; a full queue dropping its
  * oldest; stop with an attempt in flight and entries queued (ASan checks the
- * frees); start, stop, start with and without running the loop. Counters
+ * frees); start, stop, start with and without running the loop; name
+ * lookups, one at a time however long the resolver takes (a stand-in
+ * resolver the test answers at will), and a real one of "localhost". Counters
  * are process-wide, so tests compare deltas. Every test ends with
  * uv_loop_close() == 0; an alarm bounds each test at 60 s, and the binary
- * runs in about 3 s. */
+ * runs in about 4 s. */
 
+#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +78,17 @@ static int only_guard(void *arg) {
   int n = 0;
   uv_walk(&loop, count_handle, &n);
   return n == 1;
+}
+
+static int handles_open(void) {
+  int n = 0;
+  uv_walk(&loop, count_handle, &n);
+  return n;
+}
+
+/* At most *arg handles are open (closing ones count as open). */
+static int handles_at_most(void *arg) {
+  return handles_open() <= *(int *)arg;
 }
 
 /* Waits (bounded) for every handle but the guard to be closed, then closes
@@ -248,23 +262,36 @@ static void on_sconn(uv_stream_t *server, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_salloc, on_sread);
 }
 
-static int srv_start(srv_t *srv, const reply_t *replies, int n) {
-  struct sockaddr_in a;
-  struct sockaddr_storage bound;
+/* A receiver on ip (an IPv4 or IPv6 literal), on a port the kernel picks. */
+static int srv_start_on(srv_t *srv,
+                        const reply_t *replies,
+                        int n,
+                        const char *ip) {
+  struct sockaddr_storage a, bound;
   int len = sizeof(bound);
 
   memset(srv, 0, sizeof(*srv));
   srv->replies = replies;
   srv->nreplies = n;
   sw_list_init(&srv->conns);
-  uv_ip4_addr("127.0.0.1", 0, &a);
+  if (strchr(ip, ':') != NULL)
+    uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&a);
+  else
+    uv_ip4_addr(ip, 0, (struct sockaddr_in *)&a);
   if (!SW_CHECK_INT_EQ(uv_tcp_init(&loop, &srv->tcp), 0) ||
       !SW_CHECK_INT_EQ(uv_tcp_bind(&srv->tcp, (struct sockaddr *)&a, 0), 0) ||
       !SW_CHECK_INT_EQ(uv_listen((uv_stream_t *)&srv->tcp, 64, on_sconn), 0))
     abort();
   uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len);
-  srv->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  if (bound.ss_family == AF_INET6)
+    srv->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+  else
+    srv->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
   return 0;
+}
+
+static int srv_start(srv_t *srv, const reply_t *replies, int n) {
+  return srv_start_on(srv, replies, n, "127.0.0.1");
 }
 
 static void srv_close(srv_t *srv) {
@@ -326,25 +353,29 @@ static int wait_counts(base_t b, uint64_t sent, uint64_t failed, uint64_t ms) {
   return run_until(have, &w, ms);
 }
 
-static int start_at(const char *file,
-                    int line,
-                    int port,
-                    const char *path,
-                    uint64_t timeout_ms,
-                    unsigned retries) {
+static int start_host_at(const char *file,
+                         int line,
+                         const char *host,
+                         int port,
+                         const char *path,
+                         uint64_t timeout_ms,
+                         unsigned retries) {
   char url[128];
   char err[256] = "";
   sw_notify_opts_t o = {url, timeout_ms, retries};
   int rc;
 
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+  snprintf(url, sizeof(url), "http://%s:%d%s", host, port, path);
   rc = sw_notify_start(&loop, &o, err, sizeof(err));
   if (!SW_CHECK_INT_EQ_AT(file, line, rc, 0))
     printf("  err: %s\n", err);
   return rc;
 }
-#define start(port, path, timeout_ms, retries) \
-  start_at(__FILE__, __LINE__, port, path, timeout_ms, retries)
+#define start(port, path, timeout_ms, retries)                           \
+  start_host_at(__FILE__, __LINE__, "127.0.0.1", port, path, timeout_ms, \
+                retries)
+#define start_host(host, port, path, timeout_ms, retries) \
+  start_host_at(__FILE__, __LINE__, host, port, path, timeout_ms, retries)
 
 /* Sends {"seq": seq} as event `event`. */
 static void send_seq(const char *event, int seq) {
@@ -881,6 +912,258 @@ static void test_bad_body(void) {
   loop_end();
 }
 
+/* --- name lookups ---------------------------------------------------------
+ *
+ * A lookup stuck on an unreachable resolver runs for 10-30 s in libuv's
+ * thread pool and cannot be cancelled there. The slow resolver stands for
+ * one: each lookup goes through the real uv_getaddrinfo for 127.0.0.1 (a
+ * literal, so no DNS is asked and libuv knows the request, as uv_cancel
+ * needs), and its answer is then held until the test hands it over with
+ * slow_answer. The notifier cannot tell it from a lookup still running. */
+
+#define SLOW_MAX 16
+
+typedef struct slow_s {
+  uv_getaddrinfo_t *req;
+  uv_getaddrinfo_cb cb; /* the notifier's */
+  int back;             /* the real lookup has returned */
+  int status;           /* its answer, held */
+  struct addrinfo *res;
+  int answered; /* handed over to cb */
+} slow_t;
+
+static slow_t slow[SLOW_MAX];
+static int slow_started;
+static int slow_outstanding;
+static int slow_outstanding_max;
+static char slow_node[SW_NOTIFY_HOST_MAX + 1];
+
+static void slow_reset(void) {
+  memset(slow, 0, sizeof(slow));
+  slow_started = 0;
+  slow_outstanding = 0;
+  slow_outstanding_max = 0;
+  slow_node[0] = '\0';
+}
+
+static void on_slow_back(uv_getaddrinfo_t *req,
+                         int status,
+                         struct addrinfo *res) {
+  for (int i = 0; i < slow_started; i++) {
+    if (slow[i].req == req && !slow[i].back) {
+      slow[i].back = 1;
+      slow[i].status = status;
+      slow[i].res = res;
+      return;
+    }
+  }
+  uv_freeaddrinfo(res);
+}
+
+static int slow_resolver(uv_loop_t *l,
+                         uv_getaddrinfo_t *req,
+                         uv_getaddrinfo_cb cb,
+                         const char *node,
+                         const char *service,
+                         const struct addrinfo *hints) {
+  slow_t *s;
+  int e;
+
+  if (slow_started == SLOW_MAX)
+    return UV_ENOMEM;
+  e = uv_getaddrinfo(l, req, on_slow_back, "127.0.0.1", service, hints);
+  if (e != 0)
+    return e;
+  s = &slow[slow_started++];
+  memset(s, 0, sizeof(*s));
+  s->req = req;
+  s->cb = cb;
+  snprintf(slow_node, sizeof(slow_node), "%s", node);
+  if (++slow_outstanding > slow_outstanding_max)
+    slow_outstanding_max = slow_outstanding;
+  return 0;
+}
+
+static int slow_back(void *arg) {
+  return slow[*(int *)arg].back;
+}
+
+/* Hands lookup i its answer (ok), or a resolver failure. */
+static void slow_answer(int i, int ok) {
+  slow_t *s = &slow[i];
+
+  if (!SW_CHECK(i < slow_started && !s->answered))
+    return;
+  SW_CHECK(run_until(slow_back, &i, 2000));
+  s->answered = 1;
+  slow_outstanding--;
+  if (ok) {
+    s->cb(s->req, s->status, s->res);
+  } else {
+    uv_freeaddrinfo(s->res);
+    s->cb(s->req, UV_EAI_AGAIN, NULL);
+  }
+}
+
+/* Answers every lookup still held, so nothing is left behind. */
+static void slow_finish(void) {
+  for (int i = 0; i < slow_started; i++)
+    if (!slow[i].answered)
+      slow_answer(i, 0);
+  sw_notify_set_resolver(NULL);
+}
+
+/* An attempt that times out while its lookup is still running leaves the
+ * lookup to the next attempt: with the resolver stuck for longer than two
+ * attempts, only one lookup is ever outstanding, and its late answer is
+ * used by the attempt that waits for it, or kept for the retry when it
+ * comes during the backoff. A failed answer fails the attempt waiting for
+ * it, and the retry resolves again. */
+static void test_slow_lookup(void) {
+  base_t b = base_now();
+  srv_t srv;
+  capture_t cap;
+  char *log;
+
+  loop_begin();
+  slow_reset();
+  sw_notify_set_resolver(slow_resolver);
+  srv_start(&srv, ok_200, 1);
+  start_host("hook.invalid", srv.port, "/", 500, 3);
+  capture_begin(&cap);
+  sw_notify_send("flip", NULL);
+  /* Attempt 1 runs 0-500 ms and times out; attempt 2 runs 750-1250 ms. */
+  run_for(1000);
+  SW_CHECK_INT_EQ(slow_started, 1);
+  SW_CHECK_INT_EQ(slow_outstanding_max, 1);
+  SW_CHECK_STR_EQ(slow_node, "hook.invalid");
+  SW_CHECK_INT_EQ(srv.accepted, 0);
+  /* The answer comes while attempt 2 waits: it connects at once. */
+  slow_answer(0, 1);
+  SW_CHECK(wait_counts(b, 1, 0, 200));
+  SW_CHECK_UINT_EQ(sw_notify_sent() - b.sent, 1);
+  SW_CHECK_INT_EQ(srv.requests, 1);
+
+  /* The next notification resolves afresh; a failed answer fails the
+   * attempt, and the retry resolves again. */
+  sw_notify_send("watch_end", NULL);
+  run_for(100);
+  SW_CHECK_INT_EQ(slow_started, 2);
+  slow_answer(1, 0);
+  run_for(400);
+  SW_CHECK_INT_EQ(slow_started, 3);
+  SW_CHECK_INT_EQ(slow_outstanding_max, 1);
+  slow_answer(2, 1);
+  SW_CHECK(wait_counts(b, 2, 0, 1000));
+
+  /* An answer that comes during the backoff, after the attempt that waited
+   * for it timed out, serves the retry: no second lookup. */
+  sw_notify_send("alert", NULL);
+  run_for(600);
+  SW_CHECK_INT_EQ(slow_started, 4);
+  slow_answer(3, 1);
+  SW_CHECK(wait_counts(b, 3, 0, 1000));
+  SW_CHECK_INT_EQ(slow_started, 4);
+  log = capture_end(&cap);
+  SW_CHECK_STR_CONTAINS(log, "attempt 1 failed: timeout after 500 ms");
+  SW_CHECK_STR_CONTAINS(log,
+                        "attempt 1 failed: resolve hook.invalid: temporary "
+                        "failure");
+  free(log);
+  SW_CHECK_INT_EQ(srv.requests, 3);
+  SW_CHECK_INT_EQ(slow_outstanding_max, 1);
+  sw_notify_stop();
+  slow_finish();
+  srv_close(&srv);
+  loop_end();
+}
+
+/* Stop with a lookup outstanding: the notifier's handles close at once,
+ * without waiting for the lookup. A notifier started next waits for that
+ * lookup instead of starting a second one, and uses its answer (same host
+ * and port). A lookup that returns after the last stop frees what it holds
+ * (ASan checks). */
+static void test_slow_lookup_stop(void) {
+  base_t b = base_now();
+  srv_t srv;
+  capture_t cap;
+  char *log;
+  int first = 0;
+  int before;
+
+  loop_begin();
+  slow_reset();
+  sw_notify_set_resolver(slow_resolver);
+  srv_start(&srv, ok_200, 1);
+  before = handles_open();
+  capture_begin(&cap);
+  start_host("hook.invalid", srv.port, "/", 5000, 0);
+  sw_notify_send("flip", NULL);
+  SW_CHECK(run_until(slow_back, &first, 2000));
+  sw_notify_stop();
+  SW_CHECK(run_until(handles_at_most, &before, 1000));
+  SW_CHECK_UINT_EQ(sw_notify_dropped() - b.dropped, 1);
+
+  start_host("hook.invalid", srv.port, "/", 5000, 0);
+  sw_notify_send("rollback", NULL);
+  run_for(100);
+  SW_CHECK_INT_EQ(slow_started, 1);
+  slow_answer(0, 1);
+  SW_CHECK(wait_counts(b, 1, 0, 2000));
+  SW_CHECK_INT_EQ(srv.requests, 1);
+  check_event(srv.body[0], "rollback");
+
+  /* Stopped for good while a lookup runs; it returns later. */
+  sw_notify_send("watch_end", NULL);
+  run_for(50);
+  SW_CHECK_INT_EQ(slow_started, 2);
+  sw_notify_stop();
+  SW_CHECK(run_until(handles_at_most, &before, 1000));
+  slow_answer(1, 1);
+  log = capture_end(&cap);
+  free(log);
+  SW_CHECK_INT_EQ(slow_outstanding_max, 1);
+  SW_CHECK_INT_EQ(srv.requests, 1);
+  slow_finish();
+  srv_close(&srv);
+  loop_end();
+}
+
+/* A name resolved by the real uv_getaddrinfo: "localhost" (from /etc/hosts,
+ * no DNS server needed), the receiver on its first address. */
+static void test_name(void) {
+  base_t b = base_now();
+  struct addrinfo hints, *res = NULL;
+  char ip[64] = "";
+  srv_t srv;
+
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  if (!SW_CHECK_INT_EQ(getaddrinfo("localhost", NULL, &hints, &res), 0))
+    return;
+  if (res->ai_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+  else
+    uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+  freeaddrinfo(res);
+
+  loop_begin();
+  srv_start_on(&srv, ok_200, 1, ip);
+  start_host("localhost", srv.port, "/hook", 2000, 0);
+  sw_notify_send("flip", NULL);
+  sw_notify_send("watch_end", NULL);
+  SW_CHECK(wait_counts(b, 2, 0, 3000));
+  SW_CHECK_INT_EQ(srv.requests, 2);
+  check_event(srv.body[0], "flip");
+  check_event(srv.body[1], "watch_end");
+  SW_CHECK_STR_CONTAINS(srv.head[0], "Host: localhost:");
+  sw_notify_stop();
+  srv_close(&srv);
+  loop_end();
+}
+
 SW_TEST_MAIN(SW_TASK(test_url),
              SW_TASK(test_order),
              SW_TASK(test_retry_500),
@@ -890,4 +1173,7 @@ SW_TEST_MAIN(SW_TASK(test_url),
              SW_TASK(test_queue_full),
              SW_TASK(test_stop_queued),
              SW_TASK(test_restart),
-             SW_TASK(test_bad_body))
+             SW_TASK(test_bad_body),
+             SW_TASK(test_slow_lookup),
+             SW_TASK(test_slow_lookup_stop),
+             SW_TASK(test_name))

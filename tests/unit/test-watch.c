@@ -962,6 +962,65 @@ static void test_ring_expiry(void) {
   sw_watch_close(&w);
 }
 
+/* A reload that grows the ring keeps every recent second. The ring of 600
+ * holds, besides the last 51 seconds, 51 older seconds from an earlier lap
+ * that a quiet spell left in place: exactly 1000 s older, so in a ring of
+ * 1000 each shares its place with a recent one, and sits later in the old
+ * ring. Moved over in index order, the older ones used to overwrite the
+ * recent ones; the newer second must win. */
+static void test_ring_grow(void) {
+  sw_watch_params_t p = test_params();
+  sw_watch_t w;
+  uint64_t rq, er;
+  /* The last second served: 100 modulo 600, so the recent seconds sit at
+   * places 50..100 of the old ring and the older ones at 150..200. */
+  uint64_t last = 100300;
+  uint64_t now = last * 1000 + 500;
+
+  p.ring_seconds = 600;
+  watch_init(&w, &p);
+  SW_CHECK_UINT_EQ(last % 600, 100);
+  for (uint64_t s = last - 1050; s <= last - 1000; s++)
+    serve(&w, s * 1000, SW_BLUE, 500, 5, NULL, NULL);
+  for (uint64_t s = last - 50; s <= last; s++) {
+    serve(&w, s * 1000 + 10, SW_BLUE, 200, 1, NULL, NULL);
+    serve(&w, s * 1000 + 20, SW_BLUE, 503, 1, NULL, NULL);
+  }
+  sw_watch_window(&w, now, SW_BLUE, 51000, &rq, &er);
+  SW_CHECK_UINT_EQ(rq, 102);
+  SW_CHECK_UINT_EQ(er, 51);
+
+  p.ring_seconds = 1000; /* not a multiple of 600 */
+  SW_CHECK_INT_EQ(sw_watch_set_params(&w, &p), 0);
+  SW_CHECK_UINT_EQ(w.ring_len, 1000);
+  sw_watch_window(&w, now, SW_BLUE, 51000, &rq, &er);
+  SW_CHECK_UINT_EQ(rq, 102);
+  SW_CHECK_UINT_EQ(er, 51);
+  /* The whole ring: the older seconds are 1000 s back, just out of it. */
+  sw_watch_window(&w, now, SW_BLUE, 1000000, &rq, &er);
+  SW_CHECK_UINT_EQ(rq, 102);
+  SW_CHECK_UINT_EQ(er, 51);
+  sw_watch_baseline(&w, now, SW_BLUE, &rq, &er);
+  SW_CHECK_UINT_EQ(rq, 102);
+  SW_CHECK_UINT_EQ(er, 51);
+  /* Second by second, each recent one is where the longer ring looks. */
+  for (uint64_t s = last - 50; s <= last; s++) {
+    sw_watch_window(&w, s * 1000 + 999, SW_BLUE, 1000, &rq, &er);
+    if (!SW_CHECK_UINT_EQ(rq, 2)) {
+      printf("  second %llu\n", (unsigned long long)s);
+      break;
+    }
+  }
+  /* The flip takes the baseline the grown ring holds. */
+  sw_watch_arm(&w, now, SW_GREEN, 0, 0);
+  SW_CHECK_UINT_EQ(w.baseline_requests, 102);
+  SW_CHECK_UINT_EQ(w.baseline_errors, 51);
+  /* Green, never served, reads as empty after the move. */
+  sw_watch_window(&w, now, SW_GREEN, 1000000, &rq, &er);
+  SW_CHECK_UINT_EQ(rq, 0);
+  sw_watch_close(&w);
+}
+
 /* ---- Persistence -------------------------------------------------------- */
 
 static void test_snapshot_round_trip(void) {
@@ -1194,6 +1253,7 @@ SW_TEST_MAIN(SW_TASK(test_classify),
              SW_TASK(test_counting),
              SW_TASK(test_baseline_window),
              SW_TASK(test_ring_expiry),
+             SW_TASK(test_ring_grow),
              SW_TASK(test_snapshot_round_trip),
              SW_TASK(test_restore_rejects),
              SW_TASK(test_params_validation),
