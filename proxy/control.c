@@ -88,6 +88,8 @@ static struct {
 /* How often a watch's counts are written to the state file, so that a
  * restart resumes them; transitions are written at once anyway. */
 #define WATCH_SAVE_MS 5000
+/* The longest watch window the config accepts (168h). */
+#define WINDOW_MAX_MS ((uint64_t)168 * 60 * 60 * 1000)
 
 static void perform(sw_switch_actions_t *a);
 static json_t *watch_json(void);
@@ -1613,7 +1615,10 @@ static int restore_watch(const sw_state_watch_t *sv) {
   for (int k = SW_WATCH_RULE_NONE; k < SW_WATCH_RULES; k++)
     if (strcmp(sv->rule, sw_watch_rule_name((sw_watch_rule_t)k)) == 0)
       r = k;
-  if (v < 0 || r < 0)
+  /* The config caps windows at a week; a file that says more was not
+   * written by us (and would wrap the machine's deadlines). */
+  if (v < 0 || r < 0 || sv->auto_window_ms > WINDOW_MAX_MS ||
+      sv->manual_window_ms > WINDOW_MAX_MS)
     return SW_ECONFIG;
   memset(&wp, 0, sizeof(wp));
   wp.armed = 1;
@@ -1711,7 +1716,8 @@ int sw_control_start(char *err, size_t errlen) {
       if (st.watch.present && restore_watch(&st.watch) != 0) {
         snprintf(err, errlen,
                  "%s: corrupt state file: the watch record "
-                 "does not fit (colour, verdict, rule or a flip in the future)",
+                 "does not fit (colour, verdict, rule, window or a flip in the "
+                 "future)",
                  cfg->cutover.state_file);
         sw_state_free(&st);
         return SW_ECONFIG;
