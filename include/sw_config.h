@@ -94,7 +94,33 @@ typedef struct sw_bind_conf_s {
   struct sockaddr_storage addr;
   char name[64];
   int line;
+  int tls; /* index into sw_config_t.tls of its section's TLS, or -1 */
 } sw_bind_conf_t;
+
+/* TLS of one listen section (issue 5). A listen section with at least one
+ * `certificate` line serves HTTPS on all its binds. */
+#define SW_TLS_CERTS_MAX 16
+typedef struct sw_tls_cert_conf_s {
+  char *cert; /* `certificate CERT_PEM KEY_PEM`: the chain, leaf first */
+  char *key;
+  char *ocsp; /* `ocsp_response FILE` after it: DER response to staple */
+  int line;   /* of the certificate line */
+  int ocsp_line;
+} sw_tls_cert_conf_t;
+
+typedef struct sw_tls_conf_s {
+  sw_tls_cert_conf_t certs[SW_TLS_CERTS_MAX]; /* the first is the default */
+  size_t ncerts;
+  int min_version;    /* `tls_min_version 1.2|1.3`: 12 or 13; default 12 */
+  char *ciphers;      /* `tls_ciphers` (TLS 1.2); NULL: OpenSSL's */
+  char *ciphersuites; /* `tls_ciphersuites` (TLS 1.3); NULL: OpenSSL's */
+  int tickets;        /* `tls_session_tickets on|off`; default on */
+  uint64_t ticket_rotate_ms;     /* `tls_ticket_rotate`; default 1h */
+  size_t session_cache;          /* `tls_session_cache N`; 20000; 0: off */
+  uint64_t session_timeout_ms;   /* `tls_session_timeout`; default 5 min */
+  uint64_t handshake_timeout_ms; /* `tls_handshake_timeout`; default 10 s */
+  int line;                      /* of the listen section keyword */
+} sw_tls_conf_t;
 
 /* The `database` section: how the verifier reaches PostgreSQL. */
 typedef struct sw_database_conf_s {
@@ -174,6 +200,8 @@ typedef struct sw_config_s {
   /* listen (several sections and several binds allowed; at least one) */
   sw_bind_conf_t *binds;
   size_t nbinds;
+  sw_tls_conf_t *tls; /* one per listen section with certificates */
+  size_t ntls;
 
   /* client: limits and timeouts of downstream connections */
   sw_cidr_t *trusted;

@@ -1,0 +1,106 @@
+/* TLS for client connections (issue 5): OpenSSL 3 over memory BIOs, so that
+ * the event loop owns every byte of socket I/O and OpenSSL only transforms
+ * bytes. This module knows nothing of libuv: the caller feeds it the
+ * ciphertext it read, takes back the plaintext, hands it plaintext to send
+ * and takes back the ciphertext to write.
+ *
+ * A context (sw_tls_ctx_t) is what one HTTPS listen section serves: its
+ * certificates (the first is the default; the others are chosen by SNI from
+ * the DNS names of their subjectAltName, or their CN when they have none),
+ * minimum protocol version, cipher lists, ALPN (`http/1.1` only), session
+ * cache and session tickets (keys rotated by sw_tls_ctx_rotate_tickets, the
+ * previous key still accepted), and per certificate an optional OCSP
+ * response to staple. Contexts are reference counted: a connection holds
+ * its own, so a reload that builds new contexts leaves open connections
+ * with the certificates they started with.
+ *
+ * Loading checks what a careless deploy gets wrong and says it in one line
+ * naming the file: a PEM that does not parse, a key that does not match its
+ * certificate, a certificate that has expired or is not valid yet. */
+#ifndef SW_TLS_H
+#define SW_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sw_config.h"
+
+typedef struct sw_tls_ctx_s sw_tls_ctx_t;
+typedef struct sw_tls_s sw_tls_t;
+
+/* Errors of sw_tls_feed/read/write, below the project's SW_E* codes. */
+#define SW_TLS_EPROTO (-30001)  /* a TLS protocol error: close */
+#define SW_TLS_EHTTP (-30002)   /* plain HTTP on the TLS port: answer 400 */
+#define SW_TLS_ECLOSED (-30003) /* the peer sent close_notify */
+#define SW_TLS_ENOMEM (-30004)  /* no memory */
+
+/* Counters since start, for metrics. */
+typedef struct sw_tls_stats_s {
+  uint64_t handshakes;      /* completed */
+  uint64_t resumed;         /* of which resumed a session */
+  uint64_t failed_protocol; /* handshakes that failed (bad hello, alert) */
+  uint64_t failed_http;     /* plain HTTP on a TLS port */
+  uint64_t failed_version;  /* the client offered only too-old versions */
+} sw_tls_stats_t;
+
+/* Builds a context from one listen section's TLS settings. Returns 0, or
+ * SW_ECONFIG with "FILE:LINE: certificate CERT: what is wrong" in err (the
+ * line of the offending directive). `now_wall_s` is the wall clock in
+ * seconds, for the expiry check. */
+int sw_tls_ctx_new(const char *conf_file,
+                   const sw_tls_conf_t *conf,
+                   int64_t now_wall_s,
+                   sw_tls_ctx_t **out,
+                   char *err,
+                   size_t errlen);
+void sw_tls_ctx_ref(sw_tls_ctx_t *ctx);
+void sw_tls_ctx_unref(sw_tls_ctx_t *ctx); /* frees at zero */
+
+/* New ticket key now; the previous one still decrypts (so a rotation never
+ * costs a resumption that was valid a moment ago). */
+void sw_tls_ctx_rotate_tickets(sw_tls_ctx_t *ctx);
+
+/* A connection's TLS state, server side, holding a reference to ctx. NULL
+ * when out of memory. */
+sw_tls_t *sw_tls_new(sw_tls_ctx_t *ctx);
+void sw_tls_free(sw_tls_t *t);
+
+/* Ciphertext read from the socket. 0, or SW_TLS_ENOMEM. */
+int sw_tls_feed(sw_tls_t *t, const char *data, size_t len);
+
+/* Runs the handshake as far as the fed bytes allow and reads plaintext into
+ * buf. Returns the number of plaintext bytes (> 0), 0 when more input is
+ * needed (after the handshake, or during it: check sw_tls_out_pending for
+ * bytes to send either way), or a negative SW_TLS_E* error. */
+ssize_t sw_tls_read(sw_tls_t *t, char *buf, size_t cap);
+
+/* Encrypts plaintext into the output. Only after the handshake is done.
+ * 0 or a negative SW_TLS_E* error. */
+int sw_tls_write(sw_tls_t *t, const char *data, size_t len);
+
+/* Queues a close_notify alert in the output. */
+void sw_tls_shutdown(sw_tls_t *t);
+
+/* Ciphertext waiting to go to the socket, and taking it: copies up to cap
+ * bytes into buf and returns how many. */
+size_t sw_tls_out_pending(const sw_tls_t *t);
+size_t sw_tls_take_out(sw_tls_t *t, char *buf, size_t cap);
+
+int sw_tls_handshake_done(const sw_tls_t *t);
+/* After the handshake: the negotiated protocol ("TLSv1.3"), cipher, ALPN
+ * ("http/1.1" or ""), SNI name ("" when none), whether resumed. */
+const char *sw_tls_version(const sw_tls_t *t);
+const char *sw_tls_cipher(const sw_tls_t *t);
+const char *sw_tls_alpn(const sw_tls_t *t);
+const char *sw_tls_sni(const sw_tls_t *t);
+int sw_tls_resumed(const sw_tls_t *t);
+
+/* Why the last call failed, one line ("wrong version number", "http
+ * request", ...), for the log. */
+const char *sw_tls_error(const sw_tls_t *t);
+
+/* The process-wide counters. */
+const sw_tls_stats_t *sw_tls_stats(void);
+
+#endif
