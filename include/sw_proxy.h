@@ -37,6 +37,7 @@ typedef enum sw_tq_e {
   SW_TQ_SEND,       /* the client does not read what we write */
   SW_TQ_LINGER,     /* draining input after our last response */
   SW_TQ_TUNNEL,     /* an upgraded connection with no traffic */
+  SW_TQ_HANDSHAKE,  /* an HTTPS connection before its handshake is done */
   SW_TQ_CLIENT_COUNT,
 } sw_tq_t;
 
@@ -86,6 +87,7 @@ typedef struct sw_listener_s {
   sw_list_t link;
   char name[64];
   struct sockaddr_storage addr;
+  struct sw_tls_ctx_s *tls; /* HTTPS: the context new connections get */
 } sw_listener_t;
 
 /* Client connection flags. */
@@ -112,6 +114,7 @@ typedef struct sw_client_s {
   uint8_t family; /* AF_INET or AF_INET6 */
   uint8_t peer[16];
   uint64_t id;
+  struct sw_tls_s *tls; /* HTTPS connections: all I/O goes through it */
 } sw_client_t;
 
 /* Exchange states. */
@@ -229,7 +232,8 @@ typedef struct sw_s {
   uv_timer_t flush_timer;
   uint64_t nclients;
   uint64_t nupconns;
-  uint64_t buffered; /* bytes in write queues and request buffers */
+  uint64_t buffered;     /* bytes in write queues and request buffers */
+  uint64_t tls_timeouts; /* HTTPS connections closed mid-handshake */
   uint64_t next_id;
   int stopping;
   int shutdown_started;
@@ -239,6 +243,15 @@ extern sw_t sw;
 
 /* listener.c */
 int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen);
+/* Loads the TLS contexts of cfg's HTTPS listen sections (one per entry of
+ * cfg->tls; *out NULL when there is none), as sw_listener_sync does before
+ * it binds and `switchd -t` does to check certificates. Returns 0 or
+ * SW_ECONFIG with "FILE:LINE: ..." in err. */
+int sw_listener_tls_load(const sw_config_t *cfg,
+                         struct sw_tls_ctx_s ***out,
+                         char *err,
+                         size_t errlen);
+void sw_listener_tls_free(const sw_config_t *cfg, struct sw_tls_ctx_s **ctxs);
 void sw_listener_close_all(void);
 
 /* client.c */
@@ -250,6 +263,11 @@ void sw_client_cache_free(void);
 void sw_client_expire(sw_tnode_t *n);
 /* Called by upstream.c: */
 int sw_client_send(sw_client_t *c, const uv_buf_t *bufs, unsigned n);
+/* Writes to the client's socket through its TLS when it has one, without
+ * touching its timeouts (the tunnel's path). */
+int sw_client_write(sw_client_t *c, const uv_buf_t *bufs, unsigned n);
+/* Before a half-close of an HTTPS client: its close_notify. */
+void sw_client_close_notify(sw_client_t *c);
 void sw_req_fail(sw_req_t *r, int status);
 void sw_req_finished(sw_req_t *r);
 void sw_req_start_tunnel(sw_req_t *r, const char *rest, size_t len);

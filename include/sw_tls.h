@@ -61,10 +61,22 @@ void sw_tls_ctx_unref(sw_tls_ctx_t *ctx); /* frees at zero */
  * costs a resumption that was valid a moment ago). */
 void sw_tls_ctx_rotate_tickets(sw_tls_ctx_t *ctx);
 
+/* Rotates the ticket key when the section's tls_ticket_rotate has passed
+ * since the last rotation (the first call only starts the clock). The
+ * caller calls it with its clock in ms, e.g. at every accept: a context
+ * nobody connects to needs no new key. */
+void sw_tls_ctx_tick(sw_tls_ctx_t *ctx, uint64_t now_ms);
+
 /* A connection's TLS state, server side, holding a reference to ctx. NULL
  * when out of memory. */
 sw_tls_t *sw_tls_new(sw_tls_ctx_t *ctx);
 void sw_tls_free(sw_tls_t *t);
+
+/* The handshake timeout of the connection's section: the caller records
+ * when it accepted the connection, and asks whether its section's
+ * tls_handshake_timeout has passed since. */
+void sw_tls_set_accepted(sw_tls_t *t, uint64_t now_ms);
+int sw_tls_handshake_expired(const sw_tls_t *t, uint64_t now_ms);
 
 /* Ciphertext read from the socket. 0, or SW_TLS_ENOMEM. */
 int sw_tls_feed(sw_tls_t *t, const char *data, size_t len);

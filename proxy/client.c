@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "sw_tls.h"
 #include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
@@ -85,6 +86,8 @@ static void peer_text(const sw_client_t *c, char *out, size_t cap) {
 
 static void on_client_close(uv_handle_t *h) {
   sw_client_t *c = sw_container_of(h, sw_client_t, tcp);
+  if (c->tls != NULL)
+    sw_tls_free(c->tls);
   free(c);
   sw.nclients--;
   sw_maybe_exit();
@@ -153,6 +156,7 @@ static void close_after_write(sw_client_t *c) {
     return;
   }
   sh->c = c;
+  sw_client_close_notify(c);
   if (uv_shutdown(&sh->req, (uv_stream_t *)&c->tcp, on_client_shutdown) != 0) {
     free(sh);
     sw_client_close(c);
@@ -171,11 +175,136 @@ void sw_client_shutdown_idle(sw_client_t *c) {
     sw_client_close(c);
 }
 
+/* --- TLS ------------------------------------------------------------------ */
+
+/* Scratch buffers for TLS: the plaintext of what one read brought, and
+ * ciphertext on its way to the socket. One loop, one thread: static
+ * buffers cost no connection anything. Two, because handling plaintext
+ * may send a response (ciphertext) while the plaintext is still in use. */
+static char tls_plain[64 * 1024];
+static char tls_cipher[64 * 1024];
+
+/* Writes what TLS produced to the socket; what the socket does not take at
+ * once is copied into the write queue by sw_stream_write. */
+static int tls_flush(sw_client_t *c) {
+  while (sw_tls_out_pending(c->tls) > 0) {
+    size_t n = sw_tls_take_out(c->tls, tls_cipher, sizeof(tls_cipher));
+    uv_buf_t b = uv_buf_init(tls_cipher, (unsigned)n);
+    int err;
+    if (n == 0)
+      break;
+    err = sw_stream_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (err != 0)
+      return err;
+  }
+  return 0;
+}
+
+int sw_client_write(sw_client_t *c, const uv_buf_t *bufs, unsigned n) {
+  if (c->flags & SW_CF_CLOSING)
+    return UV_ECANCELED;
+  if (c->tls == NULL)
+    return sw_stream_write((uv_stream_t *)&c->tcp, bufs, n);
+  for (unsigned i = 0; i < n; i++)
+    if (bufs[i].len > 0 && sw_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0)
+      return UV_EPROTO;
+  return tls_flush(c);
+}
+
+void sw_client_close_notify(sw_client_t *c) {
+  if (c->tls == NULL || (c->flags & SW_CF_CLOSING) ||
+      !sw_tls_handshake_done(c->tls))
+    return;
+  sw_tls_shutdown(c->tls);
+  (void)tls_flush(c);
+}
+
+/* Plain HTTP on an HTTPS port: a client (or a person with curl) that got
+ * the scheme wrong is told so in its own language, then the connection
+ * closes. */
+static void tls_plain_http(sw_client_t *c) {
+  static const char resp[] =
+      "HTTP/1.1 400 Bad Request\r\n"
+      "Content-Type: text/plain\r\n"
+      "Content-Length: 41\r\n"
+      "Connection: close\r\n"
+      "\r\n"
+      "This port expects HTTPS (TLS), not HTTP.\n";
+  uv_buf_t b = uv_buf_init((char *)resp, sizeof(resp) - 1);
+
+  sw_info("client", c->id, "plain HTTP on an HTTPS port, answering 400");
+  sw_tls_free(c->tls);
+  c->tls = NULL;
+  if (sw_stream_write((uv_stream_t *)&c->tcp, &b, 1) != 0) {
+    sw_client_close(c);
+    return;
+  }
+  close_after_write(c);
+}
+
+static void client_eof(sw_client_t *c);
+
+/* Ciphertext from the socket: the handshake goes on, and the plaintext it
+ * yields goes where a plain connection's bytes would. */
+static void tls_input(sw_client_t *c, const char *data, size_t len) {
+  int was_done = sw_tls_handshake_done(c->tls);
+
+  if (sw_tls_feed(c->tls, data, len) != 0) {
+    sw_client_close(c);
+    return;
+  }
+  for (;;) {
+    ssize_t n = sw_tls_read(c->tls, tls_plain, sizeof(tls_plain));
+    if (tls_flush(c) != 0) {
+      sw_client_close(c);
+      return;
+    }
+    if (!was_done && sw_tls_handshake_done(c->tls)) {
+      was_done = 1;
+      sw_debug("client", c->id, "TLS %s %s, ALPN '%s', SNI '%s'%s",
+               sw_tls_version(c->tls), sw_tls_cipher(c->tls),
+               sw_tls_alpn(c->tls), sw_tls_sni(c->tls),
+               sw_tls_resumed(c->tls) ? ", resumed" : "");
+      /* The first request's header timeout starts with the handshake
+       * done. */
+      sw_timeq_add(&sw.tq[SW_TQ_HEADER], &c->tn);
+    }
+    if (n > 0) {
+      if (c->flags & SW_CF_TUNNEL) {
+        if (c->req != NULL)
+          sw_tunnel_from_client(c->req, tls_plain, (size_t)n);
+      } else {
+        client_input(c, tls_plain, (size_t)n);
+      }
+      if (c->flags & (SW_CF_CLOSING | SW_CF_LINGER | SW_CF_SHUTDOWN))
+        return;
+      continue;
+    }
+    if (n == 0)
+      return;
+    if (n == SW_TLS_ECLOSED) {
+      client_eof(c);
+      return;
+    }
+    if (n == SW_TLS_EHTTP) {
+      tls_plain_http(c);
+      return;
+    }
+    if (was_done)
+      sw_debug("client", c->id, "TLS error: %s", sw_tls_error(c->tls));
+    else
+      sw_info("client", c->id, "TLS handshake failed: %s",
+              sw_tls_error(c->tls));
+    sw_client_close(c);
+    return;
+  }
+}
+
 int sw_client_send(sw_client_t *c, const uv_buf_t *bufs, unsigned n) {
   int err;
   if (c->flags & SW_CF_CLOSING)
     return UV_ECANCELED;
-  err = sw_stream_write((uv_stream_t *)&c->tcp, bufs, n);
+  err = sw_client_write(c, bufs, n);
   if (err != 0)
     return err;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 &&
@@ -451,6 +580,7 @@ static void client_error(sw_client_t *c, int status) {
 /* --- accepting ----------------------------------------------------------- */
 
 void sw_client_accept(uv_stream_t *server) {
+  sw_listener_t *ls = sw_container_of(server, sw_listener_t, tcp);
   sw_client_t *c = calloc(1, sizeof(*c));
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -482,9 +612,21 @@ void sw_client_accept(uv_stream_t *server) {
     sw_client_close(c);
     return;
   }
+  if (ls->tls != NULL) {
+    /* The context as the listener has it now: a reload gives later
+     * connections new certificates and leaves this one its own. */
+    sw_tls_ctx_tick(ls->tls, uv_now(sw.loop));
+    c->tls = sw_tls_new(ls->tls);
+    if (c->tls == NULL) {
+      sw_client_close(c);
+      return;
+    }
+    sw_tls_set_accepted(c->tls, uv_now(sw.loop));
+  }
   start_reading(c);
-  /* A new connection gets the header timeout for its first request. */
-  sw_timeq_add(&sw.tq[SW_TQ_HEADER], &c->tn);
+  /* A new connection gets the handshake timeout (HTTPS), then the header
+   * timeout for its first request. */
+  sw_timeq_add(&sw.tq[c->tls != NULL ? SW_TQ_HANDSHAKE : SW_TQ_HEADER], &c->tn);
 }
 
 /* --- timeouts ------------------------------------------------------------ */
@@ -497,6 +639,18 @@ void sw_client_expire(sw_tnode_t *n) {
 
   if (c->flags & SW_CF_CLOSING)
     return;
+  if (c->tls != NULL && !sw_tls_handshake_done(c->tls)) {
+    /* The queue runs on the shortest section's timeout; a connection of a
+     * section that allows longer waits another round. */
+    if (!sw_tls_handshake_expired(c->tls, now)) {
+      sw_timeq_add(&sw.tq[SW_TQ_HANDSHAKE], &c->tn);
+      return;
+    }
+    sw.tls_timeouts++;
+    sw_info("client", c->id, "TLS handshake timeout, closing");
+    sw_client_close(c);
+    return;
+  }
   if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN | SW_CF_TUNNEL) || r == NULL) {
     /* Idle keep-alive, a finished linger, a stuck final write, an idle
      * tunnel or a connection that never sent a byte: close quietly. */
@@ -538,6 +692,27 @@ void sw_client_expire(sw_tnode_t *n) {
 
 /* --- reading ------------------------------------------------------------- */
 
+/* The client closed its sending half (a FIN, or TLS's close_notify). */
+static void client_eof(sw_client_t *c) {
+  sw_req_t *r = c->req;
+
+  c->flags |= SW_CF_EOF;
+  if (c->flags & SW_CF_TUNNEL && r != NULL) {
+    sw_tunnel_eof(r, 1);
+    return;
+  }
+  /* A half-closed client still gets what is queued for it and the
+   * responses to the requests it sent whole; a request cut short is
+   * abandoned. */
+  if (r == NULL) {
+    if (!(c->flags & SW_CF_WAIT_DRAIN))
+      close_after_write(c);
+  } else if (r->state == SW_REQ_HEAD || r->state == SW_REQ_BUFFERING ||
+             r->state == SW_REQ_STREAMING) {
+    sw_client_close(c);
+  }
+}
+
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sw_client_t *c = sw_container_of(s, sw_client_t, tcp);
   sw_req_t *r = c->req;
@@ -557,25 +732,15 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       sw_client_close(c);
       return;
     }
-    c->flags |= SW_CF_EOF;
-    if (c->flags & SW_CF_TUNNEL && r != NULL) {
-      sw_tunnel_eof(r, 1);
-      return;
-    }
-    /* A half-closed client still gets what is queued for it and the
-     * responses to the requests it sent whole; a request cut short is
-     * abandoned. */
-    if (r == NULL) {
-      if (!(c->flags & SW_CF_WAIT_DRAIN))
-        close_after_write(c);
-    } else if (r->state == SW_REQ_HEAD || r->state == SW_REQ_BUFFERING ||
-               r->state == SW_REQ_STREAMING) {
-      sw_client_close(c);
-    }
+    client_eof(c);
     return;
   }
   if (c->flags & (SW_CF_LINGER | SW_CF_SHUTDOWN))
     return; /* closing: what the client still sends is discarded */
+  if (c->tls != NULL) {
+    tls_input(c, buf->base, (size_t)nread);
+    return;
+  }
   if (c->flags & SW_CF_TUNNEL) {
     if (r != NULL)
       sw_tunnel_from_client(r, buf->base, (size_t)nread);
@@ -1118,7 +1283,9 @@ int sw_req_build_head(sw_req_t *r, sw_framing_t framing, uint64_t length) {
   err |= append_header(b, "X-Forwarded-For", 15, xff.data, xff.len);
   sw_buf_free(&xff);
   if (xfp < 0)
-    err |= sw_buf_append(b, "X-Forwarded-Proto: http\r\n", 25);
+    err |= r->client->tls != NULL
+               ? sw_buf_append(b, "X-Forwarded-Proto: https\r\n", 26)
+               : sw_buf_append(b, "X-Forwarded-Proto: http\r\n", 25);
   if (xfh < 0 && host >= 0)
     err |=
         append_header(b, "X-Forwarded-Host", 16, sw_head_val(h, (uint32_t)host),

@@ -56,9 +56,10 @@ typedef struct sw_directive_s sw_directive_t;
 /* A directive handler gets its argument (arg2 is the second one of a
  * SW_DIR_PAIR directive, NULL otherwise) and a pointer to the field it sets:
  * the table's offset applied to the section's struct (sw_config_t, the
- * sw_upstream_conf_t of the open colour, or the database, cutover, watch or
- * admin struct inside sw_config_t). A SW_DIR_MANY handler finds all of its
- * arguments in the parser's argv and argc. */
+ * sw_upstream_conf_t of the open colour, the database, cutover, watch or
+ * admin struct inside sw_config_t, or for SW_DIR_TLS the open listen
+ * section's sw_tls_conf_t, held by the parser). A SW_DIR_MANY handler finds
+ * all of its arguments in the parser's argv and argc. */
 typedef int sw_directive_fn(sw_parser_t *p,
                             const sw_directive_t *d,
                             void *field,
@@ -73,6 +74,9 @@ typedef int sw_directive_fn(sw_parser_t *p,
  * default (not_errors), where adding to the default could never remove an
  * entry from it. */
 #define SW_DIR_REPLACE 0x8u
+/* A TLS directive of a listen section: its offset is into the open
+ * section's sw_tls_conf_t, and it may appear once per listen section. */
+#define SW_DIR_TLS 0x10u
 
 struct sw_directive_s {
   sw_section_t section;
@@ -97,6 +101,9 @@ static sw_directive_fn set_window, set_ring_window, set_watch_timer;
 static sw_directive_fn set_not_errors;
 static sw_directive_fn set_max_errors, set_alpha, set_max_error_ratio;
 static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
+static sw_directive_fn add_certificate, set_ocsp_response, set_tls_version;
+static sw_directive_fn set_cipher_list, set_tls_day, set_handshake_timeout;
+static sw_directive_fn set_session_cache;
 
 /* Bounds that keep sizes within what the data path represents: head
  * offsets are 32-bit and a single buffer is written with one uv_buf_t. */
@@ -142,6 +149,18 @@ static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
  * which pulls in libuv and jansson, so it is not included here). */
 #define SW_MAX_NOTIFY_URL 2048
 
+/* TLS session state: a ticket key or a cached session older than a day
+ * weakens forward secrecy for little gain, and more than a million cached
+ * sessions is memory no listener needs. A new ticket key more often than
+ * every minute would make most tickets fail to resume. */
+#define SW_MAX_TLS_SESSION_MS ((uint64_t)24 * 60 * 60 * 1000)
+#define SW_MIN_TLS_TICKET_ROTATE ((uint64_t)60 * 1000)
+#define SW_MAX_TLS_SESSION_CACHE 1000000
+
+/* A handshake is a few round trips; five minutes is already generous for a
+ * client on a bad link, and anything longer only helps slow-loris. */
+#define SW_MAX_TLS_HANDSHAKE_MS ((uint64_t)5 * 60 * 1000)
+
 _Static_assert(SW_CONFIG_WATCH_EXCLUDE_MAX == SW_WATCH_EXCLUDE_MAX,
                "not_errors fits the watch's exclusion list");
 _Static_assert(SW_CONF_MAX_ARGS > SW_CONFIG_WATCH_EXCLUDE_MAX + 1,
@@ -153,6 +172,7 @@ _Static_assert(SW_CONF_MAX_ARGS > SW_CONFIG_WATCH_EXCLUDE_MAX + 1,
 #define SW_CUT(f) offsetof(sw_cutover_conf_t, f)
 #define SW_ADM(f) offsetof(sw_admin_conf_t, f)
 #define SW_WCH(f) offsetof(sw_watch_conf_t, f)
+#define SW_TLSC(f) offsetof(sw_tls_conf_t, f)
 
 /* Every directive the parser accepts. A name may appear in several sections
  * (idle_timeout, bind); the lookup is by section and name. */
@@ -167,6 +187,30 @@ static const sw_directive_t sw_directives[] = {
     {SW_SECTION_GLOBAL, "buffer_budget", set_size, SW_CFG(buffer_budget), 1, 0},
 
     {SW_SECTION_LISTEN, "bind", add_bind, 0, 0, SW_DIR_LIST},
+    /* A certificate makes the whole section HTTPS. Paths are stored as
+     * written: the TLS module opens and checks them, so the parser stays
+     * free of I/O. The certificate and OCSP setters get the whole struct. */
+    {SW_SECTION_LISTEN, "certificate", add_certificate, 0, 0,
+     SW_DIR_LIST | SW_DIR_PAIR | SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "ocsp_response", set_ocsp_response, 0, 0,
+     SW_DIR_LIST | SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_min_version", set_tls_version,
+     SW_TLSC(min_version), 0, SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_ciphers", set_cipher_list, SW_TLSC(ciphers), 0,
+     SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_ciphersuites", set_cipher_list,
+     SW_TLSC(ciphersuites), 0, SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_session_tickets", set_on_off, SW_TLSC(tickets), 0,
+     SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_ticket_rotate", set_tls_day,
+     SW_TLSC(ticket_rotate_ms), SW_MIN_TLS_TICKET_ROTATE, SW_DIR_TLS},
+    /* 0 turns the server-side session cache off. */
+    {SW_SECTION_LISTEN, "tls_session_cache", set_session_cache,
+     SW_TLSC(session_cache), 0, SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_session_timeout", set_tls_day,
+     SW_TLSC(session_timeout_ms), 1, SW_DIR_TLS},
+    {SW_SECTION_LISTEN, "tls_handshake_timeout", set_handshake_timeout,
+     SW_TLSC(handshake_timeout_ms), 1, SW_DIR_TLS},
 
     {SW_SECTION_CLIENT, "trusted_proxy", add_trusted, 0, 0, SW_DIR_LIST},
     {SW_SECTION_CLIENT, "header_timeout", set_duration,
@@ -293,8 +337,18 @@ struct sw_parser_s {
   int argc;
   /* Line where each single-valued directive was set, per colour for the
    * upstream sections (global and client use slot 0), so a repeat is an error
-   * that can point at the first one. */
+   * that can point at the first one. The TLS directives' lines are cleared
+   * at each listen section: they are set once per section. */
   int seen[SW_NDIRECTIVES][SW_COLOURS];
+  /* The open listen section. Its TLS settings are gathered here, owned by
+   * the parser, and become an entry of cfg->tls when the section ends, only
+   * if it has a certificate; its binds are those from listen_first_bind on,
+   * so binds written before the first certificate line are HTTPS too. */
+  size_t listen_first_bind;
+  sw_tls_conf_t tls;
+  int tls_first_line; /* the section's first TLS directive, 0 if none */
+  const char *tls_first_name;
+  int ocsp_orphan_line; /* first ocsp_response before any certificate */
 };
 
 static int conf_error(sw_parser_t *p, int line, const char *fmt, ...)
@@ -684,6 +738,8 @@ static int add_bind(sw_parser_t *p,
   if (slot == NULL)
     return out_of_memory(p);
   b.line = p->line;
+  /* Whether the section is HTTPS is known only at its end (close_listen). */
+  b.tls = -1;
   *slot = b;
   return 0;
 }
@@ -1092,6 +1148,7 @@ static int set_admin_bind(sw_parser_t *p,
                      " or *:PORT)",
                      arg);
   b.line = p->line;
+  b.tls = -1; /* the admin API has no TLS */
   admin->bind = b;
   admin->has_bind = 1;
   return 0;
@@ -1479,6 +1536,138 @@ static int set_notify_retries(sw_parser_t *p,
   return 0;
 }
 
+/* `certificate CERT_PEM KEY_PEM`: one more certificate for SNI, the first
+ * being the default. Only the syntax is checked: the TLS module loads the
+ * files, matches the key and refuses an expired certificate, and relative
+ * paths are kept relative because resolving them is I/O too. */
+static int add_certificate(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  sw_tls_conf_t *tls = field;
+  sw_tls_cert_conf_t *cert;
+
+  /* An ocsp_response above the first certificate belongs to none; now that
+   * the section has a certificate, that is the mistake to report. */
+  if (p->ocsp_orphan_line != 0)
+    return conf_error(p, p->ocsp_orphan_line,
+                      "ocsp_response: no certificate line before it (it "
+                      "applies to the certificate just above it)");
+  if (tls->ncerts == SW_TLS_CERTS_MAX)
+    return conf_error(p, p->line, "%s: at most %d per listen section", d->name,
+                      SW_TLS_CERTS_MAX);
+  if (*arg == '\0' || *arg2 == '\0')
+    return bad_value(p, d, "empty path", *arg == '\0' ? arg : arg2);
+  cert = &tls->certs[tls->ncerts];
+  cert->cert = strdup(arg);
+  cert->key = strdup(arg2);
+  if (cert->cert == NULL || cert->key == NULL) {
+    free(cert->cert);
+    free(cert->key);
+    memset(cert, 0, sizeof(*cert));
+    return out_of_memory(p);
+  }
+  cert->line = p->line;
+  tls->ncerts++;
+  return 0;
+}
+
+/* `ocsp_response FILE`: the DER response stapled for the certificate line
+ * just above it. */
+static int set_ocsp_response(sw_parser_t *p,
+                             const sw_directive_t *d,
+                             void *field,
+                             const char *arg,
+                             const char *arg2) {
+  sw_tls_conf_t *tls = field;
+  sw_tls_cert_conf_t *cert;
+
+  if (*arg == '\0')
+    return bad_value(p, d, "empty path", arg);
+  /* Whether this is a response above the first certificate or a TLS line
+   * in a section with no certificate at all is known only later: the first
+   * certificate line or the end of the section reports it. */
+  if (tls->ncerts == 0) {
+    if (p->ocsp_orphan_line == 0)
+      p->ocsp_orphan_line = p->line;
+    return 0;
+  }
+  cert = &tls->certs[tls->ncerts - 1];
+  if (cert->ocsp != NULL)
+    return conf_error(p, p->line,
+                      "%s: the certificate of line %d already has one (line "
+                      "%d)",
+                      d->name, cert->line, cert->ocsp_line);
+  cert->ocsp = strdup(arg);
+  if (cert->ocsp == NULL)
+    return out_of_memory(p);
+  cert->ocsp_line = p->line;
+  return 0;
+}
+
+/* "1.2" or "1.3", stored as 12 or 13. Older versions are broken and are
+ * not offered at all. */
+static int set_tls_version(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  if (strcmp(arg, "1.2") == 0)
+    *(int *)field = 12;
+  else if (strcmp(arg, "1.3") == 0)
+    *(int *)field = 13;
+  else
+    return bad_value(p, d, "expected 1.2 or 1.3, got", arg);
+  return 0;
+}
+
+/* An OpenSSL cipher list, handed to OpenSSL as written: its own parser is
+ * the only judge of the names, and the TLS module reports what it refuses. */
+static int set_cipher_list(sw_parser_t *p,
+                           const sw_directive_t *d,
+                           void *field,
+                           const char *arg,
+                           const char *arg2) {
+  if (*arg == '\0')
+    return bad_value(p, d, "empty value", arg);
+  return replace_string(p, field, arg);
+}
+
+/* tls_ticket_rotate and tls_session_timeout: up to a day. */
+static int set_tls_day(sw_parser_t *p,
+                       const sw_directive_t *d,
+                       void *field,
+                       const char *arg,
+                       const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, SW_MAX_TLS_SESSION_MS);
+}
+
+static int set_handshake_timeout(sw_parser_t *p,
+                                 const sw_directive_t *d,
+                                 void *field,
+                                 const char *arg,
+                                 const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, SW_MAX_TLS_HANDSHAKE_MS);
+}
+
+static int set_session_cache(sw_parser_t *p,
+                             const sw_directive_t *d,
+                             void *field,
+                             const char *arg,
+                             const char *arg2) {
+  uint64_t v = 0;
+  int rc = parse_count(arg, &v);
+
+  if (rc != 0 && rc != -ERANGE)
+    return bad_value(p, d, "invalid number", arg);
+  if (rc == -ERANGE || v > SW_MAX_TLS_SESSION_CACHE)
+    return conf_error(p, p->line, "%s: must be at most %d, got '%s'", d->name,
+                      SW_MAX_TLS_SESSION_CACHE, arg);
+  *(size_t *)field = (size_t)v;
+  return 0;
+}
+
 /* \r counts as blank so that files saved with CRLF endings parse. */
 static int is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -1544,17 +1733,97 @@ static const sw_directive_t *find_directive(sw_section_t section,
   return NULL;
 }
 
+/* Frees what one listen section's TLS settings own and zeroes them. */
+static void tls_conf_clear(sw_tls_conf_t *tls) {
+  size_t i;
+
+  for (i = 0; i < tls->ncerts; i++) {
+    free(tls->certs[i].cert);
+    free(tls->certs[i].key);
+    free(tls->certs[i].ocsp);
+  }
+  free(tls->ciphers);
+  free(tls->ciphersuites);
+  memset(tls, 0, sizeof(*tls));
+}
+
+/* A new listen section: its binds start here and its TLS settings start
+ * from the defaults of sw_tls_conf_t, whatever an earlier section set. */
+static void open_listen(sw_parser_t *p) {
+  sw_tls_conf_t *tls = &p->tls;
+  size_t i;
+
+  tls_conf_clear(tls);
+  tls->min_version = 12;
+  tls->tickets = 1;
+  tls->ticket_rotate_ms = 60 * 60 * 1000;
+  tls->session_cache = 20000;
+  tls->session_timeout_ms = 5 * 60 * 1000;
+  tls->handshake_timeout_ms = 10 * 1000;
+  tls->line = p->line;
+  p->listen_first_bind = p->cfg->nbinds;
+  p->tls_first_line = 0;
+  p->tls_first_name = NULL;
+  p->ocsp_orphan_line = 0;
+  for (i = 0; i < SW_NDIRECTIVES; i++) {
+    if (sw_directives[i].flags & SW_DIR_TLS)
+      p->seen[i][0] = 0;
+  }
+}
+
+/* Ends the open listen section, at the next section keyword or the end of
+ * the file. With a certificate, its TLS settings become the next entry of
+ * cfg->tls and every bind of the section points at it, whether written
+ * before or after the certificates; without one, its binds are plain HTTP
+ * and a TLS directive is a mistake (a forgotten or misplaced certificate)
+ * that would otherwise silently serve HTTP. */
+static int close_listen(sw_parser_t *p) {
+  sw_config_t *cfg = p->cfg;
+  sw_tls_conf_t *slot;
+  int index = -1;
+  size_t i;
+
+  if (p->tls.ncerts == 0 && p->tls_first_line != 0)
+    return conf_error(p, p->tls_first_line,
+                      "%s: this listen section has no certificate",
+                      p->tls_first_name);
+  if (p->tls.ncerts > 0) {
+    /* Certificates nothing serves are a bind put in the wrong section. */
+    if (cfg->nbinds == p->listen_first_bind)
+      return conf_error(p, p->tls.line,
+                        "listen: this section has a certificate but no bind");
+    slot = grow((void **)&cfg->tls, &cfg->ntls, sizeof(*slot));
+    if (slot == NULL)
+      return out_of_memory(p);
+    /* The strings move to cfg. */
+    *slot = p->tls;
+    memset(&p->tls, 0, sizeof(p->tls));
+    index = (int)(cfg->ntls - 1);
+  }
+  for (i = p->listen_first_bind; i < cfg->nbinds; i++)
+    cfg->binds[i].tls = index;
+  return 0;
+}
+
 static int open_section(sw_parser_t *p,
                         sw_section_t section,
                         char **argv,
                         int argc) {
   sw_upstream_conf_t *up;
   sw_colour_t colour;
+  int rc;
 
+  if (p->section == SW_SECTION_LISTEN) {
+    rc = close_listen(p);
+    if (rc != 0)
+      return rc;
+  }
   if (section != SW_SECTION_UPSTREAM) {
     if (argc != 1)
       return conf_error(p, p->line, "%s: expected no arguments, got %d",
                         argv[0], argc - 1);
+    if (section == SW_SECTION_LISTEN)
+      open_listen(p);
     /* Two database sections would read as two databases; the verifier
      * checks one. Two watch sections would read as two watches; there is
      * one per flip. */
@@ -1689,6 +1958,16 @@ static int parse_directive(sw_parser_t *p, char **argv, int argc) {
                       d->name, *seen);
   *seen = p->line;
 
+  if (d->flags & SW_DIR_TLS) {
+    /* Kept for close_listen, which needs the first of them when the
+     * section turns out to have no certificate. */
+    if (p->tls_first_line == 0) {
+      p->tls_first_line = p->line;
+      p->tls_first_name = d->name;
+    }
+    return d->handler(p, d, (char *)&p->tls + d->offset, argv[1],
+                      nargs == 2 ? argv[2] : NULL);
+  }
   return d->handler(p, d, section_base(p, d->section) + d->offset, argv[1],
                     nargs == 2 ? argv[2] : NULL);
 }
@@ -1985,6 +2264,7 @@ static int set_defaults(sw_config_t *cfg, const char *file) {
   cfg->admin.socket = strdup(SW_CONFIG_ADMIN_SOCKET);
   cfg->admin.token_file = NULL;
   cfg->admin.metrics_open = 0;
+  cfg->admin.bind.tls = -1;
 
   if (cfg->file == NULL || cfg->error_log == NULL || cfg->access_log == NULL ||
       cfg->admin.socket == NULL)
@@ -2031,6 +2311,8 @@ int sw_config_parse(const char *file,
     rc = parse_line(&p, pos, (size_t)(eol - pos), buf);
     pos = nl ? nl + 1 : end;
   }
+  if (rc == 0 && p.section == SW_SECTION_LISTEN)
+    rc = close_listen(&p);
   /* An empty file still has a line 1 to point at. */
   if (rc == 0)
     rc = validate(&p, p.line > 0 ? p.line : 1);
@@ -2039,6 +2321,8 @@ int sw_config_parse(const char *file,
     *out = p.cfg;
   else
     sw_config_free(p.cfg);
+  /* Set only when the parse stopped inside a listen section. */
+  tls_conf_clear(&p.tls);
   free(buf);
   return rc;
 }
@@ -2096,6 +2380,7 @@ int sw_config_load(const char *path,
 }
 
 void sw_config_free(sw_config_t *cfg) {
+  size_t i;
   int c;
 
   if (cfg == NULL)
@@ -2105,10 +2390,12 @@ void sw_config_free(sw_config_t *cfg) {
   free(cfg->access_log);
   free(cfg->pid_file);
   free(cfg->binds);
+  for (i = 0; i < cfg->ntls; i++)
+    tls_conf_clear(&cfg->tls[i]);
+  free(cfg->tls);
   free(cfg->trusted);
   for (c = 0; c < SW_COLOURS; c++) {
     sw_upstream_conf_t *up = &cfg->upstream[c];
-    size_t i;
     free(up->servers);
     free(up->health.path);
     free(up->health.host);

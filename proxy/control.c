@@ -16,6 +16,7 @@
 #include "sw_notify.h"
 #include "sw_state.h"
 #include "sw_switch.h"
+#include "sw_tls.h"
 #include "sw_verify.h"
 #include "sw_watch.h"
 
@@ -1109,6 +1110,29 @@ static void metrics_text(sw_buf_t *b) {
     (void)sw_buf_appendf(
         b, "switchd_request_duration_seconds_count{colour=\"%s\"} %llu\n", cn,
         (unsigned long long)ctl.hist_count[c]);
+  }
+  {
+    const sw_tls_stats_t *t = sw_tls_stats();
+    metric_head(b, "switchd_tls_handshakes_total", "counter",
+                "TLS handshakes on HTTPS listeners, by result.");
+    (void)sw_buf_appendf(b,
+                         "switchd_tls_handshakes_total{result=\"ok\"} %llu\n",
+                         (unsigned long long)(t->handshakes - t->resumed));
+    (void)sw_buf_appendf(
+        b, "switchd_tls_handshakes_total{result=\"resumed\"} %llu\n",
+        (unsigned long long)t->resumed);
+    (void)sw_buf_appendf(
+        b, "switchd_tls_handshakes_total{result=\"failed\"} %llu\n",
+        (unsigned long long)t->failed_protocol);
+    (void)sw_buf_appendf(
+        b, "switchd_tls_handshakes_total{result=\"old_version\"} %llu\n",
+        (unsigned long long)t->failed_version);
+    (void)sw_buf_appendf(
+        b, "switchd_tls_handshakes_total{result=\"plain_http\"} %llu\n",
+        (unsigned long long)t->failed_http);
+    (void)sw_buf_appendf(
+        b, "switchd_tls_handshakes_total{result=\"timeout\"} %llu\n",
+        (unsigned long long)sw.tls_timeouts);
   }
   metric_head(b, "switchd_client_connections", "gauge",
               "Open client connections.");

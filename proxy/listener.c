@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sw_log.h"
 #include "sw_proxy.h"
+#include "sw_tls.h"
 
 static void on_connection(uv_stream_t *server, int status) {
   if (status < 0) {
@@ -18,7 +20,52 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 static void on_listener_close(uv_handle_t *h) {
-  free(sw_container_of(h, sw_listener_t, tcp));
+  sw_listener_t *ls = sw_container_of(h, sw_listener_t, tcp);
+  if (ls->tls != NULL)
+    sw_tls_ctx_unref(ls->tls);
+  free(ls);
+}
+
+/* A listener's TLS context: the new one for what it accepts next. */
+static void set_tls(sw_listener_t *ls, sw_tls_ctx_t *ctx) {
+  if (ctx != NULL)
+    sw_tls_ctx_ref(ctx);
+  if (ls->tls != NULL)
+    sw_tls_ctx_unref(ls->tls);
+  ls->tls = ctx;
+}
+
+int sw_listener_tls_load(const sw_config_t *cfg,
+                         sw_tls_ctx_t ***out,
+                         char *err,
+                         size_t errlen) {
+  sw_tls_ctx_t **ctxs = NULL;
+
+  *out = NULL;
+  if (cfg->ntls == 0)
+    return 0;
+  ctxs = calloc(cfg->ntls, sizeof(*ctxs));
+  if (ctxs == NULL)
+    return UV_ENOMEM;
+  for (size_t i = 0; i < cfg->ntls; i++) {
+    int e = sw_tls_ctx_new(cfg->file, &cfg->tls[i], (int64_t)time(NULL),
+                           &ctxs[i], err, errlen);
+    if (e != 0) {
+      sw_listener_tls_free(cfg, ctxs);
+      return e;
+    }
+  }
+  *out = ctxs;
+  return 0;
+}
+
+void sw_listener_tls_free(const sw_config_t *cfg, sw_tls_ctx_t **ctxs) {
+  if (ctxs == NULL)
+    return;
+  for (size_t i = 0; i < cfg->ntls; i++)
+    if (ctxs[i] != NULL)
+      sw_tls_ctx_unref(ctxs[i]);
+  free(ctxs);
 }
 
 static sw_listener_t *find(const char *name) {
@@ -59,11 +106,18 @@ static int open_listener(const sw_bind_conf_t *b, sw_listener_t **out) {
 
 int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
   sw_list_t added;
+  sw_tls_ctx_t **ctxs;
+  int e;
+
   sw_list_init(&added);
+  /* Certificates first: one that does not load rejects the config before
+   * any socket changes. */
+  e = sw_listener_tls_load(cfg, &ctxs, err, errlen);
+  if (e != 0)
+    return e;
 
   for (size_t i = 0; i < cfg->nbinds; i++) {
     sw_listener_t *ls;
-    int e;
     if (find(cfg->binds[i].name) != NULL)
       continue;
     e = open_listener(&cfg->binds[i], &ls);
@@ -76,6 +130,7 @@ int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
         sw_list_remove(&a->link);
         uv_close((uv_handle_t *)&a->tcp, on_listener_close);
       }
+      sw_listener_tls_free(cfg, ctxs);
       return e;
     }
     sw_list_append(&added, &ls->link);
@@ -100,6 +155,17 @@ int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
     sw_list_append(&sw.listeners, &a->link);
     sw_info("listener", 0, "listening on %s", a->name);
   }
+  /* Every listener gets its section's context as of this config: new
+   * handshakes use the new certificates; open connections keep theirs. */
+  for (sw_list_t *l = sw.listeners.next; l != &sw.listeners; l = l->next) {
+    sw_listener_t *ls = sw_container_of(l, sw_listener_t, link);
+    for (size_t i = 0; i < cfg->nbinds; i++)
+      if (strcmp(cfg->binds[i].name, ls->name) == 0) {
+        int t = cfg->binds[i].tls;
+        set_tls(ls, t >= 0 && ctxs != NULL ? ctxs[t] : NULL);
+      }
+  }
+  sw_listener_tls_free(cfg, ctxs);
   return 0;
 }
 

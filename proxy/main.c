@@ -39,6 +39,15 @@ static void apply_timeouts(const sw_config_t *cfg) {
   sw.tq[SW_TQ_SEND].duration_ms = cfg->send_timeout_ms;
   sw.tq[SW_TQ_LINGER].duration_ms = SW_LINGER_MS;
   sw.tq[SW_TQ_TUNNEL].duration_ms = cfg->tunnel_timeout_ms;
+  /* One queue for every HTTPS listener, on the shortest handshake timeout
+   * of their sections; a section with a longer one keeps its connections
+   * in the queue for more rounds (its timeout is rounded up to a multiple
+   * of the shortest). */
+  sw.tq[SW_TQ_HANDSHAKE].duration_ms = 10 * 1000;
+  for (size_t i = 0; i < cfg->ntls; i++)
+    if (i == 0 ||
+        cfg->tls[i].handshake_timeout_ms < sw.tq[SW_TQ_HANDSHAKE].duration_ms)
+      sw.tq[SW_TQ_HANDSHAKE].duration_ms = cfg->tls[i].handshake_timeout_ms;
   for (int c = 0; c < SW_COLOURS; c++) {
     const sw_upstream_conf_t *u = &cfg->upstream[c];
     sw.utq[c][SW_UTQ_CONNECT].duration_ms = u->connect_timeout_ms;
@@ -233,6 +242,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (check) {
+    /* The certificates too: a key that does not match, an expired
+     * certificate or a bad cipher list is found now, not at startup. */
+    struct sw_tls_ctx_s **ctxs;
+    if (sw_listener_tls_load(cfg, &ctxs, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s\n", err);
+      sw_config_free(cfg);
+      return 1;
+    }
+    sw_listener_tls_free(cfg, ctxs);
     printf("%s: ok\n", path);
     sw_config_free(cfg);
     return 0;

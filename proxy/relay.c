@@ -144,7 +144,7 @@ void sw_tunnel_from_upstream(sw_req_t *r, const char *data, size_t len) {
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   uv_stream_t *dst = (uv_stream_t *)&r->client->tcp;
   sw_timeq_add(&sw.tq[SW_TQ_TUNNEL], &r->client->tn);
-  if (sw_stream_write(dst, &b, 1) != 0) {
+  if (sw_client_write(r->client, &b, 1) != 0) {
     tunnel_close(r);
     return;
   }
@@ -179,6 +179,8 @@ void sw_tunnel_eof(sw_req_t *r, int from_client) {
   }
   dst =
       from_client ? (uv_stream_t *)&r->up->tcp : (uv_stream_t *)&r->client->tcp;
+  if (!from_client)
+    sw_client_close_notify(r->client);
   sh = malloc(sizeof(*sh));
   if (sh == NULL || uv_shutdown(&sh->req, dst, on_tunnel_shutdown) != 0) {
     free(sh);

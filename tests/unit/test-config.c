@@ -2273,6 +2273,459 @@ static void test_watch_section(void) {
             "conf:1: directive 'not_errors' outside any section");
 }
 
+/* Every TLS value of a listen section at its default (sw_config.h). */
+static void check_tls_defaults_at(const char *file,
+                                  int line,
+                                  const sw_tls_conf_t *t) {
+  SW_CHECK_INT_EQ_AT(file, line, t->min_version, 12);
+  SW_CHECK_AT(file, line, t->ciphers == NULL);
+  SW_CHECK_AT(file, line, t->ciphersuites == NULL);
+  SW_CHECK_INT_EQ_AT(file, line, t->tickets, 1);
+  SW_CHECK_UINT_EQ_AT(file, line, t->ticket_rotate_ms, 60 * 60 * 1000);
+  SW_CHECK_UINT_EQ_AT(file, line, t->session_cache, 20000);
+  SW_CHECK_UINT_EQ_AT(file, line, t->session_timeout_ms, 5 * 60 * 1000);
+  SW_CHECK_UINT_EQ_AT(file, line, t->handshake_timeout_ms, 10 * 1000);
+}
+#define CHECK_TLS_DEFAULTS(t) check_tls_defaults_at(__FILE__, __LINE__, t)
+
+static void test_tls_defaults(void) {
+  sw_config_t *cfg;
+
+  /* No certificate anywhere: no TLS entry, and no bind points at one. */
+  cfg = PARSE_OK(BASE
+                 "admin\n"
+                 "  bind 127.0.0.1:9900\n"
+                 "  token_file /etc/switchd/admin.token\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->ntls, 0);
+    SW_CHECK(cfg->tls == NULL);
+    if (SW_CHECK_UINT_EQ(cfg->nbinds, 1))
+      SW_CHECK_INT_EQ(cfg->binds[0].tls, -1);
+    SW_CHECK_INT_EQ(cfg->admin.bind.tls, -1);
+  }
+  sw_config_free(cfg);
+  cfg = PARSE_OK(BASE);
+  if (cfg != NULL)
+    SW_CHECK_INT_EQ(cfg->admin.bind.tls, -1);
+  sw_config_free(cfg);
+
+  /* One certificate, as the last line of the file. */
+  cfg = PARSE_OK(BASE
+                 "listen\n"                /* 5 */
+                 "  bind 127.0.0.1:8443\n" /* 6 */
+                 "  certificate site.pem site.key\n" /* 7 */);
+  if (cfg == NULL)
+    return;
+  if (SW_CHECK_UINT_EQ(cfg->ntls, 1)) {
+    const sw_tls_conf_t *t = &cfg->tls[0];
+    SW_CHECK_INT_EQ(t->line, 5);
+    if (SW_CHECK_UINT_EQ(t->ncerts, 1)) {
+      SW_CHECK_STR_EQ(t->certs[0].cert, "site.pem");
+      SW_CHECK_STR_EQ(t->certs[0].key, "site.key");
+      SW_CHECK(t->certs[0].ocsp == NULL);
+      SW_CHECK_INT_EQ(t->certs[0].line, 7);
+      SW_CHECK_INT_EQ(t->certs[0].ocsp_line, 0);
+    }
+    CHECK_TLS_DEFAULTS(t);
+  }
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 2)) {
+    SW_CHECK_INT_EQ(cfg->binds[0].tls, -1);
+    SW_CHECK_INT_EQ(cfg->binds[1].tls, 0);
+  }
+  sw_config_free(cfg);
+}
+
+/* Every TLS directive, none at its default, with three certificates (one
+ * with an OCSP response) and a bind on each side of them. */
+static const char tls_full_conf[] = BASE            /* 1-4 */
+    "listen\n"                                      /* 5 */
+    "  bind *:443\n"                                /* 6 */
+    "  certificate /etc/tls/a.pem /etc/tls/a.key\n" /* 7 */
+    "  ocsp_response /etc/tls/a.ocsp\n"             /* 8 */
+    "  certificate \"certs/b c.pem\" certs/b.key\n" /* 9 */
+    "  tls_min_version 1.3\n"                       /* 10 */
+    "  tls_ciphers ECDHE+AESGCM:!aNULL\n"           /* 11 */
+    "  tls_ciphersuites TLS_AES_256_GCM_SHA384\n"   /* 12 */
+    "  tls_session_tickets off\n"                   /* 13 */
+    "  tls_ticket_rotate 30m\n"                     /* 14 */
+    "  tls_session_cache 0\n"                       /* 15 */
+    "  tls_session_timeout 24h\n"                   /* 16 */
+    "  tls_handshake_timeout 5m\n"                  /* 17 */
+    "  certificate ../c.pem ../c.key # relative\n"  /* 18 */
+    "  bind [::]:443\n";                            /* 19 */
+
+static void test_tls_full(void) {
+  const sw_tls_conf_t *t;
+  sw_config_t *cfg = PARSE_OK(tls_full_conf);
+
+  if (cfg == NULL || !SW_CHECK_UINT_EQ(cfg->ntls, 1)) {
+    sw_config_free(cfg);
+    return;
+  }
+  t = &cfg->tls[0];
+  SW_CHECK_INT_EQ(t->line, 5);
+  if (SW_CHECK_UINT_EQ(t->ncerts, 3)) {
+    SW_CHECK_STR_EQ(t->certs[0].cert, "/etc/tls/a.pem");
+    SW_CHECK_STR_EQ(t->certs[0].key, "/etc/tls/a.key");
+    SW_CHECK_STR_EQ(t->certs[0].ocsp, "/etc/tls/a.ocsp");
+    SW_CHECK_INT_EQ(t->certs[0].line, 7);
+    SW_CHECK_INT_EQ(t->certs[0].ocsp_line, 8);
+    SW_CHECK_STR_EQ(t->certs[1].cert, "certs/b c.pem");
+    SW_CHECK_STR_EQ(t->certs[1].key, "certs/b.key");
+    SW_CHECK(t->certs[1].ocsp == NULL);
+    SW_CHECK_INT_EQ(t->certs[1].line, 9);
+    SW_CHECK_INT_EQ(t->certs[1].ocsp_line, 0);
+    /* Paths are stored as written, relative ones included. */
+    SW_CHECK_STR_EQ(t->certs[2].cert, "../c.pem");
+    SW_CHECK_STR_EQ(t->certs[2].key, "../c.key");
+    SW_CHECK_INT_EQ(t->certs[2].line, 18);
+  }
+  SW_CHECK_INT_EQ(t->min_version, 13);
+  SW_CHECK_STR_EQ(t->ciphers, "ECDHE+AESGCM:!aNULL");
+  SW_CHECK_STR_EQ(t->ciphersuites, "TLS_AES_256_GCM_SHA384");
+  SW_CHECK_INT_EQ(t->tickets, 0);
+  SW_CHECK_UINT_EQ(t->ticket_rotate_ms, 30 * 60 * 1000);
+  SW_CHECK_UINT_EQ(t->session_cache, 0);
+  SW_CHECK_UINT_EQ(t->session_timeout_ms, 24 * 60 * 60 * 1000);
+  SW_CHECK_UINT_EQ(t->handshake_timeout_ms, 5 * 60 * 1000);
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 3)) {
+    SW_CHECK_INT_EQ(cfg->binds[0].tls, -1);
+    SW_CHECK_STR_EQ(cfg->binds[1].name, "0.0.0.0:443");
+    SW_CHECK_INT_EQ(cfg->binds[1].tls, 0);
+    SW_CHECK_STR_EQ(cfg->binds[2].name, "[::]:443");
+    SW_CHECK_INT_EQ(cfg->binds[2].tls, 0);
+  }
+  sw_config_free(cfg);
+
+  /* An OCSP response belongs to the nearest certificate line above it,
+   * other directives in between or not; the other certificates may have
+   * their own. */
+  cfg = PARSE_OK(BASE
+                 "listen\n"                    /* 5 */
+                 "  bind 127.0.0.1:8443\n"     /* 6 */
+                 "  certificate a.pem a.key\n" /* 7 */
+                 "  certificate b.pem b.key\n" /* 8 */
+                 "  tls_min_version 1.2\n"     /* 9 */
+                 "  ocsp_response b.der\n"     /* 10 */
+                 "  certificate c.pem c.key\n" /* 11 */
+                 "  ocsp_response c.der\n" /* 12 */);
+  if (cfg != NULL && SW_CHECK_UINT_EQ(cfg->ntls, 1) &&
+      SW_CHECK_UINT_EQ(cfg->tls[0].ncerts, 3)) {
+    t = &cfg->tls[0];
+    SW_CHECK(t->certs[0].ocsp == NULL);
+    SW_CHECK_STR_EQ(t->certs[1].ocsp, "b.der");
+    SW_CHECK_INT_EQ(t->certs[1].ocsp_line, 10);
+    SW_CHECK_STR_EQ(t->certs[2].ocsp, "c.der");
+    SW_CHECK_INT_EQ(t->certs[2].ocsp_line, 12);
+    SW_CHECK_INT_EQ(t->min_version, 12);
+  }
+  sw_config_free(cfg);
+}
+
+/* Each listen section is its own TLS entry, or plain; every bind of a TLS
+ * section is HTTPS, whether written before or after its certificates. */
+static void test_tls_sections(void) {
+  sw_config_t *cfg;
+  static const int want[] = {-1, 0, 0, -1, 1, 1, 1, -1};
+  size_t i;
+
+  cfg = PARSE_OK(BASE                          /* 1-4: bind 0 */
+                 "listen\n"                    /* 5 */
+                 "  bind 127.0.0.1:8443\n"     /* 6: bind 1 */
+                 "  certificate a.pem a.key\n" /* 7 */
+                 "  tls_min_version 1.3\n"     /* 8 */
+                 "  bind 127.0.0.2:8443\n"     /* 9: bind 2 */
+                 "listen\n"                    /* 10 */
+                 "  bind 127.0.0.1:8081\n"     /* 11: bind 3 */
+                 "listen\n"                    /* 12 */
+                 "  bind [::1]:9443\n"         /* 13: bind 4 */
+                 "  tls_ciphers HIGH\n"        /* 14 */
+                 "  bind [::2]:9443\n"         /* 15: bind 5 */
+                 "  certificate c.pem c.key\n" /* 16 */
+                 "  certificate d.pem d.key\n" /* 17 */
+                 "  bind [::3]:9443\n"         /* 18: bind 6 */
+                 "client\n"                    /* 19 */
+                 "  max_headers 50\n"          /* 20 */
+                 "listen\n"                    /* 21 */
+                 "  bind 127.0.0.1:8082\n" /* 22: bind 7 */);
+  if (cfg == NULL)
+    return;
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 8)) {
+    for (i = 0; i < 8; i++) {
+      if (!SW_CHECK_INT_EQ(cfg->binds[i].tls, want[i]))
+        printf("  bind %zu (%s)\n", i, cfg->binds[i].name);
+    }
+  }
+  if (SW_CHECK_UINT_EQ(cfg->ntls, 2)) {
+    const sw_tls_conf_t *a = &cfg->tls[0], *b = &cfg->tls[1];
+    SW_CHECK_INT_EQ(a->line, 5);
+    SW_CHECK_UINT_EQ(a->ncerts, 1);
+    SW_CHECK_INT_EQ(a->min_version, 13);
+    SW_CHECK(a->ciphers == NULL);
+    /* The second section starts from the defaults, not from the first. */
+    SW_CHECK_INT_EQ(b->line, 12);
+    if (SW_CHECK_UINT_EQ(b->ncerts, 2)) {
+      SW_CHECK_STR_EQ(b->certs[0].cert, "c.pem");
+      SW_CHECK_STR_EQ(b->certs[1].cert, "d.pem");
+      SW_CHECK_INT_EQ(b->certs[1].line, 17);
+    }
+    SW_CHECK_INT_EQ(b->min_version, 12);
+    SW_CHECK_STR_EQ(b->ciphers, "HIGH");
+  }
+  sw_config_free(cfg);
+
+  /* A single-valued TLS directive may appear once per listen section, so
+   * two HTTPS sections may each set it. */
+  cfg = PARSE_OK(BASE
+                 "listen\n  bind 127.0.0.1:1\n  certificate a b\n"
+                 "  tls_session_cache 5\n"
+                 "listen\n  bind 127.0.0.1:2\n  certificate c d\n"
+                 "  tls_session_cache 6\n");
+  if (cfg != NULL && SW_CHECK_UINT_EQ(cfg->ntls, 2)) {
+    SW_CHECK_UINT_EQ(cfg->tls[0].session_cache, 5);
+    SW_CHECK_UINT_EQ(cfg->tls[1].session_cache, 6);
+    SW_CHECK_INT_EQ(cfg->binds[1].tls, 0);
+    SW_CHECK_INT_EQ(cfg->binds[2].tls, 1);
+  }
+  sw_config_free(cfg);
+
+  /* The first listen section of the file may be the HTTPS one. */
+  cfg = PARSE_OK(
+      "listen\n  certificate a b\n  bind *:443\n"
+      "upstream blue\n  server 127.0.0.1:9001\n"
+      "listen\n  bind *:80\n");
+  if (cfg != NULL && SW_CHECK_UINT_EQ(cfg->nbinds, 2)) {
+    SW_CHECK_INT_EQ(cfg->binds[0].tls, 0);
+    SW_CHECK_INT_EQ(cfg->binds[1].tls, -1);
+    SW_CHECK_UINT_EQ(cfg->ntls, 1);
+  }
+  sw_config_free(cfg);
+}
+
+/* The TLS value a case set, in the only TLS entry. */
+static uint64_t tls_value_of(const sw_tls_conf_t *t, const char *directive) {
+  if (strcmp(directive, "tls_min_version") == 0)
+    return (uint64_t)t->min_version;
+  if (strcmp(directive, "tls_session_tickets") == 0)
+    return (uint64_t)t->tickets;
+  if (strcmp(directive, "tls_ticket_rotate") == 0)
+    return t->ticket_rotate_ms;
+  if (strcmp(directive, "tls_session_cache") == 0)
+    return t->session_cache;
+  if (strcmp(directive, "tls_session_timeout") == 0)
+    return t->session_timeout_ms;
+  if (strcmp(directive, "tls_handshake_timeout") == 0)
+    return t->handshake_timeout_ms;
+  return UINT64_MAX - 1;
+}
+
+/* Appends an HTTPS listen section to BASE with the directive as line 8. */
+static void test_tls_values(void) {
+  static const value_case_t cases[] = {
+      {"listen", "tls_min_version", "1.2", 12, NULL},
+      {"listen", "tls_min_version", "1.3", 13, NULL},
+      {"listen", "tls_min_version", "1.1", 0,
+       "tls_min_version: expected 1.2 or 1.3, got '1.1'"},
+      {"listen", "tls_min_version", "1.0", 0,
+       "tls_min_version: expected 1.2 or 1.3, got '1.0'"},
+      {"listen", "tls_min_version", "TLSv1.3", 0,
+       "tls_min_version: expected 1.2 or 1.3, got 'TLSv1.3'"},
+      {"listen", "tls_min_version", "13", 0,
+       "tls_min_version: expected 1.2 or 1.3, got '13'"},
+      {"listen", "tls_session_tickets", "on", 1, NULL},
+      {"listen", "tls_session_tickets", "off", 0, NULL},
+      {"listen", "tls_session_tickets", "no", 0,
+       "tls_session_tickets: expected on or off, got 'no'"},
+      {"listen", "tls_ticket_rotate", "1m", 60000, NULL},
+      {"listen", "tls_ticket_rotate", "60s", 60000, NULL},
+      {"listen", "tls_ticket_rotate", "24h", 86400000, NULL},
+      {"listen", "tls_ticket_rotate", "59s", 0,
+       "tls_ticket_rotate: must be at least 1m, got '59s'"},
+      {"listen", "tls_ticket_rotate", "0", 0,
+       "tls_ticket_rotate: must be greater than 0, got '0'"},
+      {"listen", "tls_ticket_rotate", "25h", 0,
+       "tls_ticket_rotate: must be at most 24h, got '25h'"},
+      {"listen", "tls_ticket_rotate", "1441m", 0,
+       "tls_ticket_rotate: must be at most 24h, got '1441m'"},
+      {"listen", "tls_ticket_rotate", "1d", 0,
+       "tls_ticket_rotate: invalid duration '1d'"},
+      {"listen", "tls_session_cache", "0", 0, NULL},
+      {"listen", "tls_session_cache", "1", 1, NULL},
+      {"listen", "tls_session_cache", "1000000", 1000000, NULL},
+      {"listen", "tls_session_cache", "1000001", 0,
+       "tls_session_cache: must be at most 1000000, got '1000001'"},
+      {"listen", "tls_session_cache", "18446744073709551616", 0,
+       "tls_session_cache: must be at most 1000000, got "
+       "'18446744073709551616'"},
+      {"listen", "tls_session_cache", "20k", 0,
+       "tls_session_cache: invalid number '20k'"},
+      {"listen", "tls_session_cache", "off", 0,
+       "tls_session_cache: invalid number 'off'"},
+      {"listen", "tls_session_timeout", "1ms", 1, NULL},
+      {"listen", "tls_session_timeout", "300", 300000, NULL},
+      {"listen", "tls_session_timeout", "24h", 86400000, NULL},
+      {"listen", "tls_session_timeout", "86400001ms", 0,
+       "tls_session_timeout: must be at most 24h, got '86400001ms'"},
+      {"listen", "tls_session_timeout", "0s", 0,
+       "tls_session_timeout: must be greater than 0, got '0s'"},
+      {"listen", "tls_handshake_timeout", "250ms", 250, NULL},
+      {"listen", "tls_handshake_timeout", "5m", 300000, NULL},
+      {"listen", "tls_handshake_timeout", "301s", 0,
+       "tls_handshake_timeout: must be at most 5m, got '301s'"},
+      {"listen", "tls_handshake_timeout", "0", 0,
+       "tls_handshake_timeout: must be greater than 0, got '0'"},
+      {"listen", "tls_handshake_timeout", "-1s", 0,
+       "tls_handshake_timeout: invalid duration '-1s'"},
+      {"listen", "tls_ciphers", "\"\"", 0, "tls_ciphers: empty value ''"},
+      {"listen", "tls_ciphersuites", "\"\"", 0,
+       "tls_ciphersuites: empty value ''"},
+      {"listen", "tls_ciphers", "HIGH MEDIUM", 0,
+       "tls_ciphers: expected 1 argument, got 2"},
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const value_case_t *c = &cases[i];
+    char text[512], want[256];
+    snprintf(text, sizeof(text),
+             BASE "listen\n  bind 127.0.0.1:8443\n  certificate a b\n  %s %s\n",
+             c->directive, c->arg);
+    if (c->err == NULL) {
+      sw_config_t *cfg = PARSE_OK(text);
+      if (cfg == NULL || !SW_CHECK_UINT_EQ(cfg->ntls, 1) ||
+          !SW_CHECK_UINT_EQ(tls_value_of(&cfg->tls[0], c->directive), c->want))
+        printf("  case: %s %s\n", c->directive, c->arg);
+      sw_config_free(cfg);
+    } else {
+      snprintf(want, sizeof(want), "conf:8: %s", c->err);
+      PARSE_ERR(text, want);
+    }
+  }
+}
+
+static void test_tls_errors(void) {
+  char text[2048];
+  size_t len;
+  int i;
+
+  /* A TLS directive in a section without a certificate is reported when
+   * the section ends (at the next section or the end of the file), at the
+   * first such line. */
+  PARSE_ERR(BASE "listen\n  bind 127.0.0.1:8443\n  tls_min_version 1.3\n",
+            "conf:7: tls_min_version: this listen section has no "
+            "certificate");
+  PARSE_ERR(BASE
+            "listen\n"
+            "  tls_session_cache 0\n"
+            "  tls_ciphers HIGH\n"
+            "  bind 127.0.0.1:8443\n"
+            "client\n"
+            "  max_headers 5\n",
+            "conf:6: tls_session_cache: this listen section has no "
+            "certificate");
+  PARSE_ERR(
+      "listen\n"
+      "  bind 127.0.0.1:8080\n"
+      "  tls_handshake_timeout 5s\n"
+      "upstream blue\n"
+      "  server 127.0.0.1:9001\n",
+      "conf:3: tls_handshake_timeout: this listen section has no "
+      "certificate");
+  /* Another section's certificate does not count. */
+  PARSE_ERR(BASE
+            "listen\n  bind 127.0.0.1:8443\n  certificate a b\n"
+            "listen\n  bind 127.0.0.1:8444\n  tls_session_tickets off\n",
+            "conf:10: tls_session_tickets: this listen section has no "
+            "certificate");
+  PARSE_ERR(BASE "listen\n  bind 127.0.0.1:8443\n  ocsp_response a.der\n",
+            "conf:7: ocsp_response: this listen section has no certificate");
+  PARSE_ERR(BASE
+            "listen\n  bind 127.0.0.1:8443\n  tls_ticket_rotate 2h\n"
+            "  ocsp_response a.der\n",
+            "conf:7: tls_ticket_rotate: this listen section has no "
+            "certificate");
+
+  /* An OCSP response needs the certificate above it, and only one. */
+  PARSE_ERR(BASE
+            "listen\n  bind 127.0.0.1:8443\n  ocsp_response a.der\n"
+            "  certificate a b\n",
+            "conf:7: ocsp_response: no certificate line before it (it "
+            "applies to the certificate just above it)");
+  PARSE_ERR(BASE
+            "listen\n"                 /* 5 */
+            "  certificate a b\n"      /* 6 */
+            "  ocsp_response a.der\n"  /* 7 */
+            "  tls_min_version 1.3\n"  /* 8 */
+            "  ocsp_response b.der\n", /* 9 */
+            "conf:9: ocsp_response: the certificate of line 6 already has "
+            "one (line 7)");
+  PARSE_ERR(BASE "listen\n  certificate a b\n  ocsp_response \"\"\n",
+            "conf:7: ocsp_response: empty path ''");
+  PARSE_ERR(BASE "listen\n  certificate a b\n  ocsp_response a b\n",
+            "conf:7: ocsp_response: expected 1 argument, got 2");
+
+  /* certificate CERT KEY: two non-empty paths. */
+  PARSE_ERR(BASE "listen\n  certificate a.pem\n",
+            "conf:6: certificate: expected 2 arguments, got 1");
+  PARSE_ERR(BASE "listen\n  certificate a.pem a.key extra\n",
+            "conf:6: certificate: expected 2 arguments, got 3");
+  PARSE_ERR(BASE "listen\n  certificate \"\" a.key\n",
+            "conf:6: certificate: empty path ''");
+  PARSE_ERR(BASE "listen\n  certificate a.pem \"\"\n",
+            "conf:6: certificate: empty path ''");
+
+  /* At most SW_TLS_CERTS_MAX certificates per section. */
+  len = (size_t)snprintf(text, sizeof(text), BASE "listen\n  bind *:443\n");
+  for (i = 0; i < SW_TLS_CERTS_MAX; i++)
+    len += (size_t)snprintf(text + len, sizeof(text) - len,
+                            "  certificate %d.pem %d.key\n", i, i);
+  {
+    sw_config_t *cfg = PARSE_OK(text);
+    if (cfg != NULL && SW_CHECK_UINT_EQ(cfg->ntls, 1))
+      SW_CHECK_UINT_EQ(cfg->tls[0].ncerts, SW_TLS_CERTS_MAX);
+    sw_config_free(cfg);
+  }
+  snprintf(text + len, sizeof(text) - len, "  certificate x.pem x.key\n");
+  PARSE_ERR(text, "conf:23: certificate: at most 16 per listen section");
+
+  /* Single-valued within a section; the error frees what was gathered. */
+  PARSE_ERR(BASE
+            "listen\n  certificate a b\n  ocsp_response a.der\n"
+            "  tls_ciphers HIGH\n  tls_ciphersuites TLS_AES_128_GCM_SHA256\n"
+            "  tls_ciphers MEDIUM\n",
+            "conf:10: duplicate directive 'tls_ciphers' (first set at line "
+            "8)");
+  PARSE_ERR(BASE
+            "listen\n  bind *:443\n  certificate a b\n  bind *:80\n"
+            "  tls_min_version 1.2\n  tls_min_version 1.3\n",
+            "conf:10: duplicate directive 'tls_min_version' (first set at "
+            "line 9)");
+
+  /* A section with certificates and no bind would serve nothing. */
+  PARSE_ERR(BASE "listen\n  certificate a b\nclient\n  max_headers 5\n",
+            "conf:5: listen: this section has a certificate but no bind");
+  PARSE_ERR(BASE "listen\n  certificate a b\n",
+            "conf:5: listen: this section has a certificate but no bind");
+
+  /* The TLS directives belong in listen sections only. */
+  PARSE_ERR(BASE "client\n  certificate a b\n",
+            "conf:6: unknown directive 'certificate' in section 'client' (it "
+            "belongs in section 'listen')");
+  PARSE_ERR(BASE "admin\n  tls_min_version 1.3\n",
+            "conf:6: unknown directive 'tls_min_version' in section 'admin' "
+            "(it belongs in section 'listen')");
+  PARSE_ERR("certificate a b\n" BASE,
+            "conf:1: directive 'certificate' outside any section");
+
+  /* An error inside an HTTPS section, after its settings were gathered,
+   * is reported as it is met. */
+  PARSE_ERR(BASE
+            "listen\n  certificate a b\n  tls_ciphers HIGH\n"
+            "  bind 127.0.0.1:8080\n",
+            "conf:8: bind: duplicate address '127.0.0.1:8080' (already bound "
+            "at line 2)");
+}
+
 static void test_api_edges(void) {
   char small[12];
   sw_config_t *cfg = NULL;
@@ -2316,8 +2769,12 @@ static void test_load_example(void) {
   SW_CHECK_STR_EQ(cfg->file, "conf/switchd.conf");
   /* The example documents the defaults: every value must be one. */
   check_defaults_except_lists(cfg);
-  if (SW_CHECK_UINT_EQ(cfg->nbinds, 1))
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 1)) {
     SW_CHECK_STR_EQ(cfg->binds[0].name, "127.0.0.1:8080");
+    SW_CHECK_INT_EQ(cfg->binds[0].tls, -1);
+  }
+  /* The HTTPS section is commented out: its files do not exist. */
+  SW_CHECK_UINT_EQ(cfg->ntls, 0);
   up = &cfg->upstream[SW_BLUE];
   if (SW_CHECK_UINT_EQ(up->nservers, 2)) {
     SW_CHECK_STR_EQ(up->servers[0].name, "127.0.0.1:9001");
@@ -2402,12 +2859,22 @@ static void test_example_mentions_every_directive(void) {
       "notify",
       "notify_timeout",
       "notify_retries",
+      "certificate",
+      "ocsp_response",
+      "tls_min_version",
+      "tls_ciphers",
+      "tls_ciphersuites",
+      "tls_session_tickets",
+      "tls_ticket_rotate",
+      "tls_session_cache",
+      "tls_session_timeout",
+      "tls_handshake_timeout",
   };
   static const char *const sections[] = {
       "global",   "listen",  "client", "upstream blue", "upstream green",
       "database", "cutover", "watch",  "admin",
   };
-  char text[16384];
+  static char text[65536];
   size_t n, i;
   FILE *f = fopen("conf/switchd.conf", "r");
 
@@ -2431,6 +2898,88 @@ static void test_example_mentions_every_directive(void) {
     if (!SW_CHECK_STR_CONTAINS(text, line))
       printf("  section: %s\n", sections[i]);
   }
+}
+
+/* The example's HTTPS section is commented out (its files do not exist);
+ * uncommented, it must parse, and every value it shows must be the
+ * default. Only its directive lines are uncommented, not its prose. */
+static void test_example_tls_section(void) {
+  static const char *const directives[] = {
+      "bind",
+      "certificate",
+      "ocsp_response",
+      "tls_min_version",
+      "tls_ciphers",
+      "tls_ciphersuites",
+      "tls_session_tickets",
+      "tls_ticket_rotate",
+      "tls_session_cache",
+      "tls_session_timeout",
+      "tls_handshake_timeout",
+  };
+  static char text[65536], out[65536];
+  size_t n, w = 0, i;
+  char *line, *next, *start;
+  int in_section = 0, uncommented = 0;
+  sw_config_t *cfg;
+  FILE *f = fopen("conf/switchd.conf", "r");
+
+  if (!SW_CHECK(f != NULL))
+    return;
+  n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  for (line = text; *line != '\0'; line = next) {
+    next = strchr(line, '\n');
+    next = next ? next + 1 : line + strlen(line);
+    start = line;
+    if (strncmp(line, "# listen\n", 9) == 0) {
+      in_section = 1;
+      start = line + 2;
+    } else if (in_section && strncmp(line, "  # ", 4) == 0) {
+      for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+        size_t len = strlen(directives[i]);
+        if (strncmp(line + 4, directives[i], len) == 0 && line[4 + len] == ' ')
+          break;
+      }
+      if (i < sizeof(directives) / sizeof(directives[0])) {
+        memcpy(out + w, "  ", 2);
+        w += 2;
+        start = line + 4;
+        uncommented++;
+      }
+    } else if (in_section && line[0] == '\n') {
+      in_section = 0;
+    }
+    memcpy(out + w, start, (size_t)(next - start));
+    w += (size_t)(next - start);
+  }
+  out[w] = '\0';
+  SW_CHECK_INT_EQ(uncommented, 12);
+
+  cfg = PARSE_OK(out);
+  if (cfg == NULL)
+    return;
+  if (SW_CHECK_UINT_EQ(cfg->nbinds, 2)) {
+    SW_CHECK_INT_EQ(cfg->binds[0].tls, -1);
+    SW_CHECK_STR_EQ(cfg->binds[1].name, "0.0.0.0:443");
+    SW_CHECK_INT_EQ(cfg->binds[1].tls, 0);
+  }
+  if (SW_CHECK_UINT_EQ(cfg->ntls, 1)) {
+    const sw_tls_conf_t *t = &cfg->tls[0];
+    sw_tls_conf_t defaults = *t;
+    if (SW_CHECK_UINT_EQ(t->ncerts, 2)) {
+      SW_CHECK(t->certs[0].ocsp != NULL);
+      SW_CHECK(t->certs[1].ocsp == NULL);
+    }
+    /* The cipher lists have no default of their own (OpenSSL's): the
+     * example shows a value. */
+    SW_CHECK(t->ciphers != NULL && t->ciphersuites != NULL);
+    defaults.ciphers = NULL;
+    defaults.ciphersuites = NULL;
+    CHECK_TLS_DEFAULTS(&defaults);
+  }
+  sw_config_free(cfg);
 }
 
 static void test_load_errors(void) {
@@ -2505,7 +3054,13 @@ SW_TEST_MAIN(SW_TASK(test_defaults),
              SW_TASK(test_watch_not_errors),
              SW_TASK(test_watch_notify),
              SW_TASK(test_watch_section),
+             SW_TASK(test_tls_defaults),
+             SW_TASK(test_tls_full),
+             SW_TASK(test_tls_sections),
+             SW_TASK(test_tls_values),
+             SW_TASK(test_tls_errors),
              SW_TASK(test_api_edges),
              SW_TASK(test_load_example),
              SW_TASK(test_example_mentions_every_directive),
+             SW_TASK(test_example_tls_section),
              SW_TASK(test_load_errors))
