@@ -80,6 +80,15 @@ typedef struct sw_upstream_conf_s {
   sw_health_conf_t health;
   sw_require_t *requires; /* in file order; checked by the verifier */
   size_t nrequires;
+  /* TLS to this colour's servers (issue 5), for requests and health
+   * checks alike. */
+  int tls;        /* `tls on|off`; default off */
+  char *tls_ca;   /* `tls_ca FILE` (PEM); NULL: the system's store */
+  int tls_verify; /* `tls_verify on|off`: chain and name; default on */
+  char *tls_name; /* `tls_name HOST`: SNI and the name checked; NULL:
+                   * health_host when set, else the server's IP address
+                   * (checked against the certificate's IP SANs), no SNI */
+  int tls_line;   /* line of the `tls on` directive, 0 if absent */
 } sw_upstream_conf_t;
 
 /* A `trusted_proxy ADDR[/PREFIX]` entry. */
