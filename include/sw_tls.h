@@ -34,6 +34,8 @@ typedef struct sw_tls_s sw_tls_t;
 #define SW_TLS_EHTTP (-30002)   /* plain HTTP on the TLS port: answer 400 */
 #define SW_TLS_ECLOSED (-30003) /* the peer sent close_notify */
 #define SW_TLS_ENOMEM (-30004)  /* no memory */
+/* Client side: the server's certificate failed verification. */
+#define SW_TLS_EVERIFY (-30005)
 
 /* Counters since start, for metrics. */
 typedef struct sw_tls_stats_s {
@@ -111,6 +113,32 @@ int sw_tls_resumed(const sw_tls_t *t);
 /* Why the last call failed, one line ("wrong version number", "http
  * request", ...), for the log. */
 const char *sw_tls_error(const sw_tls_t *t);
+
+/* --- Client side: TLS to upstream servers -------------------------------
+ *
+ * A client context verifies servers against ca_file (PEM; NULL: OpenSSL's
+ * default paths, the system store) unless verify is 0, with TLS 1.2 as the
+ * minimum and ALPN http/1.1 offered. Returns 0 or SW_ECONFIG with
+ * "FILE:LINE: tls_ca FILE: why" in err (line: the upstream's tls line). */
+int sw_tls_client_ctx_new(const char *conf_file,
+                          int line,
+                          const char *ca_file,
+                          int verify,
+                          sw_tls_ctx_t **out,
+                          char *err,
+                          size_t errlen);
+
+/* A connection to a server: `name`, when not NULL, is sent as SNI and is
+ * the host name the certificate must carry; else `ip` (text form) is the
+ * address it must carry as an IP SAN. The first sw_tls_read (with nothing
+ * fed) produces the ClientHello in the output. A verification failure is
+ * SW_TLS_EVERIFY from sw_tls_read, with X509's reason in sw_tls_error
+ * ("certificate verify failed: self-signed certificate", "hostname
+ * mismatch", ...). Sessions are resumed per context and name when the
+ * server allows it. */
+sw_tls_t *sw_tls_new_client(sw_tls_ctx_t *ctx,
+                            const char *name,
+                            const char *ip);
 
 /* The process-wide counters. */
 const sw_tls_stats_t *sw_tls_stats(void);
