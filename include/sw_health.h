@@ -68,6 +68,14 @@ typedef struct sw_health_params_s {
   uint64_t timeout_ms;  /* a whole probe: connect, send, response */
   unsigned rise;        /* passes in a row that make a server up */
   unsigned fall;        /* failures in a row that make a server down */
+  /* TLS to the server (the upstream's `tls on`): each probe is a TLS
+   * connection made with this client context (sw_tls_client_ctx_new; the
+   * checker holds a reference), checking tls_name when set, else tls_ip.
+   * NULL: plain HTTP. A verification failure fails the probe with the
+   * reason, e.g. "tls: certificate verify failed: hostname mismatch". */
+  struct sw_tls_ctx_s *tls;
+  const char *tls_name;
+  const char *tls_ip;
 } sw_health_params_t;
 
 /* The outcome of one probe, as given to the callback and kept as `last`. */
