@@ -78,7 +78,8 @@ typedef struct sw_server_s {
 typedef struct sw_pool_s {
   sw_server_t **servers;
   size_t n;
-  size_t rr; /* next round-robin index */
+  size_t rr;                /* next round-robin index */
+  struct sw_tls_ctx_s *tls; /* the colour's `tls on`: its client context */
 } sw_pool_t;
 
 typedef struct sw_listener_s {
@@ -205,6 +206,7 @@ typedef struct sw_req_s {
 #define SW_UF_REUSED 0x08    /* served a request before this one */
 #define SW_UF_GOT_BYTES 0x10 /* a response byte arrived for this request */
 #define SW_UF_PAUSED 0x20    /* reads stopped by backpressure */
+#define SW_UF_HANDSHAKE 0x40 /* TLS: connected, handshake not done yet */
 
 typedef struct sw_upconn_s {
   uv_tcp_t tcp;
@@ -216,6 +218,7 @@ typedef struct sw_upconn_s {
   sw_server_t *server;
   sw_req_t *req;
   uint64_t id;
+  struct sw_tls_s *tls; /* the colour's `tls on`: all I/O goes through it */
 } sw_upconn_t;
 
 typedef struct sw_s {
@@ -285,6 +288,19 @@ void sw_client_written(sw_client_t *c, int status);
  * until their checks say otherwise, so a restart serves at once; a server
  * added by a reload gets traffic once it has passed `rise` checks. */
 int sw_pools_apply(const sw_config_t *cfg, int first);
+/* The client TLS contexts of cfg's colours with `tls on` (NULL for the
+ * others), loaded before anything changes so that a bad tls_ca rejects the
+ * config; sw_pools_tls_set hands them to the pools (taking the caller's
+ * references) before sw_pools_apply. */
+int sw_pools_tls_load(const sw_config_t *cfg,
+                      struct sw_tls_ctx_s *out[SW_COLOURS],
+                      char *err,
+                      size_t errlen);
+void sw_pools_tls_set(struct sw_tls_ctx_s *ctx[SW_COLOURS]);
+/* Writes to an upstream connection, through its TLS when it has one. */
+int sw_upconn_write(sw_upconn_t *u, const uv_buf_t *bufs, unsigned n);
+/* Before a half-close of a TLS upstream connection: its close_notify. */
+void sw_upconn_close_notify(sw_upconn_t *u);
 /* Stops every health checker (at shutdown; their timers keep the loop
  * running). */
 void sw_pools_stop_health(void);

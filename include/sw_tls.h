@@ -44,6 +44,11 @@ typedef struct sw_tls_stats_s {
   uint64_t failed_protocol; /* handshakes that failed (bad hello, alert) */
   uint64_t failed_http;     /* plain HTTP on a TLS port */
   uint64_t failed_version;  /* the client offered only too-old versions */
+  /* The client side (TLS to upstreams), apart from the listeners' above. */
+  uint64_t client_handshakes;    /* completed */
+  uint64_t client_resumed;       /* of which resumed a session */
+  uint64_t client_failed_verify; /* the server's certificate was refused */
+  uint64_t client_failed;        /* other handshake failures */
 } sw_tls_stats_t;
 
 /* Builds a context from one listen section's TLS settings. Returns 0, or

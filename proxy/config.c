@@ -77,6 +77,10 @@ typedef int sw_directive_fn(sw_parser_t *p,
 /* A TLS directive of a listen section: its offset is into the open
  * section's sw_tls_conf_t, and it may appear once per listen section. */
 #define SW_DIR_TLS 0x10u
+/* A TLS setting of an upstream section (tls_ca, tls_verify, tls_name): it
+ * means nothing without `tls on` in the same section, which close_upstream
+ * checks when the section ends. */
+#define SW_DIR_UPS_TLS 0x20u
 
 struct sw_directive_s {
   sw_section_t section;
@@ -103,7 +107,7 @@ static sw_directive_fn set_max_errors, set_alpha, set_max_error_ratio;
 static sw_directive_fn set_max_consecutive, set_notify, set_notify_retries;
 static sw_directive_fn add_certificate, set_ocsp_response, set_tls_version;
 static sw_directive_fn set_cipher_list, set_tls_day, set_handshake_timeout;
-static sw_directive_fn set_session_cache;
+static sw_directive_fn set_session_cache, set_upstream_tls, set_tls_name;
 
 /* Bounds that keep sizes within what the data path represents: head
  * offsets are 32-bit and a single buffer is written with one uv_buf_t. */
@@ -160,6 +164,11 @@ static sw_directive_fn set_session_cache;
 /* A handshake is a few round trips; five minutes is already generous for a
  * client on a bad link, and anything longer only helps slow-loris. */
 #define SW_MAX_TLS_HANDSHAKE_MS ((uint64_t)5 * 60 * 1000)
+
+/* The longest DNS name (RFC 1035: 255 bytes on the wire, 253 written out),
+ * and the longest label of one. */
+#define SW_MAX_DNS_NAME 253
+#define SW_MAX_DNS_LABEL 63
 
 _Static_assert(SW_CONFIG_WATCH_EXCLUDE_MAX == SW_WATCH_EXCLUDE_MAX,
                "not_errors fits the watch's exclusion list");
@@ -269,6 +278,16 @@ static const sw_directive_t sw_directives[] = {
      SW_DIR_LIST | SW_DIR_PAIR},
     {SW_SECTION_UPSTREAM, "require_query", add_require_query, 0, 0,
      SW_DIR_LIST},
+    /* TLS to the colour's servers: `tls` sets tls_line too, so it gets the
+     * whole struct. The CA path is stored as written, like the listen
+     * sections' files: the TLS module loads it. */
+    {SW_SECTION_UPSTREAM, "tls", set_upstream_tls, 0, 0, 0},
+    {SW_SECTION_UPSTREAM, "tls_ca", set_path, SW_UPS(tls_ca), 0,
+     SW_DIR_UPS_TLS},
+    {SW_SECTION_UPSTREAM, "tls_verify", set_on_off, SW_UPS(tls_verify), 0,
+     SW_DIR_UPS_TLS},
+    {SW_SECTION_UPSTREAM, "tls_name", set_tls_name, SW_UPS(tls_name), 0,
+     SW_DIR_UPS_TLS},
 
     {SW_SECTION_DATABASE, "dsn", set_dsn, SW_DB(dsn), 0, 0},
     {SW_SECTION_DATABASE, "connect_timeout", set_duration,
@@ -1668,6 +1687,80 @@ static int set_session_cache(sw_parser_t *p,
   return 0;
 }
 
+/* `tls on|off` of an upstream section. The line of `tls on` is kept: the
+ * TLS module reports a CA file it cannot load there. */
+static int set_upstream_tls(sw_parser_t *p,
+                            const sw_directive_t *d,
+                            void *field,
+                            const char *arg,
+                            const char *arg2) {
+  sw_upstream_conf_t *up = field;
+  int rc = set_on_off(p, d, &up->tls, arg, NULL);
+
+  if (rc == 0)
+    up->tls_line = up->tls ? p->line : 0;
+  return rc;
+}
+
+/* `tls_name HOST`: sent as SNI and looked for among the DNS names of the
+ * server's certificate, so it must be a DNS name as certificates carry
+ * them: dot-separated labels of letters, digits and inner hyphens, without
+ * the trailing dot of a fully qualified name, which SNI never carries. An
+ * IP address is refused rather than sent: SNI cannot carry one, and
+ * checking a server's address is what leaving tls_name out already does. A
+ * last label of digits only is how an IPv4 address looks (no top-level
+ * domain is numeric), so "10.0.0.256" is a typo, not a name. */
+static int set_tls_name(sw_parser_t *p,
+                        const sw_directive_t *d,
+                        void *field,
+                        const char *arg,
+                        const char *arg2) {
+  unsigned char addr[sizeof(struct in6_addr)];
+  char ip[INET6_ADDRSTRLEN] = "";
+  size_t len = strlen(arg), i, label = 0;
+  int all_digits = 1;
+
+  if (len == 0)
+    return bad_value(p, d, "empty host name", arg);
+  if (len > SW_MAX_DNS_NAME)
+    return too_long(p, d, SW_MAX_DNS_NAME);
+  /* Bracketed as in a server address, or bare. */
+  if (len > 2 && arg[0] == '[' && arg[len - 1] == ']' && len - 2 < sizeof(ip))
+    memcpy(ip, arg + 1, len - 2);
+  else if (len < sizeof(ip))
+    memcpy(ip, arg, len + 1);
+  if (inet_pton(AF_INET, ip, addr) == 1 || inet_pton(AF_INET6, ip, addr) == 1)
+    return conf_error(p, p->line,
+                      "%s: '%s' is an IP address, not a host name (leave "
+                      "tls_name out to check the server's IP address "
+                      "against the certificate's IP SANs)",
+                      d->name, arg);
+  if (len > 1 && arg[len - 1] == '.' && arg[len - 2] != '.')
+    return conf_error(p, p->line,
+                      "%s: '%s' ends with a dot (write the name without it)",
+                      d->name, arg);
+  for (i = 0; i < len; i++) {
+    char c = arg[i];
+    if (c == '.') {
+      if (label == 0 || arg[i - 1] == '-')
+        return bad_value(p, d, "invalid host name", arg);
+      label = 0;
+      all_digits = 1;
+      continue;
+    }
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '-'))
+      return bad_value(p, d, "invalid host name", arg);
+    if ((c == '-' && label == 0) || ++label > SW_MAX_DNS_LABEL)
+      return bad_value(p, d, "invalid host name", arg);
+    if (c < '0' || c > '9')
+      all_digits = 0;
+  }
+  if (label == 0 || arg[len - 1] == '-' || all_digits)
+    return bad_value(p, d, "invalid host name", arg);
+  return replace_string(p, field, arg);
+}
+
 /* \r counts as blank so that files saved with CRLF endings parse. */
 static int is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -1805,6 +1898,42 @@ static int close_listen(sw_parser_t *p) {
   return 0;
 }
 
+/* Ends the open upstream section. tls_ca, tls_verify and tls_name without
+ * `tls on` would be ignored and the colour spoken to in plain HTTP, which
+ * whoever wrote them did not mean; the first of them is reported, whether
+ * `tls` was left out, set off, or is simply not written yet. The lines come
+ * from seen[], which is per colour, and each colour has one section. */
+static int close_upstream(sw_parser_t *p) {
+  const sw_directive_t *first = NULL;
+  int line = 0;
+  size_t i;
+
+  if (p->cfg->upstream[p->colour].tls)
+    return 0;
+  for (i = 0; i < SW_NDIRECTIVES; i++) {
+    int at = p->seen[i][p->colour];
+    if ((sw_directives[i].flags & SW_DIR_UPS_TLS) && at != 0 &&
+        (line == 0 || at < line)) {
+      line = at;
+      first = &sw_directives[i];
+    }
+  }
+  if (first != NULL)
+    return conf_error(p, line, "%s: this upstream has no `tls on`",
+                      first->name);
+  return 0;
+}
+
+/* Ends the open section, at the next section keyword or the end of the
+ * file: the checks that need a whole section. */
+static int close_section(sw_parser_t *p) {
+  if (p->section == SW_SECTION_LISTEN)
+    return close_listen(p);
+  if (p->section == SW_SECTION_UPSTREAM)
+    return close_upstream(p);
+  return 0;
+}
+
 static int open_section(sw_parser_t *p,
                         sw_section_t section,
                         char **argv,
@@ -1813,11 +1942,9 @@ static int open_section(sw_parser_t *p,
   sw_colour_t colour;
   int rc;
 
-  if (p->section == SW_SECTION_LISTEN) {
-    rc = close_listen(p);
-    if (rc != 0)
-      return rc;
-  }
+  rc = close_section(p);
+  if (rc != 0)
+    return rc;
   if (section != SW_SECTION_UPSTREAM) {
     if (argc != 1)
       return conf_error(p, p->line, "%s: expected no arguments, got %d",
@@ -2212,6 +2339,12 @@ static int set_defaults(sw_config_t *cfg, const char *file) {
     up->response_timeout_ms = 60 * 1000;
     up->idle_timeout_ms = 1000;
     up->max_idle = 64;
+    /* Plain HTTP unless `tls on`; with it, verified by default. */
+    up->tls = 0;
+    up->tls_ca = NULL;
+    up->tls_verify = 1;
+    up->tls_name = NULL;
+    up->tls_line = 0;
 
     /* The seed's detailed health endpoint; its thresholds are DESIGN §9's. */
     up->health.path = strdup("/health/detailed/");
@@ -2311,8 +2444,8 @@ int sw_config_parse(const char *file,
     rc = parse_line(&p, pos, (size_t)(eol - pos), buf);
     pos = nl ? nl + 1 : end;
   }
-  if (rc == 0 && p.section == SW_SECTION_LISTEN)
-    rc = close_listen(&p);
+  if (rc == 0)
+    rc = close_section(&p);
   /* An empty file still has a line 1 to point at. */
   if (rc == 0)
     rc = validate(&p, p.line > 0 ? p.line : 1);
@@ -2405,6 +2538,8 @@ void sw_config_free(sw_config_t *cfg) {
       free(up->requires[i].b);
     }
     free(up->requires);
+    free(up->tls_ca);
+    free(up->tls_name);
   }
   free(cfg->database.dsn);
   free(cfg->cutover.state_file);

@@ -8,7 +8,15 @@
  * allocation with its own uv_tcp_t, so the next probe can start while the
  * previous connection is still closing; the checker counts its handles
  * that are not yet closed and frees itself, after stop, in the last close
- * callback. */
+ * callback.
+ *
+ * Over TLS (params.tls set) a probe also owns an sw_tls_t, created once the
+ * TCP connection is up and freed with the probe. sw_tls only transforms
+ * bytes: every ciphertext byte read is fed to it, every call into it is
+ * followed by a flush of what it wants sent, and the request goes out
+ * through it once the handshake is done. The plaintext it returns takes the
+ * same path as a plain connection's bytes, so the response is judged the
+ * same way; the probe's timer covers the handshake like the rest. */
 #include "sw_health.h"
 
 #include <inttypes.h>
@@ -21,6 +29,7 @@
 #include "sw_buf.h"
 #include "sw_http.h"
 #include "sw_list.h"
+#include "sw_tls.h"
 
 typedef struct sw_health_probe_s {
   uv_tcp_t tcp;
@@ -29,6 +38,8 @@ typedef struct sw_health_probe_s {
   llhttp_t parser;
   sw_headscan_t scan;
   sw_health_t *h;
+  sw_tls_t *tls; /* over TLS, from the connect on; else NULL */
+  uint8_t sent;  /* over TLS: the request has been handed to tls */
   uint64_t seq;
   uint64_t started_ms;
   uint64_t received; /* response bytes read */
@@ -47,8 +58,18 @@ static llhttp_settings_t settings;
 static int settings_ready;
 
 /* Every read callback consumes its bytes before returning, and the loop is
- * single-threaded, so one buffer serves every probe. */
+ * single-threaded, so one buffer serves every probe; over TLS a second one
+ * holds the plaintext while the first still holds the ciphertext. */
 static char read_buf[16 * 1024];
+static char plain_buf[16 * 1024];
+
+/* Ciphertext queued on the socket: the request owns its bytes and frees
+ * them in its callback, whatever the status. */
+typedef struct sw_health_out_s {
+  uv_write_t req;
+  sw_health_probe_t *p;
+  char data[];
+} sw_health_out_t;
 
 static void on_timer(uv_timer_t *t);
 static void settings_init(void);
@@ -92,6 +113,13 @@ static int params_valid(const sw_health_params_t *p) {
   /* The body is matched, never sent: any bytes but NUL are allowed. */
   if (p->body != NULL &&
       (p->body[0] == '\0' || strlen(p->body) > SW_HEALTH_BODY_MATCH_MAX))
+    return 0;
+  /* A name to verify is a DNS name or an address: never empty, never a
+   * space or a control byte. */
+  if (p->tls != NULL &&
+      ((p->tls_name != NULL &&
+        !printable(p->tls_name, SW_HEALTH_HOST_MAX, 0)) ||
+       (p->tls_ip != NULL && !printable(p->tls_ip, SW_HEALTH_HOST_MAX, 0))))
     return 0;
   if (p->status_min < 100 || p->status_max > 599 ||
       p->status_min > p->status_max)
@@ -143,6 +171,26 @@ static void free_params(sw_health_t *h) {
   free((char *)h->params.path);
   free((char *)h->params.host);
   free((char *)h->params.body);
+  free((char *)h->params.tls_name);
+  free((char *)h->params.tls_ip);
+}
+
+/* The address part of "127.0.0.1:9001" or "[::1]:9001": what a server's
+ * certificate must carry as an IP SAN when no name is configured. */
+static char *addr_ip_dup(const char *text, int *failed) {
+  const char *start = text;
+  size_t len;
+  char *d;
+  if (text[0] == '[') {
+    start = text + 1;
+    len = strcspn(start, "]");
+  } else {
+    len = strcspn(text, ":");
+  }
+  d = strndup(start, len);
+  if (d == NULL)
+    *failed = 1;
+  return d;
 }
 
 /* --- lifecycle ----------------------------------------------------------- */
@@ -183,6 +231,16 @@ int sw_health_new(uv_loop_t *loop,
   h->params.path = dup_or_null(params->path, &failed);
   h->params.host = dup_or_null(params->host, &failed);
   h->params.body = dup_or_null(params->body, &failed);
+  h->params.tls_name = NULL;
+  h->params.tls_ip = NULL;
+  if (params->tls != NULL) {
+    h->params.tls_name = dup_or_null(params->tls_name, &failed);
+    /* Neither given: the address we connect to is what the certificate
+     * must prove, as for any HTTPS client given an IP. */
+    h->params.tls_ip = params->tls_name == NULL && params->tls_ip == NULL
+                           ? addr_ip_dup(host, &failed)
+                           : dup_or_null(params->tls_ip, &failed);
+  }
   host_used = h->params.host != NULL ? h->params.host : host;
   n = snprintf(NULL, 0,
                "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: switchd-health\r\n"
@@ -207,6 +265,9 @@ int sw_health_new(uv_loop_t *loop,
     free(h);
     return err;
   }
+  /* Taken last: no failure path above has to give it back. */
+  if (h->params.tls != NULL)
+    sw_tls_ctx_ref(h->params.tls);
   h->pending = 1;
   h->phase = SW_HEALTH_IDLE;
   h->state = SW_HEALTH_DOWN;
@@ -223,6 +284,8 @@ static void maybe_free(sw_health_t *h) {
     return;
   if (h->close_cb != NULL)
     h->close_cb(h);
+  if (h->params.tls != NULL)
+    sw_tls_ctx_unref(h->params.tls);
   free(h->request);
   free_params(h);
   free(h);
@@ -237,6 +300,7 @@ static void on_timer_close(uv_handle_t *handle) {
 static void on_probe_close(uv_handle_t *handle) {
   sw_health_probe_t *p = sw_container_of(handle, sw_health_probe_t, tcp);
   sw_health_t *h = p->h;
+  sw_tls_free(p->tls);
   sw_buf_free(&p->body);
   free(p);
   h->pending--;
@@ -248,8 +312,22 @@ static void on_probe_close(uv_handle_t *handle) {
  * before the close callback and see `done`. */
 static void probe_close(sw_health_probe_t *p) {
   p->done = 1;
-  if (!uv_is_closing((uv_handle_t *)&p->tcp))
-    uv_close((uv_handle_t *)&p->tcp, on_probe_close);
+  if (uv_is_closing((uv_handle_t *)&p->tcp))
+    return;
+  /* A TLS server is told we are leaving, so it does not log a truncated
+   * connection. Best effort: the alert goes only if the socket takes it at
+   * once, since the close that follows cancels anything queued. */
+  if (p->tls != NULL && sw_tls_handshake_done(p->tls)) {
+    char alert[256];
+    size_t n;
+    sw_tls_shutdown(p->tls);
+    n = sw_tls_take_out(p->tls, alert, sizeof(alert));
+    if (n > 0) {
+      uv_buf_t b = uv_buf_init(alert, (unsigned)n);
+      (void)uv_try_write((uv_stream_t *)&p->tcp, &b, 1);
+    }
+  }
+  uv_close((uv_handle_t *)&p->tcp, on_probe_close);
 }
 
 int sw_health_start(sw_health_t *h, sw_health_state_t initial) {
@@ -511,38 +589,31 @@ static void on_eof(sw_health_probe_t *p) {
   probe_end(p, 0, "closed before the response was complete");
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  sw_health_probe_t *p = sw_container_of(s, sw_health_probe_t, tcp);
+/* Response bytes (plaintext over TLS), as many as arrived: parsed and judged
+ * once they tell enough. The probe may be concluded on return (`done`). */
+static void on_response_bytes(sw_health_probe_t *p,
+                              const char *data,
+                              size_t len) {
   llhttp_errno_t err = HPE_OK;
   size_t off = 0;
 
-  if (p->done || nread == 0)
-    return;
-  if (nread == UV_EOF) {
-    on_eof(p);
-    return;
-  }
-  if (nread < 0) {
-    probe_end(p, 0, "read: %s", uv_err_name((int)nread));
-    return;
-  }
-  p->received += (uint64_t)nread;
+  p->received += (uint64_t)len;
   for (;;) {
     /* The raw head bytes are checked before llhttp sees them, as the proxy
      * checks upstream responses: a server whose answers the proxy would
      * refuse must not pass. After a 1xx the next head is checked from
      * where it starts. */
-    if (!p->scan.done && sw_http_scan_head(&p->scan, buf->base + off,
-                                           (size_t)nread - off) != 0) {
+    if (!p->scan.done &&
+        sw_http_scan_head(&p->scan, data + off, len - off) != 0) {
       probe_end(p, 0, "invalid response: bare LF or folded header line");
       return;
     }
-    err = llhttp_execute(&p->parser, buf->base + off, (size_t)nread - off);
+    err = llhttp_execute(&p->parser, data + off, len - off);
     if (err != HPE_PAUSED || !p->after_1xx)
       break;
     p->after_1xx = 0;
     memset(&p->scan, 0, sizeof(p->scan));
-    off = (size_t)(llhttp_get_error_pos(&p->parser) - buf->base);
+    off = (size_t)(llhttp_get_error_pos(&p->parser) - data);
     llhttp_resume(&p->parser);
   }
   if (p->complete) {
@@ -559,6 +630,145 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
               "invalid response: head over " SW_HEALTH_HEAD_MAX_TEXT " bytes");
     return;
   }
+}
+
+/* --- TLS ----------------------------------------------------------------- */
+
+/* Fails the probe with a TLS error: "tls: " and sw_tls's own words, which
+ * for a verification failure are X509's ("certificate verify failed:
+ * hostname mismatch"). */
+static void tls_fail(sw_health_probe_t *p, int err) {
+  const char *why = sw_tls_error(p->tls);
+  if (why[0] == '\0')
+    why = err == SW_TLS_ENOMEM    ? "out of memory"
+          : err == SW_TLS_EVERIFY ? "certificate verify failed"
+                                  : "protocol error";
+  probe_end(p, 0, "tls: %s", why);
+}
+
+static void on_tls_write(uv_write_t *req, int status) {
+  sw_health_out_t *out = sw_container_of(req, sw_health_out_t, req);
+  sw_health_probe_t *p = out->p;
+  /* Cancelled writes run before the probe's close callback, so p is still
+   * there; the buffer is freed on every status. */
+  free(out);
+  if (p->done || status == 0)
+    return;
+  probe_end(p, 0, "write: %s", uv_err_name(status));
+}
+
+/* Sends whatever sw_tls has for the socket: what the socket takes at once,
+ * the rest queued in a request that owns a copy. Returns 0, or concludes
+ * the probe and returns nonzero. */
+static int tls_flush(sw_health_probe_t *p) {
+  while (sw_tls_out_pending(p->tls) > 0) {
+    size_t pending = sw_tls_out_pending(p->tls);
+    sw_health_out_t *out = malloc(sizeof(*out) + pending);
+    size_t n, sent = 0;
+    uv_buf_t b;
+    int err;
+
+    if (out == NULL) {
+      probe_end(p, 0, "out of memory");
+      return -1;
+    }
+    n = sw_tls_take_out(p->tls, out->data, pending);
+    if (n == 0) {
+      /* Cannot happen with bytes pending; never spin if it does. */
+      free(out);
+      break;
+    }
+    b = uv_buf_init(out->data, (unsigned)n);
+    err = uv_try_write((uv_stream_t *)&p->tcp, &b, 1);
+    if (err >= 0)
+      sent = (size_t)err;
+    else if (err != UV_EAGAIN) {
+      free(out);
+      probe_end(p, 0, "write: %s", uv_err_name(err));
+      return -1;
+    }
+    if (sent == n) {
+      free(out);
+      continue;
+    }
+    out->p = p;
+    b = uv_buf_init(out->data + sent, (unsigned)(n - sent));
+    err = uv_write(&out->req, (uv_stream_t *)&p->tcp, &b, 1, on_tls_write);
+    if (err != 0) {
+      free(out);
+      probe_end(p, 0, "write: %s", uv_err_name(err));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Runs the TLS connection as far as the bytes fed allow: the handshake,
+ * then the request once it is done, then the response's plaintext. Every
+ * call into sw_tls is followed by a flush, so a handshake message never
+ * waits. A close_notify ends the response like an EOF. */
+static void tls_pump(sw_health_probe_t *p) {
+  for (;;) {
+    ssize_t n = sw_tls_read(p->tls, plain_buf, sizeof(plain_buf));
+    int err;
+
+    if (tls_flush(p) != 0)
+      return;
+    if (n == SW_TLS_ECLOSED) {
+      on_eof(p);
+      return;
+    }
+    if (n < 0) {
+      tls_fail(p, (int)n);
+      return;
+    }
+    if (!p->sent && sw_tls_handshake_done(p->tls)) {
+      p->sent = 1;
+      err = sw_tls_write(p->tls, p->h->request, p->h->request_len);
+      if (err != 0) {
+        tls_fail(p, err);
+        return;
+      }
+      if (tls_flush(p) != 0)
+        return;
+    }
+    if (n == 0)
+      return;
+    on_response_bytes(p, plain_buf, (size_t)n);
+    if (p->done)
+      return;
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  sw_health_probe_t *p = sw_container_of(s, sw_health_probe_t, tcp);
+  int err;
+
+  if (p->done || nread == 0)
+    return;
+  if (nread == UV_EOF) {
+    /* Over TLS, a server that hangs up mid-handshake never got as far as
+     * HTTP: say so rather than blame the response. */
+    if (p->tls != NULL && !sw_tls_handshake_done(p->tls))
+      probe_end(p, 0, "tls: connection closed during the handshake");
+    else
+      on_eof(p);
+    return;
+  }
+  if (nread < 0) {
+    probe_end(p, 0, "read: %s", uv_err_name((int)nread));
+    return;
+  }
+  if (p->tls == NULL) {
+    on_response_bytes(p, buf->base, (size_t)nread);
+    return;
+  }
+  err = sw_tls_feed(p->tls, buf->base, (size_t)nread);
+  if (err != 0) {
+    tls_fail(p, err);
+    return;
+  }
+  tls_pump(p);
 }
 
 /* --- sending ------------------------------------------------------------- */
@@ -587,6 +797,18 @@ static void on_connect(uv_connect_t *req, int status) {
   err = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
   if (err != 0) {
     probe_end(p, 0, "read: %s", uv_err_name(err));
+    return;
+  }
+  if (h->params.tls != NULL) {
+    /* The first read with nothing fed makes the ClientHello; the request
+     * waits for the handshake (tls_pump). */
+    p->tls =
+        sw_tls_new_client(h->params.tls, h->params.tls_name, h->params.tls_ip);
+    if (p->tls == NULL) {
+      probe_end(p, 0, "tls: out of memory");
+      return;
+    }
+    tls_pump(p);
     return;
   }
   b = uv_buf_init(h->request, (unsigned)h->request_len);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sw_tls.h"
 #include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
@@ -130,7 +131,14 @@ static void begin_stop(void) {
 
 /* --- signals ------------------------------------------------------------- */
 
+static void free_upstream_tls(struct sw_tls_ctx_s *utls[SW_COLOURS]) {
+  for (int c = 0; c < SW_COLOURS; c++)
+    if (utls[c] != NULL)
+      sw_tls_ctx_unref(utls[c]);
+}
+
 static void reload(void) {
+  struct sw_tls_ctx_s *utls[SW_COLOURS];
   sw_config_t *cfg;
   char err[1024];
   int e;
@@ -140,12 +148,22 @@ static void reload(void) {
     sw_error("main", 0, "reload rejected, keeping the running config: %s", err);
     return;
   }
-  e = sw_listener_sync(cfg, err, sizeof(err));
+  /* Upstream TLS first: a tls_ca that does not load rejects the config
+   * before any socket changes. */
+  e = sw_pools_tls_load(cfg, utls, err, sizeof(err));
   if (e != 0) {
     sw_error("main", 0, "reload rejected, keeping the running config: %s", err);
     sw_config_free(cfg);
     return;
   }
+  e = sw_listener_sync(cfg, err, sizeof(err));
+  if (e != 0) {
+    sw_error("main", 0, "reload rejected, keeping the running config: %s", err);
+    free_upstream_tls(utls);
+    sw_config_free(cfg);
+    return;
+  }
+  sw_pools_tls_set(utls);
   e = sw_log_open(cfg);
   if (e != 0)
     sw_error("main", 0, "reload: cannot open logs (%s); keeping the old ones",
@@ -244,13 +262,19 @@ int main(int argc, char **argv) {
   if (check) {
     /* The certificates too: a key that does not match, an expired
      * certificate or a bad cipher list is found now, not at startup. */
-    struct sw_tls_ctx_s **ctxs;
+    struct sw_tls_ctx_s **ctxs, *utls[SW_COLOURS];
     if (sw_listener_tls_load(cfg, &ctxs, err, sizeof(err)) != 0) {
       fprintf(stderr, "%s\n", err);
       sw_config_free(cfg);
       return 1;
     }
     sw_listener_tls_free(cfg, ctxs);
+    if (sw_pools_tls_load(cfg, utls, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s\n", err);
+      sw_config_free(cfg);
+      return 1;
+    }
+    free_upstream_tls(utls);
     printf("%s: ok\n", path);
     sw_config_free(cfg);
     return 0;
@@ -297,7 +321,16 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&sw.flush_timer);
   apply_timeouts(cfg);
 
-  if (sw_pools_apply(cfg, 1) != 0) {
+  {
+    struct sw_tls_ctx_s *utls[SW_COLOURS];
+    if (sw_pools_tls_load(cfg, utls, err, sizeof(err)) != 0)
+      code = 1; /* err names the tls_ca that did not load */
+    else
+      sw_pools_tls_set(utls);
+  }
+  if (code != 0) {
+    /* reported below */
+  } else if (sw_pools_apply(cfg, 1) != 0) {
     snprintf(err, sizeof(err), "%s: out of memory", path);
     code = 1;
   } else if (sw_control_start(err, sizeof(err)) != 0) {

@@ -130,7 +130,7 @@ void sw_tunnel_from_client(sw_req_t *r, const char *data, size_t len) {
   }
   dst = (uv_stream_t *)&r->up->tcp;
   sw_timeq_add(&sw.tq[SW_TQ_TUNNEL], &r->client->tn);
-  if (sw_stream_write(dst, &b, 1) != 0) {
+  if (sw_upconn_write(r->up, &b, 1) != 0) {
     tunnel_close(r);
     return;
   }
@@ -181,6 +181,8 @@ void sw_tunnel_eof(sw_req_t *r, int from_client) {
       from_client ? (uv_stream_t *)&r->up->tcp : (uv_stream_t *)&r->client->tcp;
   if (!from_client)
     sw_client_close_notify(r->client);
+  else
+    sw_upconn_close_notify(r->up);
   sh = malloc(sizeof(*sh));
   if (sh == NULL || uv_shutdown(&sh->req, dst, on_tunnel_shutdown) != 0) {
     free(sh);

@@ -1,9 +1,11 @@
-/* TLS for client connections (sw_tls.h): OpenSSL 3 over a pair of memory
- * BIOs per connection. This module owns the SSL_CTXs of each HTTPS listen
- * section (one per certificate, so that SNI picks a whole context and the
- * OCSP response that goes with it), the session ticket keys they share, and
- * the per-connection SSL objects. It must never touch a socket or the event
- * loop: bytes come in through sw_tls_feed and leave through sw_tls_take_out.
+/* TLS for client connections and to upstream servers (sw_tls.h): OpenSSL 3
+ * over a pair of memory BIOs per connection. This module owns the SSL_CTXs
+ * of each HTTPS listen section (one per certificate, so that SNI picks a
+ * whole context and the OCSP response that goes with it), the session ticket
+ * keys they share, the client SSL_CTX of each upstream that speaks TLS with
+ * the sessions it keeps per server name, and the per-connection SSL objects.
+ * It must never touch a socket or the event loop: bytes come in through
+ * sw_tls_feed and leave through sw_tls_take_out.
  *
  * Every call into OpenSSL starts with an empty error queue and leaves it
  * empty, because the queue belongs to the thread, not to a connection: an
@@ -42,6 +44,13 @@ static const unsigned char sw_tls_sid_ctx[] = "switchd";
 /* The one protocol we speak, in ALPN's wire form for comparisons. */
 static const unsigned char sw_tls_h11[] = "http/1.1";
 #define SW_TLS_H11_LEN 8
+/* The same as a client's ALPN list: one length-prefixed name. */
+static const unsigned char sw_tls_h11_offer[] = "\x08http/1.1";
+
+/* Client sessions kept per context: one per server name (or address), the
+ * oldest replaced when full. An upstream section names a few servers, so
+ * this is room to spare, and a bound on what a flood of names could cost. */
+#define SW_TLS_SESSIONS_MAX 64
 
 static sw_tls_stats_t sw_tls_counters;
 
@@ -64,8 +73,19 @@ typedef struct sw_tls_cert_s {
   size_t ocsp_len;
 } sw_tls_cert_t;
 
+/* The last session a server gave a client context, for the next connection
+ * to the same server; `peer` is "h:" and the host name, or "i:" and the
+ * address, so that a session verified for one never serves the other. */
+typedef struct sw_tls_session_s {
+  char *peer;        /* NULL: a free slot */
+  SSL_SESSION *sess; /* one reference, ours */
+  uint64_t stored;   /* when, in ctx->session_seq, for replacing the oldest */
+} sw_tls_session_t;
+
 struct sw_tls_ctx_s {
   int refs;
+  int client; /* made by sw_tls_client_ctx_new: certs[0] is its SSL_CTX */
+  int verify; /* client: the server's certificate is checked */
   sw_tls_cert_t certs[SW_TLS_CERTS_MAX]; /* the first is the default */
   size_t ncerts;
   sw_tls_ticket_key_t keys[2]; /* [0] encrypts; [1] (previous) decrypts */
@@ -73,11 +93,15 @@ struct sw_tls_ctx_s {
   uint64_t rotate_ms;    /* tls_ticket_rotate */
   uint64_t handshake_ms; /* tls_handshake_timeout */
   uint64_t rotated_at;   /* the caller's time of the last rotation; 0: none */
+  sw_tls_session_t sessions[SW_TLS_SESSIONS_MAX]; /* client only */
+  uint64_t session_seq;
 };
 
 struct sw_tls_s {
   sw_tls_ctx_t *ctx;
   SSL *ssl;
+  int client;           /* we connect (sw_tls_new_client) */
+  char *peer;           /* client: the session table's key for this server */
   BIO *rbio;            /* ciphertext in; owned by ssl */
   BIO *wbio;            /* ciphertext out; owned by ssl */
   int done;             /* handshake completed */
@@ -515,7 +539,10 @@ static int ticket_key_init(const sw_tls_ticket_key_t *k,
 /* Session tickets under switchd's keys, shared by every SSL_CTX of the
  * context. A ticket under the previous key is accepted and renewed (2), so
  * a rotation costs no client its resumption; an unknown name means a full
- * handshake (0), never a failure. */
+ * handshake (0), never a failure. In TLS 1.3 every resumption is renewed,
+ * as OpenSSL does with its own keys: clients use a TLS 1.3 ticket once
+ * (RFC 8446, C.4), and without a new one their next connection would be a
+ * full handshake. */
 static int on_ticket_key(SSL *ssl,
                          unsigned char key_name[16],
                          unsigned char *iv,
@@ -534,8 +561,11 @@ static int on_ticket_key(SSL *ssl,
     memcpy(key_name, k->name, sizeof(k->name));
     return ticket_key_init(k, iv, cctx, hctx, 1) == 0 ? 1 : -1;
   }
-  if (memcmp(key_name, ctx->keys[0].name, sizeof(ctx->keys[0].name)) == 0)
-    return ticket_key_init(&ctx->keys[0], iv, cctx, hctx, 0) == 0 ? 1 : -1;
+  if (memcmp(key_name, ctx->keys[0].name, sizeof(ctx->keys[0].name)) == 0) {
+    if (ticket_key_init(&ctx->keys[0], iv, cctx, hctx, 0) != 0)
+      return -1;
+    return SSL_version(ssl) >= TLS1_3_VERSION ? 2 : 1;
+  }
   if (ctx->has_previous &&
       memcmp(key_name, ctx->keys[1].name, sizeof(ctx->keys[1].name)) == 0)
     return ticket_key_init(&ctx->keys[1], iv, cctx, hctx, 0) == 0 ? 2 : -1;
@@ -637,6 +667,10 @@ nomem:
 }
 
 static void ctx_free(sw_tls_ctx_t *ctx) {
+  for (size_t i = 0; i < SW_TLS_SESSIONS_MAX; i++) {
+    SSL_SESSION_free(ctx->sessions[i].sess);
+    free(ctx->sessions[i].peer);
+  }
   for (size_t i = 0; i < ctx->ncerts; i++) {
     sw_tls_cert_t *c = &ctx->certs[i];
     SSL_CTX_free(c->ssl_ctx);
@@ -710,6 +744,200 @@ int sw_tls_ctx_new(const char *conf_file,
   return 0;
 }
 
+/* --- client contexts ---------------------------------------------------- */
+
+static sw_tls_session_t *session_find(sw_tls_ctx_t *ctx, const char *peer) {
+  for (size_t i = 0; i < SW_TLS_SESSIONS_MAX; i++)
+    if (ctx->sessions[i].peer != NULL &&
+        strcmp(ctx->sessions[i].peer, peer) == 0)
+      return &ctx->sessions[i];
+  return NULL;
+}
+
+/* Keeps `sess` (whose reference the caller hands over) as the one to offer
+ * the next time we connect to `peer`. 0, or -1 when out of memory (the
+ * reference is then the caller's still). */
+static int session_store(sw_tls_ctx_t *ctx,
+                         const char *peer,
+                         SSL_SESSION *sess) {
+  sw_tls_session_t *e = session_find(ctx, peer);
+
+  if (e == NULL) {
+    char *copy = strdup(peer);
+    if (copy == NULL)
+      return -1;
+    /* A free slot, else the oldest: a server we have not talked to for a
+     * while is the one that loses its resumption. */
+    e = &ctx->sessions[0];
+    for (size_t i = 0; i < SW_TLS_SESSIONS_MAX && e->peer != NULL; i++)
+      if (ctx->sessions[i].peer == NULL || ctx->sessions[i].stored < e->stored)
+        e = &ctx->sessions[i];
+    free(e->peer);
+    e->peer = copy;
+  }
+  SSL_SESSION_free(e->sess);
+  e->sess = sess;
+  e->stored = ++ctx->session_seq;
+  return 0;
+}
+
+/* A server gave us a session (TLS 1.2: at the end of the handshake; TLS
+ * 1.3: in each NewSessionTicket after it): the latest replaces the one kept
+ * for this server. Returning 1 keeps OpenSSL's reference. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
+  sw_tls_t *t = SSL_get_app_data(ssl);
+
+  if (t == NULL || t->peer == NULL || !SSL_SESSION_is_resumable(sess))
+    return 0;
+  return session_store(t->ctx, t->peer, sess) == 0 ? 1 : 0;
+}
+
+static int has_certificate(X509_STORE *store) {
+  int n = sk_X509_OBJECT_num(X509_STORE_get0_objects(store));
+  for (int i = 0; i < n; i++) {
+    X509_OBJECT *o = sk_X509_OBJECT_value(X509_STORE_get0_objects(store), i);
+    if (X509_OBJECT_get_type(o) == X509_LU_X509)
+      return 1;
+  }
+  return 0;
+}
+
+/* The CA file, read the way a careless deploy gets it wrong: missing,
+ * unreadable, empty or not PEM. */
+static int load_ca(SSL_CTX *s,
+                   const char *conf_file,
+                   int line,
+                   const char *ca_file,
+                   char *err,
+                   size_t errlen) {
+  unsigned long code;
+  char why[128];
+  FILE *f;
+  int c, e;
+
+  /* A byte read first: "No such file or directory", "Is a directory" or
+   * "empty" say more than OpenSSL's "system lib". */
+  f = fopen(ca_file, "r");
+  if (f == NULL) {
+    set_err(err, errlen, "%s:%d: tls_ca %s: cannot read it: %s", conf_file,
+            line, ca_file, strerror(errno));
+    return SW_ECONFIG;
+  }
+  errno = 0;
+  c = getc(f);
+  e = ferror(f) ? errno : 0;
+  fclose(f);
+  if (c == EOF) {
+    if (e != 0)
+      set_err(err, errlen, "%s:%d: tls_ca %s: cannot read it: %s", conf_file,
+              line, ca_file, strerror(e));
+    else
+      set_err(err, errlen, "%s:%d: tls_ca %s: the file is empty", conf_file,
+              line, ca_file);
+    return SW_ECONFIG;
+  }
+  ERR_clear_error();
+  if (SSL_CTX_load_verify_locations(s, ca_file, NULL) != 1) {
+    code = ERR_peek_error();
+    ssl_reason(why, sizeof(why));
+    ERR_clear_error();
+    if (ERR_GET_LIB(code) == ERR_LIB_X509 &&
+        ERR_GET_REASON(code) == X509_R_NO_CERTIFICATE_OR_CRL_FOUND)
+      set_err(err, errlen, "%s:%d: tls_ca %s: no PEM certificate in it",
+              conf_file, line, ca_file);
+    else
+      set_err(err, errlen,
+              "%s:%d: tls_ca %s: not a PEM file of certificates (%s)",
+              conf_file, line, ca_file, why);
+    return SW_ECONFIG;
+  }
+  /* A file that loaded nothing but CRLs would make every server fail
+   * verification. */
+  if (!has_certificate(SSL_CTX_get_cert_store(s))) {
+    set_err(err, errlen, "%s:%d: tls_ca %s: no PEM certificate in it",
+            conf_file, line, ca_file);
+    return SW_ECONFIG;
+  }
+  return 0;
+}
+
+int sw_tls_client_ctx_new(const char *conf_file,
+                          int line,
+                          const char *ca_file,
+                          int verify,
+                          sw_tls_ctx_t **out,
+                          char *err,
+                          size_t errlen) {
+  sw_tls_ctx_t *ctx;
+  SSL_CTX *s;
+  int e = 0;
+
+  *out = NULL;
+  if (conf_file == NULL)
+    conf_file = "(config)";
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL) {
+    set_err(err, errlen, "%s:%d: out of memory", conf_file, line);
+    return SW_ECONFIG;
+  }
+  ctx->refs = 1;
+  ctx->client = 1;
+  ctx->verify = verify != 0;
+  /* tls_handshake_timeout is a listener's: an upstream connection has its
+   * own connect and I/O timeouts, so this one never expires. */
+  ctx->handshake_ms = UINT64_MAX;
+  ERR_clear_error();
+  s = SSL_CTX_new(TLS_client_method());
+  if (s == NULL) {
+    ERR_clear_error();
+    free(ctx);
+    set_err(err, errlen, "%s:%d: cannot create an SSL_CTX", conf_file, line);
+    return SW_ECONFIG;
+  }
+  ctx->certs[0].ssl_ctx = s;
+  ctx->ncerts = 1;
+
+  SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_default_passwd_cb(s, on_passphrase);
+  SSL_CTX_set_app_data(s, ctx);
+  SSL_CTX_set_verify(s, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+  if (SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) != 1) {
+    set_err(err, errlen, "%s:%d: cannot set the minimum TLS version", conf_file,
+            line);
+    e = SW_ECONFIG;
+  }
+  /* Our own store of sessions, keyed by server: OpenSSL's internal cache
+   * is keyed by session id, which a client cannot look up by server. */
+  if (e == 0) {
+    SSL_CTX_set_session_cache_mode(
+        s, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(s, on_new_session);
+    /* Inverted: 0 is success. */
+    if (SSL_CTX_set_alpn_protos(s, sw_tls_h11_offer,
+                                sizeof(sw_tls_h11_offer) - 1) != 0) {
+      set_err(err, errlen, "%s:%d: cannot set up TLS: out of memory", conf_file,
+              line);
+      e = SW_ECONFIG;
+    }
+  }
+  if (e == 0 && ca_file != NULL)
+    e = load_ca(s, conf_file, line, ca_file, err, errlen);
+  else if (e == 0 && verify && SSL_CTX_set_default_verify_paths(s) != 1) {
+    set_err(err, errlen,
+            "%s:%d: tls_ca (the system's): cannot load the default CA paths",
+            conf_file, line);
+    e = SW_ECONFIG;
+  }
+  ERR_clear_error();
+  if (e != 0) {
+    ctx_free(ctx);
+    return e;
+  }
+  *out = ctx;
+  return 0;
+}
+
 void sw_tls_ctx_ref(sw_tls_ctx_t *ctx) {
   ctx->refs++;
 }
@@ -755,7 +983,9 @@ void sw_tls_ctx_tick(sw_tls_ctx_t *ctx, uint64_t now_ms) {
 
 /* --- connections ------------------------------------------------------- */
 
-sw_tls_t *sw_tls_new(sw_tls_ctx_t *ctx) {
+/* What both sides have in common: an SSL over two memory BIOs, holding a
+ * reference to ctx. */
+static sw_tls_t *conn_new(sw_tls_ctx_t *ctx) {
   sw_tls_t *t = calloc(1, sizeof(*t));
 
   if (t == NULL)
@@ -776,23 +1006,98 @@ sw_tls_t *sw_tls_new(sw_tls_ctx_t *ctx) {
   BIO_set_mem_eof_return(t->rbio, -1);
   BIO_set_mem_eof_return(t->wbio, -1);
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
-  SSL_set_accept_state(t->ssl);
+  SSL_set_app_data(t->ssl, t);
   t->ctx = ctx;
   sw_tls_ctx_ref(ctx);
+  return t;
+}
+
+sw_tls_t *sw_tls_new(sw_tls_ctx_t *ctx) {
+  sw_tls_t *t;
+
+  if (ctx->client)
+    return NULL;
+  t = conn_new(ctx);
+  if (t != NULL)
+    SSL_set_accept_state(t->ssl);
+  return t;
+}
+
+/* The server's identity the certificate must prove, and the session kept
+ * for that identity, if any. 0, or -1 (a name too long for SNI, an address
+ * that does not parse, no memory). */
+static int client_setup(sw_tls_t *t, const char *name, const char *ip) {
+  sw_tls_session_t *e;
+  const char *id;
+  char kind;
+  size_t len;
+
+  if (name != NULL) {
+    /* Partial wildcards ("a*.example.com") are a relic no CA issues now. */
+    SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (SSL_set_tlsext_host_name(t->ssl, name) != 1 ||
+        SSL_set1_host(t->ssl, name) != 1)
+      return -1;
+  } else if (ip != NULL) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), ip) != 1)
+      return -1;
+  }
+  /* The table's key: the kind of identity, then the identity. */
+  id = name != NULL ? name : ip != NULL ? ip : "";
+  kind = name != NULL ? 'h' : ip != NULL ? 'i' : '-';
+  len = strlen(id) + 3;
+  t->peer = malloc(len);
+  if (t->peer == NULL)
+    return -1;
+  snprintf(t->peer, len, "%c:%s", kind, id);
+
+  /* A session the server would not take back any more (or that a failed
+   * connection spoiled) is only a wasted offer: forget it. */
+  e = session_find(t->ctx, t->peer);
+  if (e != NULL && !SSL_SESSION_is_resumable(e->sess)) {
+    SSL_SESSION_free(e->sess);
+    free(e->peer);
+    memset(e, 0, sizeof(*e));
+    e = NULL;
+  }
+  if (e != NULL && SSL_set_session(t->ssl, e->sess) != 1)
+    return -1;
+  return 0;
+}
+
+sw_tls_t *sw_tls_new_client(sw_tls_ctx_t *ctx,
+                            const char *name,
+                            const char *ip) {
+  sw_tls_t *t;
+
+  if (!ctx->client)
+    return NULL;
+  t = conn_new(ctx);
+  if (t == NULL)
+    return NULL;
+  t->client = 1;
+  SSL_set_connect_state(t->ssl);
+  if (client_setup(t, name, ip) != 0) {
+    ERR_clear_error();
+    sw_tls_free(t);
+    return NULL;
+  }
   return t;
 }
 
 void sw_tls_free(sw_tls_t *t) {
   if (t == NULL)
     return;
-  /* SSL_free drops the session from the cache unless a shutdown was
-   * recorded, and most clients just close the socket: a connection that
-   * completed its handshake and never failed keeps its session resumable.
-   * (A fatal error has already removed it.) */
+  /* SSL_free drops the session from the cache (and, on the client side,
+   * marks it not resumable) unless a shutdown was recorded, and most peers
+   * just close the socket: a connection that completed its handshake and
+   * never failed keeps its session resumable. (A fatal error has already
+   * removed it.) */
   if (t->done && t->fatal == 0)
     SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(t->ssl);
   sw_tls_ctx_unref(t->ctx);
+  free(t->peer);
   free(t);
 }
 
@@ -833,6 +1138,25 @@ static int is_version_reason(int reason) {
          reason == SSL_R_VERSION_TOO_LOW;
 }
 
+/* Counts a handshake that failed with `result`: the listeners' counters
+ * by reason, the client side's apart. */
+static void count_failure(const sw_tls_t *t, int result, int lib, int reason) {
+  if (t->done)
+    return;
+  if (t->client) {
+    if (result == SW_TLS_EVERIFY)
+      sw_tls_counters.client_failed_verify++;
+    else
+      sw_tls_counters.client_failed++;
+  } else if (result == SW_TLS_EHTTP) {
+    sw_tls_counters.failed_http++;
+  } else if (lib == ERR_LIB_SSL && is_version_reason(reason)) {
+    sw_tls_counters.failed_version++;
+  } else {
+    sw_tls_counters.failed_protocol++;
+  }
+}
+
 /* Turns a failed SSL call into our return value, keeps its reason for
  * sw_tls_error, counts a failed handshake and leaves the error queue
  * empty. 0 means "more input needed". */
@@ -840,6 +1164,7 @@ static int map_error(sw_tls_t *t, int ret) {
   int e = SSL_get_error(t->ssl, ret);
   unsigned long code;
   int reason, lib, result;
+  long vr;
 
   switch (e) {
     case SSL_ERROR_WANT_READ:
@@ -858,9 +1183,22 @@ static int map_error(sw_tls_t *t, int ret) {
                e == SSL_ERROR_SYSCALL ? "unexpected end of input"
                                       : "unexpected TLS state");
       t->fatal = SW_TLS_EPROTO;
-      if (!t->done)
-        sw_tls_counters.failed_protocol++;
+      count_failure(t, SW_TLS_EPROTO, 0, 0);
       return SW_TLS_EPROTO;
+  }
+
+  /* A client whose check of the server's certificate failed: X509's
+   * reason says more than the SSL library's "certificate verify failed".
+   * Without verification the result is only informative, and a failure
+   * is something else. */
+  vr = SSL_get_verify_result(t->ssl);
+  if (t->client && !t->done && t->ctx->verify && vr != X509_V_OK) {
+    ERR_clear_error();
+    snprintf(t->err, sizeof(t->err), "certificate verify failed: %s",
+             X509_verify_cert_error_string(vr));
+    t->fatal = SW_TLS_EVERIFY;
+    count_failure(t, SW_TLS_EVERIFY, 0, 0);
+    return SW_TLS_EVERIFY;
   }
 
   code = ERR_peek_error();
@@ -872,21 +1210,13 @@ static int map_error(sw_tls_t *t, int ret) {
   result = SW_TLS_EPROTO;
   if (code != 0 && (reason == ERR_R_MALLOC_FAILURE))
     result = SW_TLS_ENOMEM;
-  else if (!t->done && lib == ERR_LIB_SSL &&
+  else if (!t->done && !t->client && lib == ERR_LIB_SSL &&
            (reason == SSL_R_HTTP_REQUEST ||
             reason == SSL_R_HTTPS_PROXY_REQUEST ||
             (reason == SSL_R_WRONG_VERSION_NUMBER && looks_like_http(t))))
     result = SW_TLS_EHTTP;
   t->fatal = result;
-
-  if (!t->done) {
-    if (result == SW_TLS_EHTTP)
-      sw_tls_counters.failed_http++;
-    else if (lib == ERR_LIB_SSL && is_version_reason(reason))
-      sw_tls_counters.failed_version++;
-    else
-      sw_tls_counters.failed_protocol++;
-  }
+  count_failure(t, result, lib, reason);
   return result;
 }
 
@@ -902,9 +1232,15 @@ ssize_t sw_tls_read(sw_tls_t *t, char *buf, size_t cap) {
     if (r != 1)
       return map_error(t, r);
     t->done = 1;
-    sw_tls_counters.handshakes++;
-    if (SSL_session_reused(t->ssl))
-      sw_tls_counters.resumed++;
+    if (t->client) {
+      sw_tls_counters.client_handshakes++;
+      if (SSL_session_reused(t->ssl))
+        sw_tls_counters.client_resumed++;
+    } else {
+      sw_tls_counters.handshakes++;
+      if (SSL_session_reused(t->ssl))
+        sw_tls_counters.resumed++;
+    }
   }
   /* Fill buf from as many records as the input holds: fewer, larger
    * reads for the caller. An error after some bytes waits for the next

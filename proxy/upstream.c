@@ -7,8 +7,10 @@
  * server, then 502; a timeout is 504; a reset before any response byte is
  * 502, after the response started it truncates the client's response. */
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 
+#include "sw_tls.h"
 #include "sw_control.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
@@ -58,9 +60,37 @@ static void health_stop(sw_server_t *s) {
 
 /* (Re)starts a server's checker with the colour's current settings, keeping
  * the state it had, so that a reload does not take servers out. */
+/* What a TLS connection to s checks: the upstream's tls_name, else its
+ * health_host (without a port), else s's IP address. */
+static void tls_names(
+    const sw_server_t *s, char *name, size_t namelen, char *ip, size_t iplen) {
+  const sw_upstream_conf_t *uc = &sw.cfg->upstream[s->colour];
+  const char *n = uc->tls_name ? uc->tls_name : uc->health.host;
+
+  name[0] = '\0';
+  if (n != NULL && n[0] != '[') {
+    size_t len = strcspn(n, ":");
+    struct in_addr a4;
+    if (len < namelen) {
+      memcpy(name, n, len);
+      name[len] = '\0';
+    }
+    /* A health_host that is an address names no host: the address is
+     * checked as an IP SAN instead. */
+    if (inet_pton(AF_INET, name, &a4) == 1)
+      name[0] = '\0';
+  }
+  ip[0] = '\0';
+  if (s->addr.ss_family == AF_INET6)
+    (void)uv_ip6_name((const struct sockaddr_in6 *)&s->addr, ip, iplen);
+  else
+    (void)uv_ip4_name((const struct sockaddr_in *)&s->addr, ip, iplen);
+}
+
 static int health_start(sw_server_t *s,
                         const sw_health_conf_t *hc,
                         sw_health_state_t initial) {
+  char name[256], ip[64];
   sw_health_params_t p;
   sw_health_t *h;
   int err;
@@ -81,6 +111,10 @@ static int health_start(sw_server_t *s,
   p.timeout_ms = hc->timeout_ms;
   p.rise = hc->rise;
   p.fall = hc->fall;
+  tls_names(s, name, sizeof(name), ip, sizeof(ip));
+  p.tls = sw.pools[s->colour].tls;
+  p.tls_name = name[0] ? name : NULL;
+  p.tls_ip = ip;
   err = sw_health_new(sw.loop, (struct sockaddr *)&s->addr, s->name, &p,
                       on_health, s, &h);
   if (err == 0) {
@@ -125,6 +159,7 @@ int sw_pools_apply(const sw_config_t *cfg, int first) {
 
     np.n = uc->nservers;
     np.rr = old->rr;
+    np.tls = old->tls;
     np.servers = np.n > 0 ? calloc(np.n, sizeof(*np.servers)) : NULL;
     if (np.n > 0 && np.servers == NULL)
       return UV_ENOMEM;
@@ -170,6 +205,39 @@ int sw_pools_apply(const sw_config_t *cfg, int first) {
   return 0;
 }
 
+int sw_pools_tls_load(const sw_config_t *cfg,
+                      sw_tls_ctx_t *out[SW_COLOURS],
+                      char *err,
+                      size_t errlen) {
+  for (int c = 0; c < SW_COLOURS; c++)
+    out[c] = NULL;
+  for (int c = 0; c < SW_COLOURS; c++) {
+    const sw_upstream_conf_t *uc = &cfg->upstream[c];
+    int e;
+    if (!uc->tls)
+      continue;
+    e = sw_tls_client_ctx_new(cfg->file, uc->tls_line, uc->tls_ca,
+                              uc->tls_verify, &out[c], err, errlen);
+    if (e != 0) {
+      for (int k = 0; k < c; k++)
+        if (out[k] != NULL)
+          sw_tls_ctx_unref(out[k]);
+      out[c] = NULL;
+      return e;
+    }
+  }
+  return 0;
+}
+
+void sw_pools_tls_set(sw_tls_ctx_t *ctx[SW_COLOURS]) {
+  for (int c = 0; c < SW_COLOURS; c++) {
+    if (sw.pools[c].tls != NULL)
+      sw_tls_ctx_unref(sw.pools[c].tls);
+    sw.pools[c].tls = ctx[c];
+    ctx[c] = NULL;
+  }
+}
+
 void sw_pools_stop_health(void) {
   for (int col = 0; col < SW_COLOURS; col++)
     for (size_t k = 0; k < sw.pools[col].n; k++)
@@ -184,6 +252,9 @@ void sw_pools_free(void) {
     free(p->servers);
     p->servers = NULL;
     p->n = 0;
+    if (p->tls != NULL)
+      sw_tls_ctx_unref(p->tls);
+    p->tls = NULL;
   }
 }
 
@@ -197,6 +268,8 @@ void sw_upstream_close_idle(void) {
 
 static void on_up_close(uv_handle_t *h) {
   sw_upconn_t *u = sw_container_of(h, sw_upconn_t, tcp);
+  if (u->tls != NULL)
+    sw_tls_free(u->tls);
   server_unref(u->server);
   free(u);
   sw.nupconns--;
@@ -274,8 +347,46 @@ static void release(sw_upconn_t *u, int reusable) {
 
 /* --- sending -------------------------------------------------------------- */
 
+/* Scratch for TLS to upstreams: plaintext of one read, ciphertext on its
+ * way out. Static, like the read buffer: one loop, one thread. */
+static char up_plain[64 * 1024];
+static char up_cipher[64 * 1024];
+
+static int up_tls_flush(sw_upconn_t *u) {
+  while (sw_tls_out_pending(u->tls) > 0) {
+    size_t n = sw_tls_take_out(u->tls, up_cipher, sizeof(up_cipher));
+    uv_buf_t b = uv_buf_init(up_cipher, (unsigned)n);
+    int err;
+    if (n == 0)
+      break;
+    err = sw_stream_write((uv_stream_t *)&u->tcp, &b, 1);
+    if (err != 0)
+      return err;
+  }
+  return 0;
+}
+
+int sw_upconn_write(sw_upconn_t *u, const uv_buf_t *bufs, unsigned n) {
+  if (u->tls == NULL)
+    return sw_stream_write((uv_stream_t *)&u->tcp, bufs, n);
+  if (uv_is_closing((uv_handle_t *)&u->tcp))
+    return UV_ECANCELED;
+  for (unsigned i = 0; i < n; i++)
+    if (bufs[i].len > 0 && sw_tls_write(u->tls, bufs[i].base, bufs[i].len) != 0)
+      return UV_EPROTO;
+  return up_tls_flush(u);
+}
+
+void sw_upconn_close_notify(sw_upconn_t *u) {
+  if (u->tls == NULL || (u->flags & SW_UF_CLOSING) ||
+      !sw_tls_handshake_done(u->tls))
+    return;
+  sw_tls_shutdown(u->tls);
+  (void)up_tls_flush(u);
+}
+
 static int write_upstream(sw_upconn_t *u, const uv_buf_t *bufs, unsigned n) {
-  int err = sw_stream_write((uv_stream_t *)&u->tcp, bufs, n);
+  int err = sw_upconn_write(u, bufs, n);
   if (err == 0 && u->req != NULL)
     u->req->sent_any = 1;
   return err;
@@ -372,6 +483,24 @@ static void on_connect(uv_connect_t *req, int status) {
     sw_upconn_close(u);
     r->last_fail = 502;
     try_server(r);
+    return;
+  }
+  if (sw.pools[u->server->colour].tls != NULL) {
+    /* TLS: the request goes once the handshake is done; the connect
+     * timeout keeps running until then. */
+    char name[256], ip[64];
+    tls_names(u->server, name, sizeof(name), ip, sizeof(ip));
+    u->tls = sw_tls_new_client(sw.pools[u->server->colour].tls,
+                               name[0] ? name : NULL, ip);
+    if (u->tls == NULL || sw_tls_read(u->tls, up_plain, sizeof(up_plain)) < 0 ||
+        up_tls_flush(u) != 0) {
+      unbind(u);
+      sw_upconn_close(u);
+      r->last_fail = 502;
+      try_server(r);
+      return;
+    }
+    u->flags |= SW_UF_HANDSHAKE;
     return;
   }
   send_request(u);
@@ -506,7 +635,8 @@ void sw_upstream_resume(sw_req_t *r) {
 void sw_upstream_expire(sw_tnode_t *n) {
   sw_upconn_t *u = sw_container_of(n, sw_upconn_t, tn);
   sw_req_t *r = u->req;
-  int connecting = !(u->flags & SW_UF_CONNECTED);
+  int connecting =
+      !(u->flags & SW_UF_CONNECTED) || (u->flags & SW_UF_HANDSHAKE);
 
   if (r == NULL) {
     sw_upconn_close(u); /* idle too long */
@@ -794,8 +924,10 @@ static void response_done(sw_upconn_t *u, sw_req_t *r) {
   sw_req_finished(r);
 }
 
-static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  sw_upconn_t *u = sw_container_of(s, sw_upconn_t, tcp);
+/* What the connection brought: nread bytes of plaintext at base, or (nread
+ * < 0) its end or an error. */
+static void up_input(sw_upconn_t *u, ssize_t nread, const char *base) {
+  uv_stream_t *s = (uv_stream_t *)&u->tcp;
   sw_req_t *r = u->req;
   llhttp_errno_t err;
   size_t used;
@@ -819,7 +951,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       }
       return;
     }
-    sw_tunnel_from_upstream(r, buf->base, (size_t)nread);
+    sw_tunnel_from_upstream(r, base, (size_t)nread);
     return;
   }
   if (nread < 0) {
@@ -850,8 +982,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* The raw head bytes are checked before llhttp sees them; after an
      * interim (1xx) response the next head is checked from where it
      * starts. */
-    if (!r->rscan.done && sw_http_scan_head(&r->rscan, buf->base + off,
-                                            (size_t)nread - off) != 0) {
+    if (!r->rscan.done &&
+        sw_http_scan_head(&r->rscan, base + off, (size_t)nread - off) != 0) {
       sw_warn("upstream", r->client->id,
               "bad response from %s: bare LF or folded header line",
               u->server->name);
@@ -860,10 +992,9 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       sw_req_fail(r, 502);
       return;
     }
-    err = llhttp_execute(&r->rparser, buf->base + off, (size_t)nread - off);
-    used = err == HPE_OK
-               ? (size_t)nread
-               : (size_t)(llhttp_get_error_pos(&r->rparser) - buf->base);
+    err = llhttp_execute(&r->rparser, base + off, (size_t)nread - off);
+    used = err == HPE_OK ? (size_t)nread
+                         : (size_t)(llhttp_get_error_pos(&r->rparser) - base);
     if (err != HPE_PAUSED || !r->after_1xx)
       break;
     r->after_1xx = 0;
@@ -883,7 +1014,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     r->t_up_done = uv_hrtime();
     sw_tunnel_start(r);
     if (used < (size_t)nread)
-      sw_tunnel_from_upstream(r, buf->base + used, (size_t)nread - used);
+      sw_tunnel_from_upstream(r, base + used, (size_t)nread - used);
     if ((c->flags & SW_CF_CLOSING) || c->req != r)
       return;
     if (c->npending > 0 && r->up != NULL) {
@@ -934,4 +1065,89 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     u->flags &= ~SW_UF_READING;
     u->flags |= SW_UF_PAUSED;
   }
+}
+
+/* A TLS handshake with the server failed: like a failed connect, the next
+ * server of the colour is tried. A certificate that does not verify is
+ * said loudly: it is a configuration error, not a blip. */
+static void up_handshake_failed(sw_upconn_t *u, ssize_t why) {
+  sw_req_t *r = u->req;
+
+  if (r == NULL) {
+    sw_upconn_close(u);
+    return;
+  }
+  if (why == SW_TLS_EVERIFY)
+    sw_error("upstream", r->client->id, "TLS to %s (%s): %s", u->server->name,
+             sw_colour_name(u->server->colour), sw_tls_error(u->tls));
+  else
+    sw_warn("upstream", r->client->id, "TLS handshake with %s (%s) failed: %s",
+            u->server->name, sw_colour_name(u->server->colour),
+            why == UV_EOF ? "connection closed" : sw_tls_error(u->tls));
+  unbind(u);
+  sw_upconn_close(u);
+  r->last_fail = 502;
+  try_server(r);
+}
+
+/* Ciphertext from a TLS upstream: the handshake goes on (then the request
+ * goes), and plaintext goes where a plain connection's bytes would. */
+static void up_tls_input(sw_upconn_t *u, const char *data, size_t len) {
+  if (sw_tls_feed(u->tls, data, len) != 0) {
+    up_input(u, UV_ENOMEM, NULL);
+    return;
+  }
+  for (;;) {
+    ssize_t n = sw_tls_read(u->tls, up_plain, sizeof(up_plain));
+    if (up_tls_flush(u) != 0) {
+      up_input(u, UV_EPIPE, NULL);
+      return;
+    }
+    if ((u->flags & SW_UF_HANDSHAKE) && sw_tls_handshake_done(u->tls)) {
+      u->flags &= ~SW_UF_HANDSHAKE;
+      if (u->req != NULL)
+        send_request(u);
+      if (u->flags & SW_UF_CLOSING)
+        return;
+    }
+    if (n > 0) {
+      sw_req_t *r0 = u->req;
+      if (r0 == NULL) {
+        /* Idle in the pool: application bytes nobody asked for. */
+        sw_upconn_close(u);
+        return;
+      }
+      up_input(u, n, up_plain);
+      if ((u->flags & SW_UF_CLOSING) || u->req != r0)
+        return;
+      continue;
+    }
+    if (n == 0)
+      return; /* more input needed (or only TLS records, e.g. tickets) */
+    if (u->flags & SW_UF_HANDSHAKE) {
+      up_handshake_failed(u, n);
+      return;
+    }
+    up_input(u, n == SW_TLS_ECLOSED ? UV_EOF : UV_EPROTO, NULL);
+    return;
+  }
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  sw_upconn_t *u = sw_container_of(s, sw_upconn_t, tcp);
+
+  if (nread == 0 || (u->flags & SW_UF_CLOSING))
+    return;
+  if (u->tls == NULL) {
+    up_input(u, nread, buf->base);
+    return;
+  }
+  if (nread < 0) {
+    if (u->flags & SW_UF_HANDSHAKE)
+      up_handshake_failed(u, UV_EOF);
+    else
+      up_input(u, nread, NULL);
+    return;
+  }
+  up_tls_input(u, buf->base, (size_t)nread);
 }

@@ -160,6 +160,12 @@ static void check_defaults_except_lists(const sw_config_t *cfg) {
     SW_CHECK_INT_EQ(up->health.enabled, 1);
     SW_CHECK_UINT_EQ(up->nrequires, 0);
     SW_CHECK(up->requires == NULL);
+
+    SW_CHECK_INT_EQ(up->tls, 0);
+    SW_CHECK(up->tls_ca == NULL);
+    SW_CHECK_INT_EQ(up->tls_verify, 1);
+    SW_CHECK(up->tls_name == NULL);
+    SW_CHECK_INT_EQ(up->tls_line, 0);
   }
 
   /* The database section is optional; with no requirement, no dsn. */
@@ -2726,6 +2732,288 @@ static void test_tls_errors(void) {
             "at line 2)");
 }
 
+/* TLS to the upstreams: every directive in both colours, none at its
+ * default except where a section shows the default written out. */
+static void test_upstream_tls_full(void) {
+  const sw_upstream_conf_t *b, *g;
+  sw_config_t *cfg;
+
+  cfg = PARSE_OK(BASE                                      /* 1-4 */
+                 "  tls_name app.internal.example.com\n"   /* 5 */
+                 "  tls on\n"                              /* 6 */
+                 "  tls_ca /etc/switchd/upstream-ca.pem\n" /* 7 */
+                 "  tls_verify on\n"                       /* 8 */
+                 "upstream green\n"                        /* 9 */
+                 "  server 127.0.0.1:9101\n"               /* 10 */
+                 "  tls_verify off\n"                      /* 11 */
+                 "  tls_ca \"certs/green ca.pem\"\n"       /* 12 */
+                 "  tls on # verification off: tests only\n" /* 13 */);
+  if (cfg == NULL)
+    return;
+  b = &cfg->upstream[SW_BLUE];
+  SW_CHECK_INT_EQ(b->tls, 1);
+  SW_CHECK_INT_EQ(b->tls_line, 6);
+  SW_CHECK_STR_EQ(b->tls_ca, "/etc/switchd/upstream-ca.pem");
+  SW_CHECK_INT_EQ(b->tls_verify, 1);
+  SW_CHECK_STR_EQ(b->tls_name, "app.internal.example.com");
+  /* Paths are stored as written, relative ones included. */
+  g = &cfg->upstream[SW_GREEN];
+  SW_CHECK_INT_EQ(g->tls, 1);
+  SW_CHECK_INT_EQ(g->tls_line, 13);
+  SW_CHECK_STR_EQ(g->tls_ca, "certs/green ca.pem");
+  SW_CHECK_INT_EQ(g->tls_verify, 0);
+  SW_CHECK(g->tls_name == NULL);
+  sw_config_free(cfg);
+
+  /* `tls on` alone: the system's store, verification on, and the name
+   * left to health_host or the server's address. The other colour stays
+   * plain. */
+  cfg = PARSE_OK(BASE "  tls on\nupstream green\n  server 127.0.0.1:9101\n");
+  if (cfg != NULL) {
+    b = &cfg->upstream[SW_BLUE];
+    SW_CHECK_INT_EQ(b->tls, 1);
+    SW_CHECK_INT_EQ(b->tls_line, 5);
+    SW_CHECK(b->tls_ca == NULL);
+    SW_CHECK_INT_EQ(b->tls_verify, 1);
+    SW_CHECK(b->tls_name == NULL);
+    g = &cfg->upstream[SW_GREEN];
+    SW_CHECK_INT_EQ(g->tls, 0);
+    SW_CHECK_INT_EQ(g->tls_line, 0);
+  }
+  sw_config_free(cfg);
+
+  /* `tls off` written out is the default, and has no tls line. */
+  cfg = PARSE_OK(BASE "  tls off\n");
+  if (cfg != NULL) {
+    SW_CHECK_INT_EQ(cfg->upstream[SW_BLUE].tls, 0);
+    SW_CHECK_INT_EQ(cfg->upstream[SW_BLUE].tls_line, 0);
+  }
+  sw_config_free(cfg);
+}
+
+/* Appends `tls on` (or, for `tls` itself, another directive) and the
+ * directive to BASE's upstream blue, the directive as line 6; checks the
+ * string or on/off stored, or the error. */
+static void test_upstream_tls_values(void) {
+  static const struct {
+    const char *directive, *arg, *want, *err;
+  } cases[] = {
+      {"tls", "on", "1", NULL},
+      {"tls", "yes", NULL, "tls: expected on or off, got 'yes'"},
+      {"tls", "ON", NULL, "tls: expected on or off, got 'ON'"},
+      {"tls", "on off", NULL, "tls: expected 1 argument, got 2"},
+      {"tls_verify", "on", "1", NULL},
+      {"tls_verify", "off", "0", NULL},
+      {"tls_verify", "no", NULL, "tls_verify: expected on or off, got 'no'"},
+      {"tls_ca", "ca.pem", "ca.pem", NULL},
+      {"tls_ca", "\"/etc/ssl/my ca.pem\"", "/etc/ssl/my ca.pem", NULL},
+      {"tls_ca", "\"\"", NULL, "tls_ca: empty path ''"},
+      {"tls_ca", "a.pem b.pem", NULL, "tls_ca: expected 1 argument, got 2"},
+      /* DNS names, stored as written. */
+      {"tls_name", "app.example.com", "app.example.com", NULL},
+      {"tls_name", "App-1.Example.COM", "App-1.Example.COM", NULL},
+      {"tls_name", "localhost", "localhost", NULL},
+      {"tls_name", "a", "a", NULL},
+      {"tls_name", "xn--bcher-kva.example", "xn--bcher-kva.example", NULL},
+      {"tls_name", "1e100.net", "1e100.net", NULL},
+      {"tls_name", "10.0.0.1.nip.io", "10.0.0.1.nip.io", NULL},
+      {"tls_name", "a--b.example", "a--b.example", NULL},
+      {"tls_name", "\"\"", NULL, "tls_name: empty host name ''"},
+      {"tls_name", "a_b.example", NULL,
+       "tls_name: invalid host name 'a_b.example'"},
+      {"tls_name", "*.example.com", NULL,
+       "tls_name: invalid host name '*.example.com'"},
+      {"tls_name", "app.example.com:443", NULL,
+       "tls_name: invalid host name 'app.example.com:443'"},
+      {"tls_name", "-app.example", NULL,
+       "tls_name: invalid host name '-app.example'"},
+      {"tls_name", "app-.example", NULL,
+       "tls_name: invalid host name 'app-.example'"},
+      {"tls_name", "app.example-", NULL,
+       "tls_name: invalid host name 'app.example-'"},
+      {"tls_name", "a..b", NULL, "tls_name: invalid host name 'a..b'"},
+      {"tls_name", ".a", NULL, "tls_name: invalid host name '.a'"},
+      {"tls_name", ".", NULL, "tls_name: invalid host name '.'"},
+      {"tls_name", "a..", NULL, "tls_name: invalid host name 'a..'"},
+      {"tls_name", "\"a b\"", NULL, "tls_name: invalid host name 'a b'"},
+      {"tls_name", "caf\xc3\xa9.example", NULL,
+       "tls_name: invalid host name 'caf\xc3\xa9.example'"},
+      {"tls_name", "https://app.example", NULL,
+       "tls_name: invalid host name 'https://app.example'"},
+      {"tls_name", "app.example.com.", NULL,
+       "tls_name: 'app.example.com.' ends with a dot (write the name "
+       "without it)"},
+      /* Addresses: leaving tls_name out is how one is checked. */
+      {"tls_name", "10.0.0.1", NULL,
+       "tls_name: '10.0.0.1' is an IP address, not a host name (leave "
+       "tls_name out to check the server's IP address against the "
+       "certificate's IP SANs)"},
+      {"tls_name", "2001:db8::1", NULL,
+       "tls_name: '2001:db8::1' is an IP address, not a host name (leave "
+       "tls_name out to check the server's IP address against the "
+       "certificate's IP SANs)"},
+      {"tls_name", "[::1]", NULL,
+       "tls_name: '[::1]' is an IP address, not a host name (leave "
+       "tls_name out to check the server's IP address against the "
+       "certificate's IP SANs)"},
+      {"tls_name", "::ffff:10.0.0.1", NULL,
+       "tls_name: '::ffff:10.0.0.1' is an IP address, not a host name "
+       "(leave tls_name out to check the server's IP address against the "
+       "certificate's IP SANs)"},
+      /* A numeric last label is an IPv4 address or a typo of one. */
+      {"tls_name", "10.0.0.256", NULL,
+       "tls_name: invalid host name '10.0.0.256'"},
+      {"tls_name", "123", NULL, "tls_name: invalid host name '123'"},
+      {"tls_name", "app.123", NULL, "tls_name: invalid host name 'app.123'"},
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[512], want[256];
+    snprintf(text, sizeof(text), BASE "  %s\n  %s %s\n",
+             strcmp(cases[i].directive, "tls") == 0 ? "max_idle 1" : "tls on",
+             cases[i].directive, cases[i].arg);
+    if (cases[i].err == NULL) {
+      sw_config_t *cfg = PARSE_OK(text);
+      const sw_upstream_conf_t *up;
+      char got[64] = "";
+      if (cfg == NULL) {
+        printf("  case: %s %s\n", cases[i].directive, cases[i].arg);
+        continue;
+      }
+      up = &cfg->upstream[SW_BLUE];
+      if (strcmp(cases[i].directive, "tls") == 0)
+        snprintf(got, sizeof(got), "%d", up->tls);
+      else if (strcmp(cases[i].directive, "tls_verify") == 0)
+        snprintf(got, sizeof(got), "%d", up->tls_verify);
+      else if (strcmp(cases[i].directive, "tls_ca") == 0)
+        snprintf(got, sizeof(got), "%s", up->tls_ca ? up->tls_ca : "(null)");
+      else
+        snprintf(got, sizeof(got), "%s",
+                 up->tls_name ? up->tls_name : "(null)");
+      if (!SW_CHECK_STR_EQ(got, cases[i].want))
+        printf("  case: %s %s\n", cases[i].directive, cases[i].arg);
+      sw_config_free(cfg);
+    } else {
+      snprintf(want, sizeof(want), "conf:6: %s", cases[i].err);
+      PARSE_ERR(text, want);
+    }
+  }
+}
+
+/* The limits of a DNS name: labels of at most 63 bytes, 253 in all. */
+static void test_upstream_tls_name_length(void) {
+  char name[300], text[512], want[sizeof(name) + 64];
+  sw_config_t *cfg;
+  size_t i;
+
+  /* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253. */
+  memset(name, 'a', sizeof(name));
+  name[63] = name[127] = name[191] = '.';
+  name[253] = '\0';
+  snprintf(text, sizeof(text), BASE "  tls on\n  tls_name %s\n", name);
+  cfg = PARSE_OK(text);
+  if (cfg != NULL)
+    SW_CHECK_UINT_EQ(strlen(cfg->upstream[SW_BLUE].tls_name), 253);
+  sw_config_free(cfg);
+
+  name[253] = 'a';
+  name[254] = '\0';
+  snprintf(text, sizeof(text), BASE "  tls on\n  tls_name %s\n", name);
+  PARSE_ERR(text, "conf:6: tls_name: longer than 253 bytes");
+
+  /* A 64-byte label. */
+  for (i = 0; i < 64; i++)
+    name[i] = 'b';
+  memcpy(name + 64, ".example", 9);
+  snprintf(text, sizeof(text), BASE "  tls on\n  tls_name %s\n", name);
+  snprintf(want, sizeof(want), "conf:6: tls_name: invalid host name '%s'",
+           name);
+  PARSE_ERR(text, want);
+  /* One byte fewer is a label. */
+  memcpy(name + 63, ".example", 9);
+  snprintf(text, sizeof(text), BASE "  tls on\n  tls_name %s\n", name);
+  cfg = PARSE_OK(text);
+  sw_config_free(cfg);
+}
+
+static void test_upstream_tls_errors(void) {
+  /* tls_ca, tls_verify and tls_name need `tls on` in the same section:
+   * reported when the section ends (at the next section or the end of the
+   * file), at the first of them. */
+  PARSE_ERR(BASE "  tls_ca ca.pem\n",
+            "conf:5: tls_ca: this upstream has no `tls on`");
+  PARSE_ERR(BASE "  tls_verify off\n",
+            "conf:5: tls_verify: this upstream has no `tls on`");
+  PARSE_ERR(BASE "  tls_name app.example.com\n",
+            "conf:5: tls_name: this upstream has no `tls on`");
+  PARSE_ERR(BASE
+            "  max_idle 8\n"           /* 5 */
+            "  tls_name app.example\n" /* 6 */
+            "  tls_verify on\n"        /* 7 */
+            "  tls_ca ca.pem\n"        /* 8 */
+            "client\n"                 /* 9 */
+            "  max_headers nope\n",    /* 10 */
+            "conf:6: tls_name: this upstream has no `tls on`");
+  PARSE_ERR(BASE "  tls off\n  tls_ca ca.pem\n",
+            "conf:6: tls_ca: this upstream has no `tls on`");
+  PARSE_ERR(BASE "  tls_verify off\n  tls off\n",
+            "conf:5: tls_verify: this upstream has no `tls on`");
+  /* Each colour on its own: blue's `tls on` is not green's. */
+  PARSE_ERR(BASE
+            "  tls on\n"                /* 5 */
+            "upstream green\n"          /* 6 */
+            "  server 127.0.0.1:9101\n" /* 7 */
+            "  tls_ca ca.pem\n"         /* 8 */
+            "listen\n"                  /* 9 */
+            "  bind 127.0.0.1:8081\n",  /* 10 */
+            "conf:8: tls_ca: this upstream has no `tls on`");
+  PARSE_ERR(
+      "upstream green\n"
+      "  tls_verify off\n"
+      "upstream blue\n"
+      "  server 127.0.0.1:9001\n"
+      "  tls on\n"
+      "listen\n"
+      "  bind 127.0.0.1:8080\n",
+      "conf:2: tls_verify: this upstream has no `tls on`");
+  /* `tls on` may come after the settings it enables. */
+  {
+    sw_config_t *cfg = PARSE_OK(BASE "  tls_ca ca.pem\n  tls on\n");
+    if (cfg != NULL) {
+      SW_CHECK_STR_EQ(cfg->upstream[SW_BLUE].tls_ca, "ca.pem");
+      SW_CHECK_INT_EQ(cfg->upstream[SW_BLUE].tls_line, 6);
+    }
+    sw_config_free(cfg);
+  }
+
+  /* Once per upstream section; the error frees what was set. */
+  PARSE_ERR(BASE "  tls on\n  tls off\n",
+            "conf:6: duplicate directive 'tls' (first set at line 5)");
+  PARSE_ERR(BASE "  tls on\n  tls_ca a.pem\n  tls_ca b.pem\n",
+            "conf:7: duplicate directive 'tls_ca' (first set at line 6)");
+  PARSE_ERR(BASE "  tls on\n  tls_name a.example\n  tls_name b.example\n",
+            "conf:7: duplicate directive 'tls_name' (first set at line 6)");
+  PARSE_ERR(BASE "  tls on\n  tls_verify on\n  tls_verify on\n",
+            "conf:7: duplicate directive 'tls_verify' (first set at line 6)");
+  PARSE_ERR(BASE
+            "  tls on\n  tls_ca a.pem\n  tls_name a.example\n"
+            "  max_idle x\n",
+            "conf:8: max_idle: invalid number 'x'");
+
+  /* They belong in upstream sections only. */
+  PARSE_ERR(BASE "listen\n  bind 127.0.0.1:8443\n  tls on\n",
+            "conf:7: unknown directive 'tls' in section 'listen' (it belongs "
+            "in section 'upstream')");
+  PARSE_ERR(BASE "client\n  tls_ca ca.pem\n",
+            "conf:6: unknown directive 'tls_ca' in section 'client' (it "
+            "belongs in section 'upstream')");
+  PARSE_ERR(BASE "  tls_min_version 1.3\n",
+            "conf:5: unknown directive 'tls_min_version' in section "
+            "'upstream blue' (it belongs in section 'listen')");
+  PARSE_ERR("tls on\n" BASE, "conf:1: directive 'tls' outside any section");
+}
+
 static void test_api_edges(void) {
   char small[12];
   sw_config_t *cfg = NULL;
@@ -2869,6 +3157,10 @@ static void test_example_mentions_every_directive(void) {
       "tls_session_cache",
       "tls_session_timeout",
       "tls_handshake_timeout",
+      "tls",
+      "tls_ca",
+      "tls_verify",
+      "tls_name",
   };
   static const char *const sections[] = {
       "global",   "listen",  "client", "upstream blue", "upstream green",
@@ -2982,6 +3274,69 @@ static void test_example_tls_section(void) {
   sw_config_free(cfg);
 }
 
+/* The example's upstream TLS lines are commented out (`tls off` is the
+ * default, and the others need `tls on`); uncommented with `tls on`, they
+ * must parse, and tls_verify must show its default. */
+static void test_example_upstream_tls(void) {
+  static const char *const directives[] = {"tls", "tls_ca", "tls_verify",
+                                           "tls_name"};
+  static char text[65536], out[65536];
+  size_t n, w = 0, i;
+  char *line, *next, *start;
+  int uncommented = 0, tls_line = 0, lineno = 0;
+  sw_config_t *cfg;
+  FILE *f = fopen("conf/switchd.conf", "r");
+
+  if (!SW_CHECK(f != NULL))
+    return;
+  n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  for (line = text; *line != '\0'; line = next) {
+    next = strchr(line, '\n');
+    next = next ? next + 1 : line + strlen(line);
+    start = line;
+    lineno++;
+    for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+      size_t len = strlen(directives[i]);
+      if (strncmp(line, "  # ", 4) == 0 &&
+          strncmp(line + 4, directives[i], len) == 0 && line[4 + len] == ' ')
+        break;
+    }
+    if (i < sizeof(directives) / sizeof(directives[0])) {
+      start = line + 4;
+      memcpy(out + w, "  ", 2);
+      w += 2;
+      uncommented++;
+      if (strncmp(start, "tls off\n", 8) == 0) {
+        memcpy(out + w, "tls on\n", 7);
+        w += 7;
+        tls_line = lineno;
+        continue;
+      }
+    }
+    memcpy(out + w, start, (size_t)(next - start));
+    w += (size_t)(next - start);
+  }
+  out[w] = '\0';
+  /* In upstream blue only; green says it takes the same directives. */
+  SW_CHECK_INT_EQ(uncommented, 4);
+
+  cfg = PARSE_OK(out);
+  if (cfg == NULL)
+    return;
+  {
+    const sw_upstream_conf_t *up = &cfg->upstream[SW_BLUE];
+    SW_CHECK_INT_EQ(up->tls, 1);
+    SW_CHECK_INT_EQ(up->tls_line, tls_line);
+    SW_CHECK(up->tls_ca != NULL);
+    SW_CHECK_INT_EQ(up->tls_verify, 1);
+    SW_CHECK(up->tls_name != NULL);
+    SW_CHECK_INT_EQ(cfg->upstream[SW_GREEN].tls, 0);
+  }
+  sw_config_free(cfg);
+}
+
 static void test_load_errors(void) {
   char path[] = "/tmp/sw-test-config-XXXXXX";
   char err[256] = "";
@@ -3059,8 +3414,13 @@ SW_TEST_MAIN(SW_TASK(test_defaults),
              SW_TASK(test_tls_sections),
              SW_TASK(test_tls_values),
              SW_TASK(test_tls_errors),
+             SW_TASK(test_upstream_tls_full),
+             SW_TASK(test_upstream_tls_values),
+             SW_TASK(test_upstream_tls_name_length),
+             SW_TASK(test_upstream_tls_errors),
              SW_TASK(test_api_edges),
              SW_TASK(test_load_example),
              SW_TASK(test_example_mentions_every_directive),
              SW_TASK(test_example_tls_section),
+             SW_TASK(test_example_upstream_tls),
              SW_TASK(test_load_errors))

@@ -11,18 +11,37 @@
  * request bytes and Host override, probe_now, stopping with a probe in
  * flight, from a callback and before start, and the colour helper. Every
  * test ends with uv_loop_close() == 0. Intervals are 50 ms; the binary runs
- * in a few seconds. */
+ * in a few seconds.
+ *
+ * Over TLS: a scripted server can speak TLS through a server-side sw_tls
+ * context, with a CA and a certificate for health.test and 127.0.0.1 made
+ * here with OpenSSL's APIs in a temporary directory removed at exit. Covered:
+ * a probe passing with the right CA and name (SNI sent, the request exactly
+ * as over plain HTTP) or IP, the checker's own reference on the context,
+ * a wrong name, a wrong IP and an unknown CA failing with X509's reason,
+ * a plain HTTP server, a close during the handshake and a silent server
+ * (the timeout covers the handshake), responses judged as over plain HTTP,
+ * a close_notify before a response, and stopping mid-handshake. */
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "sw_config.h"
 #include "sw_health.h"
 #include "sw_list.h"
 #include "sw_test.h"
+#include "sw_tls.h"
 
 /* How late a timer may fire before the test calls it wrong: generous, for
  * a loaded machine and the sanitizer build. */
@@ -84,6 +103,14 @@ typedef struct reply_s {
 typedef struct srv_s {
   uv_tcp_t tcp;
   int port;
+  /* Speak TLS with this server context; NULL: plain. */
+  sw_tls_ctx_t *tls;
+  /* Answer at the first bytes received, request or not, as a plain HTTP
+   * server answers a TLS ClientHello with a 400. */
+  int answer_any;
+  int handshakes; /* TLS handshakes completed */
+  int tls_errors; /* TLS connections that failed (not close_notify) */
+  char sni[256];  /* SNI of the last handshake */
   /* Connection i gets replies[i], the last one for every later
    * connection; with `cycle`, replies[i % n]. */
   const reply_t *replies;
@@ -107,12 +134,23 @@ typedef struct sconn_s {
   char buf[4096];
   size_t len;
   int answered;
+  sw_tls_t *tls; /* when the server speaks TLS */
+  int handshaken;
 } sconn_t;
+
+/* Ciphertext on its way to the probe; the request owns its bytes. */
+typedef struct sout_s {
+  uv_write_t w;
+  sconn_t *c;
+  int close_after;
+  char data[];
+} sout_t;
 
 static void on_sconn_close(uv_handle_t *h) {
   sconn_t *c = sw_container_of(h, sconn_t, tcp);
   sw_list_remove(&c->link);
   c->srv->open--;
+  sw_tls_free(c->tls);
   free(c);
 }
 
@@ -131,23 +169,78 @@ static void on_salloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof(b);
 }
 
-static void on_sread(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  sconn_t *c = sw_container_of(s, sconn_t, tcp);
+static void on_stls_sent(uv_write_t *w, int status) {
+  sout_t *out = sw_container_of(w, sout_t, w);
+  sconn_t *c = out->c;
+  int close_after = out->close_after;
+  free(out);
+  if (status != 0 || close_after)
+    sconn_close(c);
+}
+
+/* Writes what the server's TLS has for the socket; with close_after, closes
+ * the connection once it is sent. */
+static void sconn_flush(sconn_t *c, int close_after) {
+  size_t n = sw_tls_out_pending(c->tls);
+  sout_t *out;
+  uv_buf_t b;
+
+  if (n == 0) {
+    if (close_after)
+      sconn_close(c);
+    return;
+  }
+  out = malloc(sizeof(*out) + n);
+  if (out == NULL)
+    abort();
+  out->c = c;
+  out->close_after = close_after;
+  b = uv_buf_init(out->data, (unsigned)sw_tls_take_out(c->tls, out->data, n));
+  if (uv_write(&out->w, (uv_stream_t *)&c->tcp, &b, 1, on_stls_sent) != 0) {
+    free(out);
+    sconn_close(c);
+  }
+}
+
+/* Sends a reply's bytes; with close_after, closes once they are sent (over
+ * TLS after a close_notify). */
+static void sconn_send(sconn_t *c,
+                       const char *bytes,
+                       size_t len,
+                       int close_after) {
+  if (c->tls == NULL && len == 0) {
+    sconn_close(c);
+    return;
+  }
+  if (c->tls == NULL) {
+    uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
+    if (uv_write(&c->w, (uv_stream_t *)&c->tcp, &b, 1,
+                 close_after ? on_sent : NULL) != 0)
+      sconn_close(c);
+    return;
+  }
+  if (len > 0 && sw_tls_write(c->tls, bytes, len) != 0) {
+    sconn_close(c);
+    return;
+  }
+  if (close_after)
+    sw_tls_shutdown(c->tls);
+  sconn_flush(c, close_after);
+}
+
+/* Request bytes (plaintext over TLS): once a whole head is in (or any byte
+ * with answer_any), the scripted reply. */
+static void sconn_input(sconn_t *c, const char *data, size_t len) {
   srv_t *srv = c->srv;
   const reply_t *r;
   size_t take;
   int i;
 
-  if (nread < 0) {
-    srv->eofs++;
-    sconn_close(c);
-    return;
-  }
-  take = (size_t)nread < sizeof(c->buf) - c->len ? (size_t)nread
-                                                 : sizeof(c->buf) - c->len;
-  memcpy(c->buf + c->len, buf->base, take);
+  take = len < sizeof(c->buf) - c->len ? len : sizeof(c->buf) - c->len;
+  memcpy(c->buf + c->len, data, take);
   c->len += take;
-  if (c->answered || memmem(c->buf, c->len, "\r\n\r\n", 4) == NULL)
+  if (c->answered ||
+      (!srv->answer_any && memmem(c->buf, c->len, "\r\n\r\n", 4) == NULL))
     return;
   c->answered = 1;
   srv->requests++;
@@ -158,12 +251,52 @@ static void on_sread(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
                                  : srv->nreplies - 1;
   r = &srv->replies[i];
   if (r->act == REPLY_CLOSE) {
-    sconn_close(c);
+    sconn_send(c, "", 0, 1);
   } else if (r->act == REPLY_SEND || r->act == REPLY_KEEP) {
-    uv_buf_t b = uv_buf_init((char *)r->bytes,
-                             (unsigned)(r->len ? r->len : strlen(r->bytes)));
-    if (uv_write(&c->w, s, &b, 1, r->act == REPLY_SEND ? on_sent : NULL) != 0)
+    sconn_send(c, r->bytes, r->len ? r->len : strlen(r->bytes),
+               r->act == REPLY_SEND);
+  }
+}
+
+static void on_sread(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  static char plain[65536];
+  sconn_t *c = sw_container_of(s, sconn_t, tcp);
+  srv_t *srv = c->srv;
+
+  if (uv_is_closing((uv_handle_t *)&c->tcp))
+    return;
+  if (nread < 0) {
+    srv->eofs++;
+    sconn_close(c);
+    return;
+  }
+  if (c->tls == NULL) {
+    sconn_input(c, buf->base, (size_t)nread);
+    return;
+  }
+  if (sw_tls_feed(c->tls, buf->base, (size_t)nread) != 0) {
+    sconn_close(c);
+    return;
+  }
+  for (;;) {
+    ssize_t n = sw_tls_read(c->tls, plain, sizeof(plain));
+    sconn_flush(c, 0);
+    if (!c->handshaken && sw_tls_handshake_done(c->tls)) {
+      c->handshaken = 1;
+      srv->handshakes++;
+      snprintf(srv->sni, sizeof(srv->sni), "%s", sw_tls_sni(c->tls));
+    }
+    if (n < 0) {
+      if (n != SW_TLS_ECLOSED)
+        srv->tls_errors++;
       sconn_close(c);
+      return;
+    }
+    if (n == 0)
+      return;
+    sconn_input(c, plain, (size_t)n);
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+      return;
   }
 }
 
@@ -188,15 +321,23 @@ static void on_sconn(uv_stream_t *server, int status) {
   c->index = srv->accepted++;
   srv->open++;
   sw_list_append(&srv->conns, &c->link);
+  if (srv->tls != NULL && (c->tls = sw_tls_new(srv->tls)) == NULL)
+    abort();
   uv_read_start((uv_stream_t *)&c->tcp, on_salloc, on_sread);
 }
 
-static int srv_start(srv_t *srv, const reply_t *replies, int n) {
+/* A server on 127.0.0.1 answering `replies`, over TLS with server context
+ * `tls` unless it is NULL. */
+static int srv_start_tls(srv_t *srv,
+                         const reply_t *replies,
+                         int n,
+                         sw_tls_ctx_t *tls) {
   struct sockaddr_in a;
   struct sockaddr_storage bound;
   int len = sizeof(bound);
 
   memset(srv, 0, sizeof(*srv));
+  srv->tls = tls;
   srv->replies = replies;
   srv->nreplies = n;
   sw_list_init(&srv->conns);
@@ -208,6 +349,10 @@ static int srv_start(srv_t *srv, const reply_t *replies, int n) {
   uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len);
   srv->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
   return 0;
+}
+
+static int srv_start(srv_t *srv, const reply_t *replies, int n) {
+  return srv_start_tls(srv, replies, n, NULL);
 }
 
 static void srv_close(srv_t *srv) {
@@ -333,18 +478,22 @@ static sw_health_t *checker_at(const char *file,
 #define checker(port, p, rec, initial) \
   checker_at(__FILE__, __LINE__, port, p, rec, initial)
 
-/* One probe against a server answering `reply`: the first result is left in
- * rec and what the server received in srv. */
-static void probe_once(const reply_t *reply,
-                       const sw_health_params_t *p,
-                       rec_t *rec,
-                       srv_t *srv) {
+/* One probe against a server answering `reply` (over TLS with server
+ * context `tls` unless NULL; at the first bytes with answer_any): the first
+ * result is left in rec and what the server received in srv. */
+static void probe_once_on(const reply_t *reply,
+                          const sw_health_params_t *p,
+                          rec_t *rec,
+                          srv_t *srv,
+                          sw_tls_ctx_t *tls,
+                          int answer_any) {
   sw_health_t *h;
 
   memset(rec, 0, sizeof(*rec));
   loop_begin();
-  if (srv_start(srv, reply, 1) != 0)
+  if (srv_start_tls(srv, reply, 1, tls) != 0)
     abort();
+  srv->answer_any = answer_any;
   h = checker(srv->port, p, rec, SW_HEALTH_DOWN);
   rec->stop_at = 1;
   SW_CHECK(wait_results(rec, 1, 3000));
@@ -352,8 +501,16 @@ static void probe_once(const reply_t *reply,
   SW_CHECK_INT_EQ(rec->closed, 1);
   SW_CHECK_INT_EQ(rec->after_stop, 0);
   (void)h;
+  SW_CHECK_INT_EQ(srv->open, 0);
   srv_close(srv);
   loop_end();
+}
+
+static void probe_once(const reply_t *reply,
+                       const sw_health_params_t *p,
+                       rec_t *rec,
+                       srv_t *srv) {
+  probe_once_on(reply, p, rec, srv, NULL, 0);
 }
 
 static const char ok_200[] =
@@ -974,6 +1131,438 @@ static void test_any_up(void) {
   loop_end();
 }
 
+/* --- over TLS --------------------------------------------------------------
+ */
+
+#define TLS_CONF "test.conf"
+
+/* Made once per process by the first TLS test, removed at exit: a CA the
+ * probes trust, another they do not know, and a certificate for health.test
+ * and 127.0.0.1 issued by the first (served without its chain, so a client
+ * that does not trust the CA cannot find an issuer). */
+static struct {
+  int ready;
+  char dir[64];
+  char ca[128];
+  char other_ca[128];
+  char leaf[128];
+  char leaf_key[128];
+} fx;
+
+static void fx_cleanup(void) {
+  DIR *d;
+  struct dirent *e;
+
+  if (!fx.ready)
+    return;
+  d = opendir(fx.dir);
+  if (d != NULL) {
+    while ((e = readdir(d)) != NULL) {
+      char path[512];
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        continue;
+      snprintf(path, sizeof(path), "%s/%s", fx.dir, e->d_name);
+      unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(fx.dir);
+  fx.ready = 0;
+}
+
+static void add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value) {
+  X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, v3, nid, value);
+  if (!SW_CHECK(e != NULL))
+    return;
+  SW_CHECK_INT_EQ(X509_add_ext(x, e, -1), 1);
+  X509_EXTENSION_free(e);
+}
+
+/* A certificate valid from yesterday for 30 days: a CA when issuer is NULL
+ * (self-signed), else a server certificate with subjectAltName san. */
+static X509 *make_cert(const char *cn,
+                       const char *san,
+                       EVP_PKEY *key,
+                       X509 *issuer,
+                       EVP_PKEY *issuer_key,
+                       long serial) {
+  X509 *x = X509_new();
+  X509V3_CTX v3;
+  X509_NAME *name;
+
+  if (x == NULL)
+    abort();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+  X509_time_adj_ex(X509_getm_notBefore(x), -1, 0, NULL);
+  X509_time_adj_ex(X509_getm_notAfter(x), 30, 0, NULL);
+  X509_set_pubkey(x, key);
+  name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x,
+                       issuer != NULL ? X509_get_subject_name(issuer) : name);
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+  add_ext(x, &v3, NID_subject_key_identifier, "hash");
+  if (issuer == NULL) {
+    add_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    add_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    add_ext(x, &v3, NID_authority_key_identifier, "keyid:always");
+    add_ext(x, &v3, NID_basic_constraints, "CA:FALSE");
+    add_ext(x, &v3, NID_ext_key_usage, "serverAuth");
+    add_ext(x, &v3, NID_subject_alt_name, san);
+  }
+  SW_CHECK(X509_sign(x, issuer_key != NULL ? issuer_key : key, EVP_sha256()) >
+           0);
+  return x;
+}
+
+static void write_cert(const char *path, X509 *x) {
+  FILE *f = fopen(path, "w");
+  if (!SW_CHECK(f != NULL))
+    return;
+  SW_CHECK_INT_EQ(PEM_write_X509(f, x), 1);
+  fclose(f);
+}
+
+static void write_key(const char *path, EVP_PKEY *key) {
+  FILE *f = fopen(path, "w");
+  if (!SW_CHECK(f != NULL))
+    return;
+  SW_CHECK_INT_EQ(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+  fclose(f);
+}
+
+static void fixtures(void) {
+  EVP_PKEY *ca_key, *other_key, *leaf_key;
+  X509 *ca, *other, *leaf;
+
+  if (fx.ready)
+    return;
+  snprintf(fx.dir, sizeof(fx.dir), "/tmp/sw-test-health-XXXXXX");
+  if (mkdtemp(fx.dir) == NULL)
+    abort();
+  fx.ready = 1;
+  atexit(fx_cleanup);
+  snprintf(fx.ca, sizeof(fx.ca), "%s/ca.pem", fx.dir);
+  snprintf(fx.other_ca, sizeof(fx.other_ca), "%s/other-ca.pem", fx.dir);
+  snprintf(fx.leaf, sizeof(fx.leaf), "%s/health.pem", fx.dir);
+  snprintf(fx.leaf_key, sizeof(fx.leaf_key), "%s/health.key", fx.dir);
+
+  ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  other_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  leaf_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  if (ca_key == NULL || other_key == NULL || leaf_key == NULL)
+    abort();
+  ca = make_cert("switchd health test CA", NULL, ca_key, NULL, NULL, 1);
+  other = make_cert("some other CA", NULL, other_key, NULL, NULL, 2);
+  leaf = make_cert("health.test", "DNS:health.test,IP:127.0.0.1", leaf_key, ca,
+                   ca_key, 3);
+  write_cert(fx.ca, ca);
+  write_cert(fx.other_ca, other);
+  write_cert(fx.leaf, leaf);
+  write_key(fx.leaf_key, leaf_key);
+  X509_free(ca);
+  X509_free(other);
+  X509_free(leaf);
+  EVP_PKEY_free(ca_key);
+  EVP_PKEY_free(other_key);
+  EVP_PKEY_free(leaf_key);
+}
+
+/* The server's context: health.test's certificate, the config defaults. */
+static sw_tls_ctx_t *server_ctx(void) {
+  sw_tls_conf_t conf;
+  sw_tls_ctx_t *ctx = NULL;
+  char err[512] = "";
+
+  fixtures();
+  memset(&conf, 0, sizeof(conf));
+  conf.certs[0].cert = fx.leaf;
+  conf.certs[0].key = fx.leaf_key;
+  conf.certs[0].line = 3;
+  conf.ncerts = 1;
+  conf.min_version = 12;
+  conf.tickets = 1;
+  conf.ticket_rotate_ms = 3600 * 1000;
+  conf.session_cache = 20000;
+  conf.session_timeout_ms = 300 * 1000;
+  conf.handshake_timeout_ms = 10 * 1000;
+  conf.line = 2;
+  if (!SW_CHECK_INT_EQ(sw_tls_ctx_new(TLS_CONF, &conf, (int64_t)time(NULL),
+                                      &ctx, err, sizeof(err)),
+                       0)) {
+    printf("  error: %s\n", err);
+    abort();
+  }
+  return ctx;
+}
+
+/* A probe's context, trusting ca_file. */
+static sw_tls_ctx_t *client_ctx(const char *ca_file) {
+  sw_tls_ctx_t *ctx = NULL;
+  char err[512] = "";
+
+  fixtures();
+  if (!SW_CHECK_INT_EQ(sw_tls_client_ctx_new(TLS_CONF, 7, ca_file, 1, &ctx, err,
+                                             sizeof(err)),
+                       0)) {
+    printf("  error: %s\n", err);
+    abort();
+  }
+  return ctx;
+}
+
+/* One TLS probe: the server speaks TLS with `sctx` (plain when NULL), the
+ * probe trusts ca_file and checks name, else ip. */
+static void tls_probe_once(const reply_t *reply,
+                           sw_tls_ctx_t *sctx,
+                           int answer_any,
+                           const char *ca_file,
+                           const char *name,
+                           const char *ip,
+                           rec_t *rec,
+                           srv_t *srv) {
+  sw_health_params_t p;
+  sw_tls_ctx_t *cctx = client_ctx(ca_file);
+
+  fast_params(&p);
+  p.timeout_ms = 300;
+  p.tls = cctx;
+  p.tls_name = name;
+  p.tls_ip = ip;
+  p.body = "ok";
+  probe_once_on(reply, &p, rec, srv, sctx, answer_any);
+  sw_tls_ctx_unref(cctx);
+}
+
+/* Passes with the right CA and name, probe after probe, each on its own
+ * TLS connection that ends cleanly; the checker holds its own reference on
+ * the context, so the owner may drop its own at once. */
+static void test_tls_pass(void) {
+  static const reply_t replies[] = {{REPLY_SEND, ok_200, 0}};
+  sw_tls_ctx_t *sctx = server_ctx();
+  sw_tls_ctx_t *cctx = client_ctx(fx.ca);
+  sw_health_params_t p;
+  srv_t srv;
+  rec_t rec;
+  sw_health_t *h;
+  char want[512];
+
+  memset(&rec, 0, sizeof(rec));
+  loop_begin();
+  srv_start_tls(&srv, replies, 1, sctx);
+  fast_params(&p);
+  p.rise = 2;
+  p.body = "ok";
+  p.tls = cctx;
+  p.tls_name = "health.test";
+  h = checker(srv.port, &p, &rec, SW_HEALTH_DOWN);
+  sw_tls_ctx_unref(cctx);
+  SW_CHECK(wait_results(&rec, 3, 3000));
+  for (int i = 0; i < 3; i++) {
+    if (!SW_CHECK_STR_EQ(rec.r[i].reason, ""))
+      continue;
+    SW_CHECK_INT_EQ(rec.r[i].pass, 1);
+    SW_CHECK_INT_EQ(rec.r[i].status, 200);
+  }
+  SW_CHECK_INT_EQ(h->state, SW_HEALTH_UP);
+  stop(h);
+  run_for(50);
+  SW_CHECK_INT_EQ(rec.closed, 1);
+  SW_CHECK_INT_EQ(rec.after_stop, 0);
+  SW_CHECK(srv.handshakes >= 3);
+  SW_CHECK_INT_EQ(srv.handshakes, srv.accepted);
+  SW_CHECK_INT_EQ(srv.requests, srv.accepted);
+  SW_CHECK_INT_EQ(srv.tls_errors, 0);
+  SW_CHECK_INT_EQ(srv.open, 0);
+  SW_CHECK_STR_EQ(srv.sni, "health.test");
+  /* The request is the same bytes as over plain HTTP. */
+  srv.last_req[srv.last_len < sizeof(srv.last_req) ? srv.last_len
+                                                   : sizeof(srv.last_req) - 1] =
+      '\0';
+  snprintf(want, sizeof(want),
+           "GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+           "User-Agent: switchd-health\r\nConnection: close\r\n\r\n",
+           srv.port);
+  SW_CHECK_STR_EQ(srv.last_req, want);
+  srv_close(&srv);
+  loop_end();
+  sw_tls_ctx_unref(sctx);
+}
+
+/* Without a name the certificate must carry the IP: the one given, or the
+ * address probed when none is. */
+static void test_tls_ip(void) {
+  static const reply_t replies[] = {{REPLY_SEND, ok_200, 0}};
+  sw_tls_ctx_t *sctx = server_ctx();
+  srv_t srv;
+  rec_t rec;
+
+  tls_probe_once(replies, sctx, 0, fx.ca, NULL, "127.0.0.1", &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "");
+  SW_CHECK_INT_EQ(rec.r[0].pass, 1);
+  SW_CHECK_STR_EQ(srv.sni, "");
+
+  tls_probe_once(replies, sctx, 0, fx.ca, NULL, NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "");
+  SW_CHECK_INT_EQ(rec.r[0].pass, 1);
+
+  tls_probe_once(replies, sctx, 0, fx.ca, NULL, "127.0.0.2", &rec, &srv);
+  SW_CHECK_INT_EQ(rec.r[0].pass, 0);
+  SW_CHECK_STR_CONTAINS(rec.r[0].reason, "tls: certificate verify failed: ");
+  SW_CHECK_STR_CONTAINS(rec.r[0].reason, "mismatch");
+  SW_CHECK_INT_EQ(srv.requests, 0);
+  sw_tls_ctx_unref(sctx);
+}
+
+/* Verification failures fail the probe with X509's reason, and no request
+ * is sent to a server that could not prove who it is. */
+static void test_tls_verify(void) {
+  static const reply_t replies[] = {{REPLY_SEND, ok_200, 0}};
+  sw_tls_ctx_t *sctx = server_ctx();
+  srv_t srv;
+  rec_t rec;
+
+  tls_probe_once(replies, sctx, 0, fx.ca, "other.test", NULL, &rec, &srv);
+  SW_CHECK_INT_EQ(rec.r[0].pass, 0);
+  SW_CHECK_INT_EQ(rec.r[0].status, 0);
+  SW_CHECK_STR_EQ(rec.r[0].reason,
+                  "tls: certificate verify failed: hostname mismatch");
+  SW_CHECK_INT_EQ(srv.requests, 0);
+  SW_CHECK_INT_EQ(srv.handshakes, 0);
+
+  tls_probe_once(replies, sctx, 0, fx.other_ca, "health.test", NULL, &rec,
+                 &srv);
+  SW_CHECK_INT_EQ(rec.r[0].pass, 0);
+  SW_CHECK_STR_EQ(rec.r[0].reason,
+                  "tls: certificate verify failed: unable to get local issuer "
+                  "certificate");
+  SW_CHECK_INT_EQ(srv.requests, 0);
+  SW_CHECK_INT_EQ(srv.handshakes, 0);
+  sw_tls_ctx_unref(sctx);
+}
+
+/* A server that does not speak TLS: a plain HTTP answer to the ClientHello
+ * is a TLS error, a close a failed handshake, silence a timeout. */
+static void test_tls_plain_server(void) {
+  static const reply_t bad_request[] = {
+      {REPLY_SEND,
+       "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+       "Connection: close\r\n\r\n",
+       0}};
+  static const reply_t closes[] = {{REPLY_CLOSE, NULL, 0}};
+  static const reply_t silent[] = {{REPLY_SILENT, NULL, 0}};
+  srv_t srv;
+  rec_t rec;
+
+  tls_probe_once(bad_request, NULL, 1, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_INT_EQ(rec.r[0].pass, 0);
+  SW_CHECK_INT_EQ(rec.r[0].status, 0);
+  if (!SW_CHECK(strncmp(rec.r[0].reason, "tls: ", 5) == 0 &&
+                strlen(rec.r[0].reason) > 5))
+    printf("  reason: \"%s\"\n", rec.r[0].reason);
+  SW_CHECK_INT_EQ(srv.accepted, 1);
+
+  tls_probe_once(closes, NULL, 1, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason,
+                  "tls: connection closed during the handshake");
+
+  /* The timeout bounds the handshake too. */
+  tls_probe_once(silent, NULL, 1, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "timeout after 300 ms");
+  SW_CHECK_INT_EQ(srv.accepted, 1);
+}
+
+/* Once the handshake is done, the response is judged as over plain HTTP. */
+static void test_tls_response(void) {
+  static const reply_t busy[] = {{REPLY_SEND, svc_503, 0}};
+  static const reply_t closes[] = {{REPLY_CLOSE, NULL, 0}};
+  static const reply_t silent[] = {{REPLY_SILENT, NULL, 0}};
+  static const reply_t by_close[] = {
+      {REPLY_SEND, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstatus: ok",
+       0}};
+  static const reply_t cut[] = {
+      {REPLY_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", 0}};
+  static const reply_t no_body[] = {
+      {REPLY_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine", 0}};
+  sw_tls_ctx_t *sctx = server_ctx();
+  srv_t srv;
+  rec_t rec;
+
+  tls_probe_once(busy, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "status 503");
+  SW_CHECK_INT_EQ(rec.r[0].status, 503);
+  /* A close_notify before any response. */
+  tls_probe_once(closes, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "closed before response");
+  SW_CHECK_INT_EQ(srv.requests, 1);
+  /* A body delimited by the close (close_notify, then FIN). */
+  tls_probe_once(by_close, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "");
+  SW_CHECK_INT_EQ(rec.r[0].pass, 1);
+  tls_probe_once(cut, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "closed before the response was complete");
+  tls_probe_once(no_body, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "body does not contain \"ok\"");
+  tls_probe_once(silent, sctx, 0, fx.ca, "health.test", NULL, &rec, &srv);
+  SW_CHECK_STR_EQ(rec.r[0].reason, "timeout after 300 ms");
+  SW_CHECK_INT_EQ(srv.handshakes, 1);
+  sw_tls_ctx_unref(sctx);
+}
+
+/* Bad names to verify are refused; stopping mid-handshake closes cleanly
+ * with no callback. */
+static void test_tls_params_and_stop(void) {
+  static const reply_t silent[] = {{REPLY_SILENT, NULL, 0}};
+  sw_tls_ctx_t *cctx = client_ctx(fx.ca);
+  sw_health_params_t p;
+  struct sockaddr_in a;
+  sw_health_t *h = NULL;
+  srv_t srv;
+  rec_t rec;
+
+  memset(&rec, 0, sizeof(rec));
+  loop_begin();
+  uv_ip4_addr("127.0.0.1", 9, &a);
+  fast_params(&p);
+  p.tls = cctx;
+  p.tls_name = "";
+  SW_CHECK_INT_EQ(sw_health_new(&loop, (struct sockaddr *)&a, NULL, &p,
+                                on_result, &rec, &h),
+                  UV_EINVAL);
+  p.tls_name = "a b.test";
+  SW_CHECK_INT_EQ(sw_health_new(&loop, (struct sockaddr *)&a, NULL, &p,
+                                on_result, &rec, &h),
+                  UV_EINVAL);
+  p.tls_name = NULL;
+  p.tls_ip = "127.0.0.1\n";
+  SW_CHECK_INT_EQ(sw_health_new(&loop, (struct sockaddr *)&a, NULL, &p,
+                                on_result, &rec, &h),
+                  UV_EINVAL);
+  SW_CHECK(h == NULL);
+
+  /* A server that accepts and never answers the ClientHello. */
+  srv_start(&srv, silent, 1);
+  srv.answer_any = 1;
+  p.tls_name = "health.test";
+  p.tls_ip = NULL;
+  h = checker(srv.port, &p, &rec, SW_HEALTH_DOWN);
+  SW_CHECK(run_until(srv_has_request, &srv, 3000));
+  SW_CHECK_INT_EQ(h->phase, SW_HEALTH_PROBING);
+  stop(h);
+  run_for(100);
+  SW_CHECK_INT_EQ(rec.n, 0);
+  SW_CHECK_INT_EQ(rec.closed, 1);
+  SW_CHECK_INT_EQ(srv.eofs, 1);
+  SW_CHECK_INT_EQ(srv.open, 0);
+  srv_close(&srv);
+  loop_end();
+  sw_tls_ctx_unref(cctx);
+}
+
 /* --- against tests/integration/upstream.py ------------------------------ */
 
 typedef struct child_s {
@@ -1105,4 +1694,10 @@ SW_TEST_MAIN(SW_TASK(test_params),
              SW_TASK(test_probe_now),
              SW_TASK(test_stop),
              SW_TASK(test_any_up),
+             SW_TASK(test_tls_pass),
+             SW_TASK(test_tls_ip),
+             SW_TASK(test_tls_verify),
+             SW_TASK(test_tls_plain_server),
+             SW_TASK(test_tls_response),
+             SW_TASK(test_tls_params_and_stop),
              SW_TASK(test_python_upstream))

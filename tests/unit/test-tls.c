@@ -4,9 +4,12 @@
  * (SAN), *.b.test (SAN wildcard) and c.test (CN only), an expired one, one
  * not valid yet, keys that do not match (same type, other type), an
  * encrypted key, a PEM that does not parse, and an OCSP response for
- * a.test. A real OpenSSL client SSL talks to sw_tls_t over memory BIOs, the
- * test moving bytes both ways until neither side has anything to say: no
- * socket, no network.
+ * a.test; for the client side, a certificate with the IP SAN 127.0.0.1, a
+ * second CA with an a.test certificate of its own, and an empty file. A
+ * real OpenSSL client SSL talks to sw_tls_t over memory BIOs, the test
+ * moving bytes both ways until neither side has anything to say: no socket,
+ * no network. The client side of sw_tls_t is tested against the server
+ * side, both ours, the same way.
  *
  * Covered: SNI (exact, wildcard of one label, case, CN fallback, unknown and
  * absent names to the first certificate, exact before wildcard); ALPN
@@ -19,8 +22,14 @@
  * stapling; plain HTTP (GET and a method OpenSSL does not know), garbage, a
  * truncated ClientHello, errors that stay sticky and never leak through the
  * thread's error queue; close_notify both ways; the errors of
- * sw_tls_ctx_new, each naming the file and line; reference counting. Stats
- * are process-wide, so tests compare deltas. */
+ * sw_tls_ctx_new, each naming the file and line; reference counting.
+ *
+ * Client side: the ClientHello from the first read; verification (host name,
+ * IP address, unknown CA, verification off) with X509's reason; ALPN; data
+ * both ways and close_notify; session resumption per server name, in a
+ * bounded table; the errors of sw_tls_client_ctx_new; client handshakes
+ * counted apart from the listeners'. Stats are process-wide, so tests
+ * compare deltas. */
 
 #include <dirent.h>
 #include <stdint.h>
@@ -61,6 +70,10 @@ static struct {
   char other_key[128], rsa_key[128], enc_key[128];
   char bad_pem[128], missing[128];
   char ocsp[128], bad_ocsp[128];
+  char ip_pem[128], ip_key[128];     /* IP SAN 127.0.0.1, from the CA */
+  char ca2_pem[128];                 /* a second CA, trusted by nobody */
+  char ca2a_pem[128], ca2a_key[128]; /* a.test from the second CA */
+  char empty[128];
   X509 *ca, *a, *b, *c;
   unsigned char *ocsp_der;
   int ocsp_len;
@@ -207,7 +220,8 @@ static void fixtures_cleanup(void) {
 /* Made once per process, whichever test runs first. */
 static void fixtures(void) {
   EVP_PKEY *ca_key, *a_key, *b_key, *c_key, *x_key, *f_key, *o_key, *r_key;
-  X509 *expired, *future;
+  EVP_PKEY *ip_key, *ca2_key, *ca2a_key;
+  X509 *expired, *future, *ip, *ca2, *ca2a;
   static const char bad[] =
       "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
       "-----END CERTIFICATE-----\n";
@@ -239,6 +253,12 @@ static void fixtures(void) {
   FX_PATH(missing, "missing.pem");
   FX_PATH(ocsp, "a.ocsp");
   FX_PATH(bad_ocsp, "bad.ocsp");
+  FX_PATH(ip_pem, "ip.pem");
+  FX_PATH(ip_key, "ip.key");
+  FX_PATH(ca2_pem, "ca2.pem");
+  FX_PATH(ca2a_pem, "ca2a.pem");
+  FX_PATH(ca2a_key, "ca2a.key");
+  FX_PATH(empty, "empty.pem");
 
   ca_key = ec_key();
   a_key = ec_key();
@@ -249,6 +269,9 @@ static void fixtures(void) {
   o_key = ec_key();
   r_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
   SW_CHECK(r_key != NULL);
+  ip_key = ec_key();
+  ca2_key = ec_key();
+  ca2a_key = ec_key();
 
   fx.ca = make_cert("switchd test CA", NULL, ca_key, NULL, NULL, -1, 30, 1);
   fx.a = make_cert("a.test", "DNS:a.test", a_key, fx.ca, ca_key, -1, 30, 2);
@@ -259,6 +282,9 @@ static void fixtures(void) {
       make_cert("old.test", "DNS:old.test", x_key, fx.ca, ca_key, -30, -1, 5);
   future =
       make_cert("new.test", "DNS:new.test", f_key, fx.ca, ca_key, 2, 30, 6);
+  ip = make_cert("127.0.0.1", "IP:127.0.0.1", ip_key, fx.ca, ca_key, -1, 30, 8);
+  ca2 = make_cert("switchd other CA", NULL, ca2_key, NULL, NULL, -1, 30, 1);
+  ca2a = make_cert("a.test", "DNS:a.test", ca2a_key, ca2, ca2_key, -1, 30, 2);
 
   write_certs(fx.ca_pem, fx.ca, NULL);
   write_certs(fx.a_pem, fx.a, fx.ca);
@@ -266,6 +292,12 @@ static void fixtures(void) {
   write_certs(fx.c_pem, fx.c, NULL);
   write_certs(fx.expired_pem, expired, NULL);
   write_certs(fx.future_pem, future, NULL);
+  write_certs(fx.ip_pem, ip, NULL);
+  write_certs(fx.ca2_pem, ca2, NULL);
+  write_certs(fx.ca2a_pem, ca2a, NULL); /* no chain: the issuer is unknown */
+  write_key(fx.ip_key, ip_key, NULL);
+  write_key(fx.ca2a_key, ca2a_key, NULL);
+  write_bytes(fx.empty, "", 0);
   write_key(fx.a_key, a_key, NULL);
   write_key(fx.b_key, b_key, NULL);
   write_key(fx.c_key, c_key, NULL);
@@ -280,6 +312,12 @@ static void fixtures(void) {
 
   X509_free(expired);
   X509_free(future);
+  X509_free(ip);
+  X509_free(ca2);
+  X509_free(ca2a);
+  EVP_PKEY_free(ip_key);
+  EVP_PKEY_free(ca2_key);
+  EVP_PKEY_free(ca2a_key);
   EVP_PKEY_free(ca_key);
   EVP_PKEY_free(a_key);
   EVP_PKEY_free(b_key);
@@ -1300,6 +1338,598 @@ static void test_refcount(void) {
   SSL_CTX_free(cctx);
 }
 
+/* --- the client side, against our own server side ------------------------ */
+
+/* A server context with one certificate. */
+static sw_tls_ctx_t *ctx_one(const char *pem, const char *key) {
+  sw_tls_conf_t conf;
+  conf_init(&conf);
+  conf_add(&conf, pem, key, 3);
+  return ctx_ok(&conf);
+}
+
+static sw_tls_ctx_t *cctx_ok_at(const char *file,
+                                int line,
+                                const char *ca,
+                                int verify) {
+  sw_tls_ctx_t *ctx = NULL;
+  char err[512] = "";
+  int rc = sw_tls_client_ctx_new(CONF, 9, ca, verify, &ctx, err, sizeof(err));
+  if (!SW_CHECK_INT_EQ_AT(file, line, rc, 0))
+    printf("  error: %s\n", err);
+  SW_CHECK_AT(file, line, ctx != NULL);
+  SW_CHECK_UINT_EQ_AT(file, line, ERR_peek_error(), 0);
+  return ctx;
+}
+#define cctx_ok(ca, verify) cctx_ok_at(__FILE__, __LINE__, ca, verify)
+
+/* Two of our connections, a client and a server, joined by the test. */
+typedef struct pair_s {
+  sw_tls_t *cli, *srv;
+  int cli_rc, srv_rc; /* the first error sw_tls_read returned, else 0 */
+  char cli_in[2 * BIG], srv_in[2 * BIG]; /* plaintext each side read */
+  size_t cli_inlen, srv_inlen;
+} pair_t;
+
+static pair_t *pair_new_at(const char *file,
+                           int line,
+                           sw_tls_ctx_t *cctx,
+                           sw_tls_ctx_t *sctx,
+                           const char *name,
+                           const char *ip) {
+  pair_t *p = calloc(1, sizeof(*p));
+
+  SW_CHECK_AT(file, line, p != NULL);
+  p->cli = sw_tls_new_client(cctx, name, ip);
+  p->srv = sw_tls_new(sctx);
+  SW_CHECK_AT(file, line, p->cli != NULL && p->srv != NULL);
+  return p;
+}
+#define pair_new(cctx, sctx, name, ip) \
+  pair_new_at(__FILE__, __LINE__, cctx, sctx, name, ip)
+
+static void pair_free(pair_t *p) {
+  sw_tls_free(p->cli);
+  sw_tls_free(p->srv);
+  free(p);
+}
+
+/* One side's turn: sw_tls_read until it needs more or fails. */
+static void side_step(sw_tls_t *t, char *in, size_t *inlen, int *rc) {
+  if (*rc != 0)
+    return;
+  for (;;) {
+    ssize_t n = sw_tls_read(t, in + *inlen, 2 * BIG - *inlen);
+    if (n > 0) {
+      *inlen += (size_t)n;
+      continue;
+    }
+    if (n < 0)
+      *rc = (int)n;
+    return;
+  }
+}
+
+/* Moves one side's output into the other's input; whether it moved any. */
+static int shuttle(sw_tls_t *from, sw_tls_t *to) {
+  char tmp[16384];
+  size_t n;
+  int moved = 0;
+
+  while ((n = sw_tls_take_out(from, tmp, sizeof(tmp))) > 0) {
+    SW_CHECK_INT_EQ(sw_tls_feed(to, tmp, n), 0);
+    moved = 1;
+  }
+  return moved;
+}
+
+/* Until neither side has anything to say. A failed side's last output (its
+ * alert) still goes across. */
+static void pair_pump(pair_t *p) {
+  for (int i = 0; i < 200; i++) {
+    int moved;
+    side_step(p->cli, p->cli_in, &p->cli_inlen, &p->cli_rc);
+    moved = shuttle(p->cli, p->srv);
+    side_step(p->srv, p->srv_in, &p->srv_inlen, &p->srv_rc);
+    moved |= shuttle(p->srv, p->cli);
+    if (!moved)
+      break;
+  }
+}
+
+static int pair_handshake_at(const char *file, int line, pair_t *p) {
+  int ok;
+  pair_pump(p);
+  ok = sw_tls_handshake_done(p->cli) && sw_tls_handshake_done(p->srv) &&
+       p->cli_rc == 0 && p->srv_rc == 0;
+  if (!SW_CHECK_AT(file, line, ok))
+    printf("  client rc %d (%s), server rc %d (%s)\n", p->cli_rc,
+           sw_tls_error(p->cli), p->srv_rc, sw_tls_error(p->srv));
+  SW_CHECK_UINT_EQ_AT(file, line, ERR_peek_error(), 0);
+  return ok;
+}
+#define pair_handshake(p) pair_handshake_at(__FILE__, __LINE__, p)
+
+/* A connection whose handshake must fail on the client with `why` in its
+ * error; the server sees the client's alert. */
+static void client_refuses_at(const char *file,
+                              int line,
+                              sw_tls_ctx_t *cctx,
+                              sw_tls_ctx_t *sctx,
+                              const char *name,
+                              const char *ip,
+                              const char *why) {
+  pair_t *p = pair_new_at(file, line, cctx, sctx, name, ip);
+  sw_tls_stats_t before = stats_now();
+  char buf[16];
+
+  pair_pump(p);
+  SW_CHECK_INT_EQ_AT(file, line, p->cli_rc, SW_TLS_EVERIFY);
+  SW_CHECK_STR_CONTAINS_AT(file, line, sw_tls_error(p->cli),
+                           "certificate verify failed: ");
+  SW_CHECK_STR_CONTAINS_AT(file, line, sw_tls_error(p->cli), why);
+  SW_CHECK_AT(file, line, !sw_tls_handshake_done(p->cli));
+  SW_CHECK_INT_EQ_AT(file, line, p->srv_rc, SW_TLS_EPROTO);
+  SW_CHECK_AT(file, line, !sw_tls_handshake_done(p->srv));
+  /* Sticky, and nothing left in the thread's error queue. */
+  SW_CHECK_INT_EQ_AT(file, line, sw_tls_read(p->cli, buf, sizeof(buf)),
+                     SW_TLS_EVERIFY);
+  SW_CHECK_INT_EQ_AT(file, line, sw_tls_write(p->cli, "x", 1), SW_TLS_EVERIFY);
+  SW_CHECK_UINT_EQ_AT(file, line, ERR_peek_error(), 0);
+  SW_CHECK_UINT_EQ_AT(
+      file, line,
+      stats_now().client_failed_verify - before.client_failed_verify, 1);
+  SW_CHECK_UINT_EQ_AT(file, line,
+                      stats_now().client_failed - before.client_failed, 0);
+  SW_CHECK_UINT_EQ_AT(
+      file, line, stats_now().client_handshakes - before.client_handshakes, 0);
+  pair_free(p);
+}
+#define client_refuses(cctx, sctx, name, ip, why) \
+  client_refuses_at(__FILE__, __LINE__, cctx, sctx, name, ip, why)
+
+/* The handshake, ALPN, SNI and data both ways; the client's handshake is
+ * counted apart from the listener's. */
+static void test_client_handshake(void) {
+  sw_tls_ctx_t *cctx, *sctx;
+  sw_tls_stats_t before;
+  static char big[BIG];
+  char buf[64];
+  pair_t *p;
+
+  fixtures();
+  for (size_t i = 0; i < sizeof(big); i++)
+    big[i] = (char)('A' + i % 26);
+  cctx = cctx_ok(fx.ca_pem, 1);
+  sctx = ctx_abc();
+  before = stats_now();
+  p = pair_new(cctx, sctx, "a.test", NULL);
+  /* Nothing fed: the first read makes the ClientHello. */
+  SW_CHECK_UINT_EQ(sw_tls_out_pending(p->cli), 0);
+  SW_CHECK_INT_EQ(sw_tls_read(p->cli, buf, sizeof(buf)), 0);
+  SW_CHECK(sw_tls_out_pending(p->cli) > 0);
+  SW_CHECK(!sw_tls_handshake_done(p->cli));
+  SW_CHECK_INT_EQ(sw_tls_write(p->cli, "x", 1), SW_TLS_EPROTO);
+  if (pair_handshake(p)) {
+    SW_CHECK_STR_EQ(sw_tls_alpn(p->cli), "http/1.1");
+    SW_CHECK_STR_EQ(sw_tls_alpn(p->srv), "http/1.1");
+    SW_CHECK_STR_EQ(sw_tls_sni(p->srv), "a.test");
+    SW_CHECK_STR_EQ(sw_tls_sni(p->cli), "a.test");
+    SW_CHECK_STR_EQ(sw_tls_version(p->cli), "TLSv1.3");
+    SW_CHECK_STR_EQ(sw_tls_version(p->srv), "TLSv1.3");
+    SW_CHECK(sw_tls_cipher(p->cli)[0] != '\0');
+    SW_CHECK_INT_EQ(sw_tls_resumed(p->cli), 0);
+
+    SW_CHECK_INT_EQ(sw_tls_write(p->cli, "GET / HTTP/1.1\r\n\r\n", 18), 0);
+    SW_CHECK_INT_EQ(sw_tls_write(p->cli, big, sizeof(big)), 0);
+    pair_pump(p);
+    SW_CHECK_UINT_EQ(p->srv_inlen, 18 + sizeof(big));
+    SW_CHECK(memcmp(p->srv_in, "GET / HTTP/1.1\r\n\r\n", 18) == 0 &&
+             memcmp(p->srv_in + 18, big, sizeof(big)) == 0);
+    SW_CHECK_INT_EQ(sw_tls_write(p->srv, "HTTP/1.1 200 OK\r\n", 17), 0);
+    SW_CHECK_INT_EQ(sw_tls_write(p->srv, big, sizeof(big)), 0);
+    pair_pump(p);
+    SW_CHECK_UINT_EQ(p->cli_inlen, 17 + sizeof(big));
+    SW_CHECK(memcmp(p->cli_in, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
+             memcmp(p->cli_in + 17, big, sizeof(big)) == 0);
+
+    /* The client closes: the server sees close_notify and may answer. */
+    sw_tls_shutdown(p->cli);
+    SW_CHECK(sw_tls_out_pending(p->cli) > 0);
+    pair_pump(p);
+    SW_CHECK_INT_EQ(p->srv_rc, SW_TLS_ECLOSED);
+    sw_tls_shutdown(p->srv);
+    pair_pump(p);
+    SW_CHECK_INT_EQ(p->cli_rc, SW_TLS_ECLOSED);
+    SW_CHECK_STR_EQ(sw_tls_error(p->cli), "close_notify");
+  }
+  SW_CHECK_UINT_EQ(stats_now().client_handshakes - before.client_handshakes, 1);
+  SW_CHECK_UINT_EQ(stats_now().handshakes - before.handshakes, 1);
+  SW_CHECK_UINT_EQ(stats_now().failed_protocol - before.failed_protocol, 0);
+  pair_free(p);
+
+  /* Contexts of the other side are refused. */
+  SW_CHECK(sw_tls_new(cctx) == NULL);
+  SW_CHECK(sw_tls_new_client(sctx, "a.test", NULL) == NULL);
+  SW_CHECK(sw_tls_new_client(cctx, NULL, "not an address") == NULL);
+  SW_CHECK_UINT_EQ(ERR_peek_error(), 0);
+
+  /* A connection keeps its client context alive. */
+  p = pair_new(cctx, sctx, "a.test", NULL);
+  sw_tls_ctx_unref(cctx);
+  pair_handshake(p);
+  pair_free(p);
+  sw_tls_ctx_unref(sctx);
+}
+
+static void test_client_verify(void) {
+  sw_tls_ctx_t *cctx, *cctx2, *noverify, *sctx, *sctx2;
+  pair_t *p;
+
+  fixtures();
+  cctx = cctx_ok(fx.ca_pem, 1);
+  cctx2 = cctx_ok(fx.ca2_pem, 1); /* trusts only the second CA */
+  noverify = cctx_ok(NULL, 0);
+  sctx = ctx_abc();
+  sctx2 = ctx_one(fx.ca2a_pem, fx.ca2a_key); /* a.test from the second CA */
+
+  /* The certificate the server picks is a.test's, whatever we asked. */
+  client_refuses(cctx, sctx, "wrong.test", NULL, "hostname mismatch");
+  client_refuses(cctx, sctx, "b.test", NULL, "hostname mismatch");
+  /* Right name, unknown issuer. */
+  client_refuses(cctx, sctx2, "a.test", NULL,
+                 "unable to get local issuer certificate");
+  /* A chain that ends in a root we do not trust. */
+  client_refuses(cctx2, sctx, "a.test", NULL,
+                 "self-signed certificate in certificate chain");
+  /* Wildcards match one label. */
+  p = pair_new(cctx, sctx, "x.b.test", NULL);
+  pair_handshake(p);
+  pair_free(p);
+  client_refuses(cctx, sctx, "y.x.b.test", NULL, "hostname mismatch");
+
+  /* Verification off: any name, any issuer. */
+  p = pair_new(noverify, sctx, "wrong.test", NULL);
+  pair_handshake(p);
+  pair_free(p);
+  p = pair_new(noverify, sctx2, "a.test", NULL);
+  pair_handshake(p);
+  pair_free(p);
+  p = pair_new(noverify, sctx2, NULL, "127.0.0.1");
+  pair_handshake(p);
+  pair_free(p);
+
+  sw_tls_ctx_unref(cctx);
+  sw_tls_ctx_unref(cctx2);
+  sw_tls_ctx_unref(noverify);
+  sw_tls_ctx_unref(sctx);
+  sw_tls_ctx_unref(sctx2);
+}
+
+/* An upstream named by its address: the certificate must carry it as an IP
+ * SAN, and no SNI is sent. */
+static void test_client_ip(void) {
+  sw_tls_ctx_t *cctx, *sctx_ip, *sctx;
+  pair_t *p;
+
+  fixtures();
+  cctx = cctx_ok(fx.ca_pem, 1);
+  sctx_ip = ctx_one(fx.ip_pem, fx.ip_key);
+  sctx = ctx_abc();
+  p = pair_new(cctx, sctx_ip, NULL, "127.0.0.1");
+  if (pair_handshake(p)) {
+    SW_CHECK_STR_EQ(sw_tls_sni(p->srv), "");
+    SW_CHECK_STR_EQ(sw_tls_alpn(p->srv), "http/1.1");
+  }
+  pair_free(p);
+  client_refuses(cctx, sctx, NULL, "127.0.0.1", "IP address mismatch");
+  client_refuses(cctx, sctx_ip, NULL, "127.0.0.2", "IP address mismatch");
+  client_refuses(cctx, sctx_ip, NULL, "::1", "IP address mismatch");
+  /* A name is checked as a name. */
+  client_refuses(cctx, sctx_ip, "a.test", NULL, "hostname mismatch");
+  sw_tls_ctx_unref(cctx);
+  sw_tls_ctx_unref(sctx_ip);
+  sw_tls_ctx_unref(sctx);
+}
+
+/* One connection to name (or ip) that must succeed; whether it resumed (the
+ * two sides agreeing), or -1 when it failed. */
+static int client_connect_at(const char *file,
+                             int line,
+                             sw_tls_ctx_t *cctx,
+                             sw_tls_ctx_t *sctx,
+                             const char *name,
+                             const char *ip) {
+  pair_t *p = pair_new_at(file, line, cctx, sctx, name, ip);
+  int resumed = -1;
+
+  if (pair_handshake_at(file, line, p)) {
+    resumed = sw_tls_resumed(p->srv);
+    SW_CHECK_INT_EQ_AT(file, line, sw_tls_resumed(p->cli), resumed);
+    /* Some data, so that a TLS 1.3 ticket sent after the handshake reaches
+     * the client whatever the order of the flights. */
+    SW_CHECK_INT_EQ_AT(file, line, sw_tls_write(p->srv, "hi", 2), 0);
+    pair_pump(p);
+    SW_CHECK_UINT_EQ_AT(file, line, p->cli_inlen, 2);
+  }
+  pair_free(p);
+  return resumed;
+}
+#define client_connect(cctx, sctx, name, ip) \
+  client_connect_at(__FILE__, __LINE__, cctx, sctx, name, ip)
+
+static void test_client_resume(void) {
+  sw_tls_ctx_t *cctx, *cctx2, *sctx, *sctx_ip, *sctx_other;
+  sw_tls_stats_t before;
+  char name[64];
+
+  fixtures();
+  cctx = cctx_ok(fx.ca_pem, 1);
+  cctx2 = cctx_ok(fx.ca_pem, 1);
+  sctx = ctx_abc();
+  sctx_ip = ctx_one(fx.ip_pem, fx.ip_key);
+  sctx_other = ctx_abc(); /* other ticket keys */
+  before = stats_now();
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 1);
+  /* The session a resumption brought replaces the one it used. */
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 1);
+  SW_CHECK_UINT_EQ(stats_now().client_handshakes - before.client_handshakes, 3);
+  SW_CHECK_UINT_EQ(stats_now().client_resumed - before.client_resumed, 2);
+  SW_CHECK_UINT_EQ(stats_now().handshakes - before.handshakes, 3);
+  SW_CHECK_UINT_EQ(stats_now().resumed - before.resumed, 2);
+
+  /* Sessions are per name, per address and per context. */
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "x.b.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "x.b.test", NULL), 1);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 1);
+  SW_CHECK_INT_EQ(client_connect(cctx2, sctx, "a.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx_ip, NULL, "127.0.0.1"), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx_ip, NULL, "127.0.0.1"), 1);
+
+  /* A server that does not take our session back: a full handshake, whose
+   * session is kept instead. */
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx_other, "a.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx_other, "a.test", NULL), 1);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 0);
+
+  /* A session is never offered for a name it was not verified for: a
+   * failed verification leaves nothing behind to resume. */
+  client_refuses(cctx, sctx, "wrong.test", NULL, "hostname mismatch");
+  client_refuses(cctx, sctx, "wrong.test", NULL, "hostname mismatch");
+
+  /* The table is bounded: 64 more names push a.test's session out, and the
+   * newest ones stay. */
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 1);
+  for (int i = 0; i < 64; i++) {
+    snprintf(name, sizeof(name), "n%d.b.test", i);
+    SW_CHECK_INT_EQ(client_connect(cctx, sctx, name, NULL), 0);
+  }
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "a.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "n63.b.test", NULL), 1);
+  /* a.test took the oldest slot (n0's). */
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "n0.b.test", NULL), 0);
+  SW_CHECK_INT_EQ(client_connect(cctx, sctx, "n2.b.test", NULL), 1);
+
+  /* Freeing the contexts with sessions inside leaks nothing (ASan). */
+  sw_tls_ctx_unref(cctx);
+  sw_tls_ctx_unref(cctx2);
+  sw_tls_ctx_unref(sctx);
+  sw_tls_ctx_unref(sctx_ip);
+  sw_tls_ctx_unref(sctx_other);
+}
+
+/* A plain OpenSSL server for what ours never does: TLS 1.2 at most, with
+ * tickets or only session ids. */
+static SSL_CTX *server12(int tickets) {
+  SSL_CTX *s = SSL_CTX_new(TLS_server_method());
+
+  SW_CHECK(s != NULL);
+  SW_CHECK_INT_EQ(SSL_CTX_use_certificate_chain_file(s, fx.a_pem), 1);
+  SW_CHECK_INT_EQ(SSL_CTX_use_PrivateKey_file(s, fx.a_key, SSL_FILETYPE_PEM),
+                  1);
+  SW_CHECK_INT_EQ(SSL_CTX_set_max_proto_version(s, TLS1_2_VERSION), 1);
+  SW_CHECK_INT_EQ(
+      SSL_CTX_set_session_id_context(s, (const unsigned char *)"t", 1), 1);
+  if (!tickets)
+    SSL_CTX_set_options(s, SSL_OP_NO_TICKET);
+  return s;
+}
+
+/* Our client against that server: sw_tls_read's result once neither side
+ * has anything to say (0: the handshake is done), and whether it resumed. */
+static int connect12_at(const char *file,
+                        int line,
+                        sw_tls_ctx_t *cctx,
+                        SSL_CTX *sctx,
+                        const char *name,
+                        int *resumed) {
+  sw_tls_t *cli = sw_tls_new_client(cctx, name, NULL);
+  SSL *srv = SSL_new(sctx);
+  BIO *sin = BIO_new(BIO_s_mem()), *sout = BIO_new(BIO_s_mem());
+  char tmp[16384];
+  int rc = 0;
+
+  *resumed = -1;
+  SW_CHECK_AT(file, line,
+              cli != NULL && srv != NULL && sin != NULL && sout != NULL);
+  BIO_set_mem_eof_return(sin, -1);
+  BIO_set_mem_eof_return(sout, -1);
+  SSL_set_bio(srv, sin, sout);
+  SSL_set_accept_state(srv);
+  for (int i = 0; i < 50; i++) {
+    int moved = 0, n;
+    size_t m;
+    if (rc == 0) {
+      ssize_t r = sw_tls_read(cli, tmp, sizeof(tmp));
+      if (r < 0)
+        rc = (int)r;
+    }
+    while ((m = sw_tls_take_out(cli, tmp, sizeof(tmp))) > 0) {
+      SW_CHECK_INT_EQ_AT(file, line, BIO_write(sin, tmp, (int)m), (int)m);
+      moved = 1;
+    }
+    (void)SSL_do_handshake(srv);
+    ERR_clear_error(); /* the server's, not ours */
+    while ((n = BIO_read(sout, tmp, sizeof(tmp))) > 0) {
+      SW_CHECK_INT_EQ_AT(file, line, sw_tls_feed(cli, tmp, (size_t)n), 0);
+      moved = 1;
+    }
+    if (!moved)
+      break;
+  }
+  if (rc == 0 &&
+      SW_CHECK_AT(file, line,
+                  sw_tls_handshake_done(cli) && SSL_is_init_finished(srv))) {
+    SW_CHECK_STR_EQ_AT(file, line, sw_tls_version(cli), "TLSv1.2");
+    SW_CHECK_STR_EQ_AT(file, line, sw_tls_alpn(cli), ""); /* none chosen */
+    *resumed = sw_tls_resumed(cli);
+    SW_CHECK_INT_EQ_AT(file, line, SSL_session_reused(srv), *resumed);
+    /* Keeps the session in the server's cache. */
+    SSL_set_shutdown(srv, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
+  SW_CHECK_UINT_EQ_AT(file, line, ERR_peek_error(), 0);
+  SSL_free(srv);
+  sw_tls_free(cli);
+  return rc;
+}
+#define connect12(cctx, sctx, name, resumed) \
+  connect12_at(__FILE__, __LINE__, cctx, sctx, name, resumed)
+
+/* TLS 1.2, where the session comes at the end of the handshake (by ticket
+ * or by id) and is used again and again. */
+static void test_client_tls12(void) {
+  sw_tls_ctx_t *cctx;
+  SSL_CTX *sctx[2];
+  int resumed;
+
+  fixtures();
+  cctx = cctx_ok(fx.ca_pem, 1);
+  sctx[0] = server12(1);
+  sctx[1] = server12(0);
+  for (int i = 0; i < 2; i++) {
+    SW_CHECK_INT_EQ(connect12(cctx, sctx[i], "a.test", &resumed), 0);
+    SW_CHECK_INT_EQ(resumed, 0);
+    SW_CHECK_INT_EQ(connect12(cctx, sctx[i], "a.test", &resumed), 0);
+    SW_CHECK_INT_EQ(resumed, 1);
+    SW_CHECK_INT_EQ(connect12(cctx, sctx[i], "a.test", &resumed), 0);
+    SW_CHECK_INT_EQ(resumed, 1);
+  }
+  SW_CHECK_INT_EQ(connect12(cctx, sctx[0], "wrong.test", &resumed),
+                  SW_TLS_EVERIFY);
+  SW_CHECK_INT_EQ(resumed, -1);
+  sw_tls_ctx_unref(cctx);
+  SSL_CTX_free(sctx[0]);
+  SSL_CTX_free(sctx[1]);
+}
+
+/* Other handshake failures are not verification failures. */
+static void test_client_errors(void) {
+  sw_tls_ctx_t *cctx, *noverify, *sctx;
+  sw_tls_stats_t before;
+  sw_tls_t *t;
+  char buf[64];
+
+  fixtures();
+  cctx = cctx_ok(fx.ca_pem, 1);
+  noverify = cctx_ok(NULL, 0);
+  before = stats_now();
+  /* A plain HTTP server answering our ClientHello. */
+  t = sw_tls_new_client(cctx, "a.test", NULL);
+  SW_CHECK(t != NULL);
+  SW_CHECK_INT_EQ(sw_tls_read(t, buf, sizeof(buf)), 0);
+  SW_CHECK_INT_EQ(sw_tls_feed(t, "HTTP/1.1 400 Bad Request\r\n\r\n", 28), 0);
+  SW_CHECK_INT_EQ(sw_tls_read(t, buf, sizeof(buf)), SW_TLS_EPROTO);
+  SW_CHECK_STR_EQ(sw_tls_error(t), "wrong version number");
+  SW_CHECK_UINT_EQ(ERR_peek_error(), 0);
+  sw_tls_free(t);
+  /* The same without verification, where X509's result is irrelevant. */
+  t = sw_tls_new_client(noverify, "a.test", NULL);
+  SW_CHECK(t != NULL);
+  SW_CHECK_INT_EQ(sw_tls_read(t, buf, sizeof(buf)), 0);
+  SW_CHECK_INT_EQ(sw_tls_feed(t, "\x15\x03\x03\x00\x02\x02\x28", 7), 0);
+  SW_CHECK_INT_EQ(sw_tls_read(t, buf, sizeof(buf)), SW_TLS_EPROTO);
+  SW_CHECK_UINT_EQ(ERR_peek_error(), 0);
+  sw_tls_free(t);
+  SW_CHECK_UINT_EQ(stats_now().client_failed - before.client_failed, 2);
+  SW_CHECK_UINT_EQ(stats_now().failed_protocol - before.failed_protocol, 0);
+  SW_CHECK_UINT_EQ(stats_now().failed_http - before.failed_http, 0);
+
+  /* A server that only speaks TLS 1.3 still serves our client. */
+  {
+    sw_tls_conf_t conf;
+    pair_t *p;
+    conf_init(&conf);
+    conf.min_version = 13;
+    conf_add(&conf, fx.a_pem, fx.a_key, 3);
+    sctx = ctx_ok(&conf);
+    p = pair_new(cctx, sctx, "a.test", NULL);
+    pair_handshake(p);
+    pair_free(p);
+    sw_tls_ctx_unref(sctx);
+  }
+  sw_tls_ctx_unref(cctx);
+  sw_tls_ctx_unref(noverify);
+}
+
+static void cctx_err_at(const char *file,
+                        int line,
+                        const char *ca,
+                        const char *want1,
+                        const char *want2) {
+  sw_tls_ctx_t *ctx = (sw_tls_ctx_t *)&ctx;
+  char err[512] = "";
+
+  SW_CHECK_INT_EQ_AT(
+      file, line, sw_tls_client_ctx_new(CONF, 9, ca, 1, &ctx, err, sizeof(err)),
+      SW_ECONFIG);
+  SW_CHECK_AT(file, line, ctx == NULL);
+  SW_CHECK_STR_CONTAINS_AT(file, line, err, want1);
+  if (want2 != NULL)
+    SW_CHECK_STR_CONTAINS_AT(file, line, err, want2);
+  SW_CHECK_UINT_EQ_AT(file, line, ERR_peek_error(), 0);
+}
+#define cctx_err(ca, w1, w2) cctx_err_at(__FILE__, __LINE__, ca, w1, w2)
+
+static void test_client_ctx_errors(void) {
+  sw_tls_ctx_t *ctx;
+  char want[512];
+
+  fixtures();
+  snprintf(want, sizeof(want),
+           "test.conf:9: tls_ca %s: cannot read it: No such file or directory",
+           fx.missing);
+  cctx_err(fx.missing, want, NULL);
+  snprintf(want, sizeof(want), "test.conf:9: tls_ca %s: the file is empty",
+           fx.empty);
+  cctx_err(fx.empty, want, NULL);
+  snprintf(want, sizeof(want),
+           "test.conf:9: tls_ca %s: not a PEM file of certificates (",
+           fx.bad_pem);
+  cctx_err(fx.bad_pem, want, NULL);
+  snprintf(want, sizeof(want),
+           "test.conf:9: tls_ca %s: no PEM certificate in it", fx.a_key);
+  cctx_err(fx.a_key, want, NULL);
+  snprintf(want, sizeof(want),
+           "test.conf:9: tls_ca %s: cannot read it: Is a directory", fx.dir);
+  cctx_err(fx.dir, want, NULL);
+
+  /* The system's store, with or without verification; a chain file. */
+  ctx = cctx_ok(NULL, 1);
+  sw_tls_ctx_unref(ctx);
+  ctx = cctx_ok(fx.a_pem, 1);
+  sw_tls_ctx_unref(ctx);
+  /* No file name for the message: still one line. */
+  {
+    char err[256] = "";
+    ctx = NULL;
+    SW_CHECK_INT_EQ(
+        sw_tls_client_ctx_new(NULL, 4, fx.empty, 1, &ctx, err, sizeof(err)),
+        SW_ECONFIG);
+    SW_CHECK_STR_CONTAINS(err, "(config):4: tls_ca ");
+  }
+}
+
 SW_TEST_MAIN(SW_TASK(test_sni),
              SW_TASK(test_sni_exact_first),
              SW_TASK(test_alpn),
@@ -1313,4 +1943,11 @@ SW_TEST_MAIN(SW_TASK(test_sni),
              SW_TASK(test_truncated_hello),
              SW_TASK(test_close_notify),
              SW_TASK(test_ctx_errors),
-             SW_TASK(test_refcount))
+             SW_TASK(test_refcount),
+             SW_TASK(test_client_handshake),
+             SW_TASK(test_client_verify),
+             SW_TASK(test_client_ip),
+             SW_TASK(test_client_resume),
+             SW_TASK(test_client_tls12),
+             SW_TASK(test_client_errors),
+             SW_TASK(test_client_ctx_errors))
