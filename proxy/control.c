@@ -1133,6 +1133,22 @@ static void metrics_text(sw_buf_t *b) {
     (void)sw_buf_appendf(
         b, "switchd_tls_handshakes_total{result=\"timeout\"} %llu\n",
         (unsigned long long)sw.tls_timeouts);
+    metric_head(b, "switchd_tls_upstream_handshakes_total", "counter",
+                "TLS handshakes with upstream servers, by result.");
+    (void)sw_buf_appendf(
+        b, "switchd_tls_upstream_handshakes_total{result=\"ok\"} %llu\n",
+        (unsigned long long)(t->client_handshakes - t->client_resumed));
+    (void)sw_buf_appendf(
+        b, "switchd_tls_upstream_handshakes_total{result=\"resumed\"} %llu\n",
+        (unsigned long long)t->client_resumed);
+    (void)sw_buf_appendf(
+        b,
+        "switchd_tls_upstream_handshakes_total{result=\"failed_verify\"} "
+        "%llu\n",
+        (unsigned long long)t->client_failed_verify);
+    (void)sw_buf_appendf(
+        b, "switchd_tls_upstream_handshakes_total{result=\"failed\"} %llu\n",
+        (unsigned long long)t->client_failed);
   }
   metric_head(b, "switchd_client_connections", "gauge",
               "Open client connections.");
