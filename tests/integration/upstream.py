@@ -3,7 +3,8 @@
 
     upstream.py --port P --name NAME [--close-after N] [--drop-after N]
                 [--serial] [--sndbuf BYTES] [--health-status CODE]
-                [--health-location URL]
+                [--health-location URL] [--tls-cert FILE --tls-key FILE]
+                [--reject-tls]
 
 Listens on 127.0.0.1:P, one thread per connection, raw sockets. Keep-alive is
 supported and Connection: close / HTTP/1.0 are honoured. What a request gets is
@@ -107,6 +108,35 @@ times, each time.time() of this process: "t_head" when the request head was
 received (the receive timestamp), "t_body" when its body was read, "t_done"
 when the response was sent (null if none was).
 
+TLS (--tls-cert FILE --tls-key FILE, PEM): the upstream speaks HTTPS, as a
+TLS-to-upstream proxy needs. Every accepted connection is wrapped with Python's
+ssl on the server side (TLS 1.2 or newer, ALPN "http/1.1" offered, the
+certificate chain of --tls-cert: put intermediates after the leaf) before the
+usual per-connection handling, so every path above, keep-alive, /health and
+/ws work the same over TLS. The handshake runs in the connection's thread (a
+10 s limit); a failed handshake (the client refused the certificate, spoke
+plain HTTP, ...) is counted in /stats "tls_failed" and printed to stderr as
+"tls handshake failed". An orderly close sends close_notify first (so a
+close-delimited body ends cleanly); a close meant as a reset (/reset,
+/reset-mid, /ws-reset: SO_LINGER 0) sends none.
+
+Control over plain HTTP on the same port: the first byte of a connection
+tells them apart (a TLS ClientHello starts with 0x16), and a plain connection
+may only carry control requests (/stats, /log, /control/...), so the tests'
+helpers (harness.Upstream._get, stats(), log(), traffic(), set_health) work
+unchanged against a TLS upstream, while anything else sent in plain text (a
+proxy that forgot TLS, a plain /health probe) gets the connection closed
+without a byte, as a real TLS server would; /stats counts those connections
+in "plain_refused". Under TLS, /stats has "tls": true, every /log entry and
+every /echo answer carry "tls": {"version", "cipher", "alpn", "sni"} of their
+connection (sni: the server name the client sent, or null).
+
+--reject-tls (without --tls-cert): a plain upstream that answers a TLS
+ClientHello (first byte 0x16) at once with "400 Bad Request" and closes, as
+nginx or Go's net/http do; /stats counts those in "tls_rejected". Without it
+a plain upstream waits for a request head that never comes (the bytes of a
+ClientHello hold no blank line), as some servers do.
+
 The pattern: byte i of every generated body is PATTERN[i % len(PATTERN)];
 pattern_chunk() and pattern_sha256() are importable for the tests.
 """
@@ -116,6 +146,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -223,6 +254,18 @@ class Server:
         self.fail_every = 0
         self.fail_seen = 0
         self.failed = 0
+        # --tls-cert/--tls-key: the server-side TLS context (None: plain).
+        self.tls_ctx = None
+        self.tls_failed = 0
+        self.plain_refused = 0
+        self.tls_rejected = 0
+        if getattr(args, "tls_cert", None):
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            c.minimum_version = ssl.TLSVersion.TLSv1_2
+            c.load_cert_chain(args.tls_cert, args.tls_key)
+            c.set_alpn_protocols(["http/1.1"])
+            c.sni_callback = _record_sni
+            self.tls_ctx = c
 
     def stats(self):
         with self.lock:
@@ -240,6 +283,11 @@ class Server:
                 "failed": self.failed,
                 "fail_status": self.fail_status,
                 "fail_every": self.fail_every,
+                **({"tls": True, "tls_failed": self.tls_failed,
+                    "plain_refused": self.plain_refused}
+                   if self.tls_ctx is not None else {}),
+                **({"tls_rejected": self.tls_rejected}
+                   if getattr(self.args, "reject_tls", False) else {}),
             }
 
     def serve(self):
@@ -247,7 +295,8 @@ class Server:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind(("127.0.0.1", self.args.port))
         ls.listen(512)
-        print("upstream %s listening on 127.0.0.1:%d" % (self.name, self.args.port),
+        print("upstream %s listening on 127.0.0.1:%d%s" % (
+            self.name, self.args.port, " (TLS)" if self.tls_ctx is not None else ""),
               flush=True)
         while True:
             s, addr = ls.accept()
@@ -259,10 +308,57 @@ class Server:
             t = threading.Thread(target=self.conn_main, args=(s, cid), daemon=True)
             t.start()
 
+    def start_tls(self, s, cid):
+        """--tls-cert: the TLS handshake on an accepted connection. Returns
+        (socket to use, control_only): the wrapped socket, or the plain one
+        (limited to control requests) when the first byte is not a TLS
+        handshake record; (None, _) when the connection is over."""
+        s.settimeout(10)
+        try:
+            first = s.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return None, False
+        if not first:
+            return None, False
+        if first != b"\x16":
+            s.settimeout(None)
+            return s, True
+        try:
+            t = self.tls_ctx.wrap_socket(s, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self.lock:
+                self.tls_failed += 1
+            print("upstream %s conn %d: tls handshake failed: %s" % (self.name, cid, e),
+                  file=sys.stderr, flush=True)
+            return None, False
+        t.settimeout(None)
+        return t, False
+
+    def reject_tls(self, s):
+        """--reject-tls: a ClientHello to this plain upstream gets a 400 and
+        the close; returns whether it did."""
+        if s.recv(1, socket.MSG_PEEK) != b"\x16":
+            return False
+        with self.lock:
+            self.tls_rejected += 1
+        s.recv(65536)  # the hello read, so the close is not a reset
+        s.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 12\r\nConnection: close\r\n\r\nnot TLS here")
+        return True
+
     def conn_main(self, s, cid):
         c = None
         try:
+            control_only = False
+            if self.tls_ctx is not None:
+                t, control_only = self.start_tls(s, cid)
+                if t is None:
+                    return
+                s = t
+            elif getattr(self.args, "reject_tls", False) and self.reject_tls(s):
+                return
             c = Conn(self, s, cid)
+            c.control_only = control_only
             c.run()
         except (PeerClosed, ConnectionError, socket.timeout, OSError, BadRequest):
             pass
@@ -270,6 +366,8 @@ class Server:
             print("upstream %s conn %d: %r" % (self.name, cid, e), file=sys.stderr,
                   flush=True)
         finally:
+            if isinstance(s, ssl.SSLSocket):
+                _close_notify(s)
             try:
                 s.close()
             except OSError:
@@ -292,6 +390,8 @@ class Conn:
         self.first = True
         self.control = False
         self.probe = False
+        self.control_only = False  # a plain connection to a TLS upstream
+        self.tls = _tls_info(sock) if isinstance(sock, ssl.SSLSocket) else None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if server.args.sndbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.args.sndbuf)
@@ -401,6 +501,11 @@ class Conn:
             req["t_head"] = time.time()
             control = is_control(req["path"])
             probe = req["path"] == HEALTH_PATH
+            if self.control_only and not control:
+                # Plain HTTP to a TLS upstream: closed without a byte.
+                with srv.lock:
+                    srv.plain_refused += 1
+                return
             if self.first and control:
                 self.control = True
                 with srv.lock:
@@ -436,6 +541,8 @@ class Conn:
             entry["status"] = None
             entry["health"] = probe
             entry["failed"] = False
+            if self.tls is not None:
+                entry["tls"] = self.tls
             with srv.lock:
                 if probe:
                     srv.health += 1
@@ -552,6 +659,7 @@ class Conn:
                 "body_len": n[0], "body_sha256": h.hexdigest(), "conn": self.cid,
                 "framing": entry["framing"], "raw_head": req["raw_head"],
                 "t_head": entry["t_head"], "t_body": entry["t_body"],
+                **({"tls": self.tls} if self.tls is not None else {}),
             }).encode()
             self.respond(req, 200, body, [("Content-Type", "application/json")],
                          close)
@@ -772,6 +880,32 @@ class Conn:
         return not close
 
 
+def _record_sni(sslobj, name, context):
+    """The SNI callback: keeps the server name the client sent."""
+    sslobj.sw_sni = name
+    return None
+
+
+def _tls_info(s):
+    c = s.cipher()
+    return {"version": s.version(), "cipher": c[0] if c else None,
+            "alpn": s.selected_alpn_protocol(),
+            "sni": getattr(s, "sw_sni", None)}
+
+
+def _close_notify(s):
+    """Sends close_notify without waiting for the peer's, unless the socket
+    is set to close with a reset (SO_LINGER on, 0 s)."""
+    try:
+        on, secs = struct.unpack("ii", s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+        if on and secs == 0:
+            return
+        s.settimeout(0)
+        s.unwrap()
+    except (ssl.SSLError, OSError, ValueError):
+        pass
+
+
 def req_header(req, name):
     for n, v in req["headers"]:
         if n.lower() == name:
@@ -822,7 +956,12 @@ def main():
     ap.add_argument("--sndbuf", type=int, default=0)
     ap.add_argument("--health-status", type=int, default=200)
     ap.add_argument("--health-location", default="/health-moved")
+    ap.add_argument("--tls-cert", default=None, metavar="FILE")
+    ap.add_argument("--tls-key", default=None, metavar="FILE")
+    ap.add_argument("--reject-tls", action="store_true")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     threading.stack_size(512 * 1024)
     try:
         Server(args).serve()
