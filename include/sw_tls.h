@@ -107,6 +107,11 @@ size_t sw_tls_out_pending(const sw_tls_t *t);
 size_t sw_tls_take_out(sw_tls_t *t, char *buf, size_t cap);
 
 int sw_tls_handshake_done(const sw_tls_t *t);
+/* Whether input is held that no sw_tls_read has returned yet (a record
+ * read but not yet returned, ciphertext fed but not processed) or the
+ * peer sent close_notify: a connection in that state must not be reused
+ * for another exchange. */
+int sw_tls_input_pending(const sw_tls_t *t);
 /* After the handshake: the negotiated protocol ("TLSv1.3"), cipher, ALPN
  * ("http/1.1" or ""), SNI name ("" when none), whether resumed. */
 const char *sw_tls_version(const sw_tls_t *t);

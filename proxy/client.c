@@ -19,6 +19,7 @@ static int settings_ready;
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void client_input(sw_client_t *c, const char *data, size_t len);
+static int keep_pending(sw_client_t *c, const char *data, size_t len);
 static void client_parse(sw_client_t *c, const char *data, size_t len);
 static void req_free(sw_req_t *r);
 static void client_continue(sw_client_t *c);
@@ -273,6 +274,14 @@ static void tls_input(sw_client_t *c, const char *data, size_t len) {
       if (c->flags & SW_CF_TUNNEL) {
         if (c->req != NULL)
           sw_tunnel_from_client(c->req, tls_plain, (size_t)n);
+      } else if (!(c->flags & SW_CF_READING) || c->npending > 0) {
+        /* One read of ciphertext can hold more plaintext than one call
+         * takes. When the bytes before it stopped reading (a streamed
+         * body waiting for its upstream, backpressure, a full pipeline),
+         * the rest waits where a plain connection's unread bytes would,
+         * in order: never parsed ahead of what came first. */
+        if (keep_pending(c, tls_plain, (size_t)n) != 0)
+          return;
       } else {
         client_input(c, tls_plain, (size_t)n);
       }
@@ -749,25 +758,33 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   client_input(c, buf->base, (size_t)nread);
 }
 
+/* Keeps bytes read for later, after those already kept. Past the bound,
+ * reading stops: the bytes already read are kept (at most one read more
+ * than the bound), the rest waits in the kernel. Returns 0, or -1 when the
+ * connection was closed (no memory). */
+static int keep_pending(sw_client_t *c, const char *data, size_t len) {
+  char *p;
+
+  if (c->npending + len > SW_PENDING_MAX)
+    stop_reading(c);
+  p = realloc(c->pending, c->npending + len);
+  if (p == NULL) {
+    sw_client_close(c);
+    return -1;
+  }
+  memcpy(p + c->npending, data, len);
+  c->pending = p;
+  c->npending += (uint32_t)len;
+  return 0;
+}
+
 static void client_input(sw_client_t *c, const char *data, size_t len) {
   sw_req_t *r = c->req;
 
   if (r != NULL && r->state != SW_REQ_HEAD && r->state != SW_REQ_BUFFERING &&
       r->state != SW_REQ_STREAMING) {
     /* An exchange is in progress: keep later bytes for when it ends. */
-    char *p;
-    /* Past the bound, stop reading: the bytes already read are kept (at
-     * most one read more than the bound), the rest waits in the kernel. */
-    if (c->npending + len > SW_PENDING_MAX)
-      stop_reading(c);
-    p = realloc(c->pending, c->npending + len);
-    if (p == NULL) {
-      sw_client_close(c);
-      return;
-    }
-    memcpy(p + c->npending, data, len);
-    c->pending = p;
-    c->npending += (uint32_t)len;
+    (void)keep_pending(c, data, len);
     return;
   }
   client_parse(c, data, len);

@@ -172,6 +172,10 @@ void sw_tunnel_eof(sw_req_t *r, int from_client) {
     tunnel_close(r);
     return;
   }
+  /* Once per direction: TLS's close_notify and the FIN after it are one
+   * end of that direction. */
+  if (r->tunnel_eof & (from_client ? 1 : 2))
+    return;
   r->tunnel_eof |= from_client ? 1 : 2;
   if (r->tunnel_eof == 3) {
     tunnel_close(r);

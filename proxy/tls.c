@@ -1313,6 +1313,11 @@ size_t sw_tls_take_out(sw_tls_t *t, char *buf, size_t cap) {
   return n > 0 ? (size_t)n : 0;
 }
 
+int sw_tls_input_pending(const sw_tls_t *t) {
+  return SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0 ||
+         (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
+}
+
 int sw_tls_handshake_done(const sw_tls_t *t) {
   return t->done;
 }

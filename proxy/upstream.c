@@ -62,9 +62,13 @@ static void health_stop(sw_server_t *s) {
  * the state it had, so that a reload does not take servers out. */
 /* What a TLS connection to s checks: the upstream's tls_name, else its
  * health_host (without a port), else s's IP address. */
-static void tls_names(
-    const sw_server_t *s, char *name, size_t namelen, char *ip, size_t iplen) {
-  const sw_upstream_conf_t *uc = &sw.cfg->upstream[s->colour];
+static void tls_names(const sw_config_t *cfg,
+                      const sw_server_t *s,
+                      char *name,
+                      size_t namelen,
+                      char *ip,
+                      size_t iplen) {
+  const sw_upstream_conf_t *uc = &cfg->upstream[s->colour];
   const char *n = uc->tls_name ? uc->tls_name : uc->health.host;
 
   name[0] = '\0';
@@ -87,7 +91,8 @@ static void tls_names(
     (void)uv_ip4_name((const struct sockaddr_in *)&s->addr, ip, iplen);
 }
 
-static int health_start(sw_server_t *s,
+static int health_start(const sw_config_t *cfg,
+                        sw_server_t *s,
                         const sw_health_conf_t *hc,
                         sw_health_state_t initial) {
   char name[256], ip[64];
@@ -111,7 +116,7 @@ static int health_start(sw_server_t *s,
   p.timeout_ms = hc->timeout_ms;
   p.rise = hc->rise;
   p.fall = hc->fall;
-  tls_names(s, name, sizeof(name), ip, sizeof(ip));
+  tls_names(cfg, s, name, sizeof(name), ip, sizeof(ip));
   p.tls = sw.pools[s->colour].tls;
   p.tls_name = name[0] ? name : NULL;
   p.tls_ip = ip;
@@ -193,7 +198,7 @@ int sw_pools_apply(const sw_config_t *cfg, int first) {
       server_unref(s);
     }
     for (size_t i = 0; i < np.n; i++) {
-      int err = health_start(np.servers[i], &uc->health,
+      int err = health_start(cfg, np.servers[i], &uc->health,
                              first ? SW_HEALTH_UP : SW_HEALTH_DOWN);
       if (err != 0)
         sw_error("health", 0, "%s: cannot start checks: %s",
@@ -489,7 +494,7 @@ static void on_connect(uv_connect_t *req, int status) {
     /* TLS: the request goes once the handshake is done; the connect
      * timeout keeps running until then. */
     char name[256], ip[64];
-    tls_names(u->server, name, sizeof(name), ip, sizeof(ip));
+    tls_names(sw.cfg, u->server, name, sizeof(name), ip, sizeof(ip));
     u->tls = sw_tls_new_client(sw.pools[u->server->colour].tls,
                                name[0] ? name : NULL, ip);
     if (u->tls == NULL || sw_tls_read(u->tls, up_plain, sizeof(up_plain)) < 0 ||
@@ -915,10 +920,13 @@ static void upstream_failed(sw_upconn_t *u, sw_req_t *r, int err) {
 static void response_done(sw_upconn_t *u, sw_req_t *r) {
   /* Reusable only when the upstream saw the whole request: an early
    * response leaves body bytes the next request would be parsed from. */
+  /* Over TLS, bytes still held in the TLS layer after the response (or a
+   * close_notify) are what extra_bytes is for a plain connection. */
   int reusable = llhttp_should_keep_alive(&r->rparser) && !r->extra_bytes &&
                  r->resp_framing != SW_FRAME_CLOSE &&
                  r->state == SW_REQ_WAITING &&
-                 uv_stream_get_write_queue_size((uv_stream_t *)&u->tcp) == 0;
+                 uv_stream_get_write_queue_size((uv_stream_t *)&u->tcp) == 0 &&
+                 (u->tls == NULL || !sw_tls_input_pending(u->tls));
   r->t_up_done = uv_hrtime();
   release(u, reusable);
   sw_req_finished(r);
@@ -1094,13 +1102,19 @@ static void up_handshake_failed(sw_upconn_t *u, ssize_t why) {
  * goes), and plaintext goes where a plain connection's bytes would. */
 static void up_tls_input(sw_upconn_t *u, const char *data, size_t len) {
   if (sw_tls_feed(u->tls, data, len) != 0) {
-    up_input(u, UV_ENOMEM, NULL);
+    if (u->flags & SW_UF_HANDSHAKE)
+      up_handshake_failed(u, SW_TLS_ENOMEM);
+    else
+      up_input(u, UV_ENOMEM, NULL);
     return;
   }
   for (;;) {
     ssize_t n = sw_tls_read(u->tls, up_plain, sizeof(up_plain));
     if (up_tls_flush(u) != 0) {
-      up_input(u, UV_EPIPE, NULL);
+      if (u->flags & SW_UF_HANDSHAKE)
+        up_handshake_failed(u, UV_EPIPE);
+      else
+        up_input(u, UV_EPIPE, NULL);
       return;
     }
     if ((u->flags & SW_UF_HANDSHAKE) && sw_tls_handshake_done(u->tls)) {
