@@ -106,6 +106,7 @@ demo: all
 
 bench: all
 	$(Q)bench/proxy-bench.sh
+bench-tls: all ; $(Q)bench/tls-bench.sh $(if $(QUICK),--quick)
 
 # The binaries, the man pages, and conf/switchd.conf as an example config (it
 # documents every directive); nothing is written to /etc.
