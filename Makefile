@@ -37,7 +37,7 @@ CTL_OBJ    := $(CTL_SRC:switchctl/%.c=$(BUILD)/ctl/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan test unit integration deps format format-check clean bench demo \
+.PHONY: all asan test unit integration deps format format-check clean bench bench-tls demo \
         install
 
 all: $(BUILD)/switchd $(if $(CTL_SRC),$(BUILD)/switchctl) $(UNIT_BIN)
