@@ -107,6 +107,8 @@ size_t sw_tls_out_pending(const sw_tls_t *t);
 size_t sw_tls_take_out(sw_tls_t *t, char *buf, size_t cap);
 
 int sw_tls_handshake_done(const sw_tls_t *t);
+/* The context the connection was made with. */
+sw_tls_ctx_t *sw_tls_ctx_of(const sw_tls_t *t);
 /* Whether input is held that no sw_tls_read has returned yet (a record
  * read but not yet returned, ciphertext fed but not processed) or the
  * peer sent close_notify: a connection in that state must not be reused

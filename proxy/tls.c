@@ -1318,6 +1318,10 @@ int sw_tls_input_pending(const sw_tls_t *t) {
          (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
+sw_tls_ctx_t *sw_tls_ctx_of(const sw_tls_t *t) {
+  return t->ctx;
+}
+
 int sw_tls_handshake_done(const sw_tls_t *t) {
   return t->done;
 }

@@ -236,9 +236,17 @@ int sw_pools_tls_load(const sw_config_t *cfg,
 
 void sw_pools_tls_set(sw_tls_ctx_t *ctx[SW_COLOURS]) {
   for (int c = 0; c < SW_COLOURS; c++) {
-    if (sw.pools[c].tls != NULL)
-      sw_tls_ctx_unref(sw.pools[c].tls);
-    sw.pools[c].tls = ctx[c];
+    sw_pool_t *p = &sw.pools[c];
+    /* New TLS settings (or TLS turned on or off): idle connections made
+     * under the old ones close now, busy ones after their response (see
+     * release), so that no request rides a connection the config no
+     * longer describes. */
+    if (p->tls != NULL || ctx[c] != NULL)
+      for (size_t i = 0; i < p->n; i++)
+        server_close_idle(p->servers[i]);
+    if (p->tls != NULL)
+      sw_tls_ctx_unref(p->tls);
+    p->tls = ctx[c];
     ctx[c] = NULL;
   }
 }
@@ -331,7 +339,12 @@ static int start_read(sw_upconn_t *u) {
 /* Returns a finished connection to its server's idle pool, or closes it. */
 static void release(sw_upconn_t *u, int reusable) {
   sw_server_t *s = u->server;
+  sw_tls_ctx_t *want = sw.pools[s->colour].tls;
   unbind(u);
+  /* A connection made under TLS settings a reload replaced is not kept. */
+  if ((u->tls == NULL) != (want == NULL) ||
+      (u->tls != NULL && sw_tls_ctx_of(u->tls) != want))
+    reusable = 0;
   if (!reusable || s->removed || sw.stopping ||
       sw.cfg->upstream[s->colour].max_idle == 0) {
     sw_upconn_close(u);

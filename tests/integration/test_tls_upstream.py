@@ -403,6 +403,32 @@ def test_tls_upstream_reload_with_missing_tls_ca(ctx):
     assert "certificate verify failed" not in sw.stderr_text()
 
 
+@timeout(45)
+def test_tls_upstream_reload_retires_pooled_connections(ctx):
+    """A reload that turns TLS on for a colour: the plain connection pooled
+    before it is not reused (the config now says TLS), so the request that
+    follows speaks TLS, and a plain server answers it with a failed
+    handshake (502); turned off again, plain requests work."""
+    pki = Pki(ctx)
+    plain = ctx.upstream("blue", "--reject-tls")
+    sw = ctx.switchd([plain], blue_opts=dict(FAST))
+    for _ in range(2):
+        get_ok(ctx, sw.port)
+    assert plain.stats()["connections"] == 1
+    sw.reload(make_config([sw.port], [plain],
+                          blue_opts=tls_opts(pki.ca, "a.test", **FAST)))
+    wait_log(sw, "reloaded")
+    r = ctx.get(sw.port, "/")
+    assert_proxy_error(r, 502, close=False)
+    wait_log(sw, "TLS handshake with %s (blue) failed" % plain.addr)
+    assert plain.stats()["requests"] == 2
+    sw.reload(make_config([sw.port], [plain], blue_opts=dict(FAST)))
+    wait_for(lambda: sw.stderr_text().count("reloaded") >= 2, 5 * SLOW,
+             what="the second reload")
+    get_ok(ctx, sw.port)
+    assert plain.stats()["requests"] == 3
+
+
 # -- g. WebSocket through a TLS upstream -----------------------------------------
 
 
