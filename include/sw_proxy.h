@@ -321,6 +321,16 @@ void sw_upconn_close(sw_upconn_t *u);
  * rest copied into one queued write counted against the buffer budget.
  * Returns 0 or a negative libuv error. */
 int sw_stream_write(uv_stream_t *s, const uv_buf_t *bufs, unsigned n);
+/* Encrypts bufs into t as TLS records of at most 16 KiB, calling
+ * flush(arg) after each record: small pieces (a chunk-size line, a CRLF)
+ * share a record, and the TLS output never holds more than one record, so
+ * a large response never grows OpenSSL's buffers to its size. Returns 0,
+ * UV_EPROTO or flush's error. */
+int sw_tls_send(struct sw_tls_s *t,
+                const uv_buf_t *bufs,
+                unsigned n,
+                int (*flush)(void *arg),
+                void *arg);
 /* Tunnel bytes from one side of an upgraded exchange to the other. */
 void sw_tunnel_start(sw_req_t *r);
 void sw_tunnel_from_client(sw_req_t *r, const char *data, size_t len);

@@ -201,15 +201,16 @@ static int tls_flush(sw_client_t *c) {
   return 0;
 }
 
+static int tls_flush_cb(void *arg) {
+  return tls_flush(arg);
+}
+
 int sw_client_write(sw_client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->flags & SW_CF_CLOSING)
     return UV_ECANCELED;
   if (c->tls == NULL)
     return sw_stream_write((uv_stream_t *)&c->tcp, bufs, n);
-  for (unsigned i = 0; i < n; i++)
-    if (bufs[i].len > 0 && sw_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0)
-      return UV_EPROTO;
-  return tls_flush(c);
+  return sw_tls_send(c->tls, bufs, n, tls_flush_cb, c);
 }
 
 void sw_client_close_notify(sw_client_t *c) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sw_tls.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -32,6 +33,55 @@ static void on_write(uv_write_t *req, int status) {
     sw_client_written(sw_container_of(kind, sw_client_t, kind), status);
   else if (*kind == SW_KIND_UPCONN)
     on_upconn_written(sw_container_of(kind, sw_upconn_t, kind), status);
+}
+
+#define TLS_RECORD (16 * 1024)
+
+int sw_tls_send(sw_tls_t *t,
+                const uv_buf_t *bufs,
+                unsigned n,
+                int (*flush)(void *arg),
+                void *arg) {
+  static char stage[TLS_RECORD];
+  size_t staged = 0;
+  int err;
+
+  for (unsigned i = 0; i < n; i++) {
+    const char *p = bufs[i].base;
+    size_t len = bufs[i].len;
+    while (len > 0) {
+      size_t take;
+      if (staged == 0 && len >= TLS_RECORD) {
+        /* A whole record straight from the caller's buffer. */
+        if (sw_tls_write(t, p, TLS_RECORD) != 0)
+          return UV_EPROTO;
+        if ((err = flush(arg)) != 0)
+          return err;
+        p += TLS_RECORD;
+        len -= TLS_RECORD;
+        continue;
+      }
+      take = len < TLS_RECORD - staged ? len : TLS_RECORD - staged;
+      memcpy(stage + staged, p, take);
+      staged += take;
+      p += take;
+      len -= take;
+      if (staged == TLS_RECORD) {
+        if (sw_tls_write(t, stage, staged) != 0)
+          return UV_EPROTO;
+        staged = 0;
+        if ((err = flush(arg)) != 0)
+          return err;
+      }
+    }
+  }
+  if (staged > 0) {
+    if (sw_tls_write(t, stage, staged) != 0)
+      return UV_EPROTO;
+    if ((err = flush(arg)) != 0)
+      return err;
+  }
+  return 0;
 }
 
 int sw_stream_write(uv_stream_t *s, const uv_buf_t *bufs, unsigned n) {

@@ -384,15 +384,16 @@ static int up_tls_flush(sw_upconn_t *u) {
   return 0;
 }
 
+static int up_tls_flush_cb(void *arg) {
+  return up_tls_flush(arg);
+}
+
 int sw_upconn_write(sw_upconn_t *u, const uv_buf_t *bufs, unsigned n) {
   if (u->tls == NULL)
     return sw_stream_write((uv_stream_t *)&u->tcp, bufs, n);
   if (uv_is_closing((uv_handle_t *)&u->tcp))
     return UV_ECANCELED;
-  for (unsigned i = 0; i < n; i++)
-    if (bufs[i].len > 0 && sw_tls_write(u->tls, bufs[i].base, bufs[i].len) != 0)
-      return UV_EPROTO;
-  return up_tls_flush(u);
+  return sw_tls_send(u->tls, bufs, n, up_tls_flush_cb, u);
 }
 
 void sw_upconn_close_notify(sw_upconn_t *u) {
