@@ -68,6 +68,11 @@ void sw_tls_ctx_unref(sw_tls_ctx_t *ctx); /* frees at zero */
  * costs a resumption that was valid a moment ago). */
 void sw_tls_ctx_rotate_tickets(sw_tls_ctx_t *ctx);
 
+/* A reload: ctx takes over old's ticket keys and rotation clock, so that
+ * sessions resumable a moment ago still are (the session cache, inside
+ * OpenSSL, starts empty). */
+void sw_tls_ctx_inherit_tickets(sw_tls_ctx_t *ctx, const sw_tls_ctx_t *old);
+
 /* Rotates the ticket key when the section's tls_ticket_rotate has passed
  * since the last rotation (the first call only starts the clock). The
  * caller calls it with its clock in ms, e.g. at every accept: a context

@@ -156,13 +156,18 @@ int sw_listener_sync(const sw_config_t *cfg, char *err, size_t errlen) {
     sw_info("listener", 0, "listening on %s", a->name);
   }
   /* Every listener gets its section's context as of this config: new
-   * handshakes use the new certificates; open connections keep theirs. */
+   * handshakes use the new certificates; open connections keep theirs.
+   * The ticket keys carry over from the context the listener had, so a
+   * reload does not cost every client a full handshake. */
   for (sw_list_t *l = sw.listeners.next; l != &sw.listeners; l = l->next) {
     sw_listener_t *ls = sw_container_of(l, sw_listener_t, link);
     for (size_t i = 0; i < cfg->nbinds; i++)
       if (strcmp(cfg->binds[i].name, ls->name) == 0) {
         int t = cfg->binds[i].tls;
-        set_tls(ls, t >= 0 && ctxs != NULL ? ctxs[t] : NULL);
+        sw_tls_ctx_t *next = t >= 0 && ctxs != NULL ? ctxs[t] : NULL;
+        if (next != NULL && ls->tls != NULL)
+          sw_tls_ctx_inherit_tickets(next, ls->tls);
+        set_tls(ls, next);
       }
   }
   sw_listener_tls_free(cfg, ctxs);

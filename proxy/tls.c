@@ -970,6 +970,15 @@ int sw_tls_handshake_expired(const sw_tls_t *t, uint64_t now_ms) {
   return now_ms - t->accepted_at >= t->ctx->handshake_ms;
 }
 
+void sw_tls_ctx_inherit_tickets(sw_tls_ctx_t *ctx, const sw_tls_ctx_t *old) {
+  if (ctx == old || old->client || ctx->client)
+    return;
+  ctx->keys[0] = old->keys[0];
+  ctx->keys[1] = old->keys[1];
+  ctx->has_previous = old->has_previous;
+  ctx->rotated_at = old->rotated_at;
+}
+
 void sw_tls_ctx_tick(sw_tls_ctx_t *ctx, uint64_t now_ms) {
   if (ctx->rotated_at == 0) {
     ctx->rotated_at = now_ms;

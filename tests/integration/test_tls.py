@@ -474,6 +474,26 @@ def test_tls_session_resumption_tickets(ctx):
         "tickets on, yet no TLS 1.2 ticket:\n%s" % out1
 
 
+def test_tls_session_ticket_survives_reload(ctx):
+    """A SIGHUP builds new TLS contexts; the ticket keys carry over, so a
+    session from before the reload still resumes after it."""
+    pki, up, sw, _ = start_tls(ctx, tls={"tls_session_tickets": "on",
+                                         "tls_session_cache": "0"})
+    for v in ("tls1_3", "tls1_2"):
+        sess = ctx.path("sess-reload-%s.pem" % v)
+        base = ["-%s" % v, "-servername", "a.test", "-CAfile", pki.ca]
+        rc, out1 = s_client(sw.port, base + ["-sess_out", sess], request=CLOSE_REQ)
+        assert rc == 0 and re.search(r"^New, ", out1, re.M), out1
+        n = sw.stderr_text().count("reloaded")
+        sw.reload(open(sw.conf_path).read())
+        wait_for(lambda: sw.stderr_text().count("reloaded") > n, 5 * SLOW,
+                 what="the reload")
+        rc, out2 = s_client(sw.port, base + ["-sess_in", sess], request=CLOSE_REQ)
+        assert rc == 0 and "HTTP/1.1 200 OK" in out2, out2
+        assert re.search(r"^Reused, ", out2, re.M), \
+            "%s: the session from before the reload did not resume:\n%s" % (v, out2)
+
+
 def test_tls_session_resumption_cache_without_tickets(ctx):
     pki, up, sw, _ = start_tls(ctx, tls={"tls_session_tickets": "off",
                                          "tls_session_cache": "1000"})
