@@ -347,13 +347,16 @@ def test_rollback_under_steady_load(ctx):
     # the max_consecutive-th error in a row, R1 on error max_errors + 1.
     glog = traffic(g)
     first_fail = min(e["t_done"] for e in glog if e["failed"])
-    interleaved = [e for e in glog if not e["failed"] and e["t_done"] > first_fail]
+    # switchd sees responses in the order they reach it, which on four
+    # connections can differ from the order green finished writing them by
+    # a few ms: a success green sent just before its first 500 may reach
+    # switchd after it.
+    interleaved = [e for e in glog if not e["failed"] and e["t_done"] > first_fail - 0.05]
     if rule == "r3":
         assert fired["consecutive"] == MAX_CONSECUTIVE, fired
-        # More errors than the run only if a success broke an earlier run: a
-        # request green had let through just before it began failing, sent
-        # back after the first 500s.
-        assert fired["errors"] == MAX_CONSECUTIVE or interleaved, (fired, interleaved)
+        # More errors than the run only if a success broke an earlier run,
+        # and at most one extra error per such success.
+        assert fired["errors"] - MAX_CONSECUTIVE <= len(interleaved), (fired, interleaved)
     elif rule == "r1":
         assert fired["errors"] == MAX_ERRORS + 1, fired
     # The bound on the 5xx the clients received: the errors switchd had
