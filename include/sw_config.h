@@ -146,6 +146,15 @@ typedef struct sw_cutover_conf_s {
   uint64_t drain_timeout_ms; /* old colour's in-flight requests; default 30 s */
   char *state_file;          /* NULL: no persistence */
   unsigned history;          /* past transitions kept; default 50 */
+  /* The hold barrier (DESIGN §4): how long requests may be held, and how
+   * many; past the count new requests get 503 with Retry-After. */
+  uint64_t hold_max_ms; /* default 2 s */
+  size_t hold_queue;    /* default 2000 */
+  /* The reverse migration an automatic rollback runs inside a hold when
+   * the old colour's schema requirements fail (`/bin/sh -c`); NULL: none,
+   * such a rollback is blocked. Config only: never set over the API. */
+  char *rollback_migrate;
+  uint64_t rollback_migrate_timeout_ms; /* then killed; default 60 s */
 } sw_cutover_conf_t;
 
 /* The `watch` section (DESIGN §4, §5): the error watch armed at every

@@ -195,8 +195,10 @@ typedef struct sw_req_s {
   unsigned tried;      /* servers tried for this request */
   size_t rr_first;     /* where the round robin started */
   struct sw_upconn_s *up;
-  char rid[33]; /* generated X-Request-Id */
-  int rid_idx;  /* incoming X-Request-Id header, or -1 */
+  char rid[33];        /* generated X-Request-Id */
+  int rid_idx;         /* incoming X-Request-Id header, or -1 */
+  sw_list_t hold_link; /* on the hold barrier's queue (sw_hold.h) */
+  uint64_t t_held;     /* hrtime it was queued there */
 } sw_req_t;
 
 /* Upstream connection flags. */
@@ -272,6 +274,8 @@ int sw_client_write(sw_client_t *c, const uv_buf_t *bufs, unsigned n);
 /* Before a half-close of an HTTPS client: its close_notify. */
 void sw_client_close_notify(sw_client_t *c);
 void sw_req_fail(sw_req_t *r, int status);
+/* The same with a Retry-After of `seconds` (a 503 of a full hold queue). */
+void sw_req_fail_retry(sw_req_t *r, int status, uint64_t seconds);
 void sw_req_finished(sw_req_t *r);
 void sw_req_start_tunnel(sw_req_t *r, const char *rest, size_t len);
 int sw_client_high_water(const sw_client_t *c);

@@ -45,6 +45,24 @@
  *                     the new colour keeps serving until an operator rolls
  *                     back (once the old colour is ready) or commits.
  *
+ * Across a migration the old code cannot survive (DESIGN §4, the hold):
+ *
+ *   migrating           a cutover requested with SW_SWITCH_REQ_MIGRATE
+ *                       passed a gate of liveness only (the target's
+ *                       schema is not there yet): HOLD tells the caller to
+ *                       hold new requests while the operator migrates.
+ *                       sw_switch_migrated(ok) goes on to rechecking (the
+ *                       verification there is what admits the target) or
+ *                       ends the gate (MIGRATION_FAILED); the hold running
+ *                       out ends it too (HOLD_EXPIRED, inconclusive).
+ *   rollback_migrating  a rollback found the old colour up but its schema
+ *                       requirements failing, and the config names a
+ *                       reverse migration (params.rollback_migrate):
+ *                       HOLD and MIGRATE_BACK tell the caller to hold and
+ *                       run it. Afterwards the caller verifies the old
+ *                       colour and calls sw_switch_rollback, which flips
+ *                       or blocks; sw_switch_rollback_migrated(0) blocks.
+ *
  * A new cutover is accepted from steady, final and rolled_back once no
  * drain is running.
  *
@@ -130,9 +148,12 @@ typedef enum sw_switch_phase_e {
   SW_SWITCH_FINAL,
   SW_SWITCH_ROLLED_BACK,
   SW_SWITCH_ROLLBACK_BLOCKED,
+  /* Migrations under the hold barrier. */
+  SW_SWITCH_MIGRATING,
+  SW_SWITCH_ROLLBACK_MIGRATING,
 } sw_switch_phase_t;
 
-#define SW_SWITCH_PHASES (SW_SWITCH_ROLLBACK_BLOCKED + 1)
+#define SW_SWITCH_PHASES (SW_SWITCH_ROLLBACK_MIGRATING + 1)
 
 /* Why a request or an abort was refused, or why a transition happened. One
  * enum so that a record, a refusal and a status field share one vocabulary. */
@@ -172,9 +193,15 @@ typedef enum sw_switch_reason_e {
   SW_SWITCH_R_COMMITTED,         /* an operator's commit -> final */
   SW_SWITCH_R_ROLLBACK,          /* -> rolled_back: flipped back */
   SW_SWITCH_R_ROLLBACK_BLOCKED,  /* -> rollback_blocked */
+  /* The hold barrier. */
+  SW_SWITCH_R_NOT_MIGRATING,    /* migrated: no migrating phase to end */
+  SW_SWITCH_R_MIGRATED,         /* migrating -> rechecking */
+  SW_SWITCH_R_MIGRATION_FAILED, /* migrating -> steady: the command failed */
+  SW_SWITCH_R_HOLD_EXPIRED,     /* the hold ran out before the flip */
+  SW_SWITCH_R_ROLLBACK_MIGRATE, /* -> rollback_migrating */
 } sw_switch_reason_t;
 
-#define SW_SWITCH_REASONS (SW_SWITCH_R_ROLLBACK_BLOCKED + 1)
+#define SW_SWITCH_REASONS (SW_SWITCH_R_ROLLBACK_MIGRATE + 1)
 
 /* Who asks for a rollback, which decides where it is allowed. */
 typedef enum sw_switch_rollback_mode_e {
@@ -218,6 +245,14 @@ typedef enum sw_switch_verify_e {
 /* Arm the error watch on flip_to, with the machine's watch_auto_ms and
  * watch_manual_ms windows from flip_at. */
 #define SW_SWITCH_ACT_WATCH (1u << 5)
+/* Hold new requests (sw_hold_start): a migration is about to run. */
+#define SW_SWITCH_ACT_HOLD (1u << 6)
+/* Run the config's rollback_migrate command, then report it with
+ * sw_switch_rollback_migrated or (after verifying) sw_switch_rollback. */
+#define SW_SWITCH_ACT_MIGRATE_BACK (1u << 7)
+
+/* Flags of sw_switch_request_ex. */
+#define SW_SWITCH_REQ_MIGRATE 0x1u /* gate on liveness, then migrating */
 
 /* One transition: what the caller logs and keeps in the history. */
 typedef struct sw_switch_event_s {
@@ -259,6 +294,9 @@ typedef struct sw_switch_params_s {
   int verify_old[SW_COLOURS];
   uint64_t auto_window_ms;
   uint64_t manual_window_ms; /* from the flip; below auto: taken as auto */
+  /* A reverse migration is configured: a rollback blocked only by the old
+   * colour's schema runs it (rollback_migrating) instead of blocking. */
+  int rollback_migrate;
 } sw_switch_params_t;
 
 /* What the state file records of the machine (DESIGN §10). */
@@ -281,9 +319,11 @@ typedef struct sw_switch_gate_s {
   int verified;        /* a fresh verification passed */
   uint64_t recheck_at; /* when rechecking began */
   uint64_t recheck_deadline;
-  int probe_ok;         /* the re-check probe passed */
-  int recheck_verified; /* the re-check verification passed */
-  int old_checked;      /* the live colour's verification finished */
+  int probe_ok;          /* the re-check probe passed */
+  int recheck_verified;  /* the re-check verification passed */
+  int old_checked;       /* the live colour's verification finished */
+  int migrate;           /* SW_SWITCH_REQ_MIGRATE: liveness, then migrating */
+  uint64_t migrating_at; /* when migrating began */
   char who[SW_SWITCH_WHO];
   char last_failure[SW_SWITCH_TEXT]; /* the target's, for the deadline text */
 } sw_switch_gate_t;
@@ -404,6 +444,53 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                      size_t target_servers,
                                      const char *who,
                                      sw_switch_actions_t *out);
+
+/* The same with flags: SW_SWITCH_REQ_MIGRATE gates on liveness only (rise
+ * passes, the live colour healthy; no verification: the target's schema
+ * comes with the migration), then moves to migrating with HOLD. */
+sw_switch_reason_t sw_switch_request_ex(sw_switch_t *s,
+                                        uint64_t now,
+                                        sw_colour_t target,
+                                        size_t target_servers,
+                                        const char *who,
+                                        unsigned flags,
+                                        sw_switch_actions_t *out);
+
+/* The operator's migration finished (ok: exit status 0), in migrating:
+ * rechecking with PROBE and VERIFY, or the gate ends (MIGRATION_FAILED,
+ * `text` says why). Returns NOT_MIGRATING elsewhere. */
+sw_switch_reason_t sw_switch_migrated(sw_switch_t *s,
+                                      uint64_t now,
+                                      int ok,
+                                      const char *text,
+                                      sw_switch_actions_t *out);
+
+/* The hold ran out (released to the live colour) while a migrate cutover
+ * had not flipped: the gate ends, inconclusive (HOLD_EXPIRED). Nothing
+ * elsewhere. */
+void sw_switch_hold_expired(sw_switch_t *s,
+                            uint64_t now,
+                            sw_switch_actions_t *out);
+
+/* A rollback that must first run the reverse migration: allowed where
+ * sw_switch_rollback with `mode` would be and params.rollback_migrate is
+ * set; phase rollback_migrating with HOLD and MIGRATE_BACK. Returns NONE,
+ * or the refusal (NOT_READY when no reverse migration is configured). */
+sw_switch_reason_t sw_switch_rollback_migrate(sw_switch_t *s,
+                                              uint64_t now,
+                                              sw_switch_rollback_mode_t mode,
+                                              const char *trigger,
+                                              const char *why,
+                                              sw_switch_actions_t *out);
+
+/* The reverse migration failed (ok 0: `text` says how): rollback_blocked.
+ * With ok 1 nothing changes: the caller verifies and calls
+ * sw_switch_rollback. */
+void sw_switch_rollback_migrated(sw_switch_t *s,
+                                 uint64_t now,
+                                 int ok,
+                                 const char *text,
+                                 sw_switch_actions_t *out);
 
 /* The operator changed `live` in the config file and reloaded: an
  * immediate switch without a gate, accepted only where a cutover would be

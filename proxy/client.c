@@ -11,6 +11,7 @@
 
 #include "sw_tls.h"
 #include "sw_control.h"
+#include "sw_hold.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -371,6 +372,7 @@ void sw_req_release_body(sw_req_t *r) {
 }
 
 static void req_free(sw_req_t *r) {
+  sw_hold_forget(r);
   sw_req_release_body(r);
   if (req_cached < SW_REQ_CACHE && !sw.stopping) {
     req_cache[req_cached++] = r;
@@ -545,7 +547,20 @@ static void send_status(
 /* Ends the exchange with a status of the proxy's own. A response already
  * started cannot be replaced: the client connection is closed instead, so
  * the client sees a truncated message, never a second status line. */
+static void req_fail(sw_req_t *r, int status, const char *extra);
+
 void sw_req_fail(sw_req_t *r, int status) {
+  req_fail(r, status, NULL);
+}
+
+void sw_req_fail_retry(sw_req_t *r, int status, uint64_t seconds) {
+  char extra[48];
+  snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n",
+           (unsigned long long)seconds);
+  req_fail(r, status, extra);
+}
+
+static void req_fail(sw_req_t *r, int status, const char *extra) {
   sw_client_t *c = r->client;
   int keep;
 
@@ -567,7 +582,7 @@ void sw_req_fail(sw_req_t *r, int status) {
   keep = r->keep_alive && r->complete && status >= 500 && !r->upgrade &&
          !sw.stopping && !((c->flags & SW_CF_EOF) && c->npending == 0);
   r->keep_alive = (uint8_t)keep;
-  send_status(c, r, status, keep, NULL);
+  send_status(c, r, status, keep, extra);
   r->resp_started = 1;
   sw_req_finished(r);
 }

@@ -100,7 +100,13 @@ static sw_directive_fn set_health_body, set_on_off, set_yes_no;
 static sw_directive_fn add_require_migration, add_require_column;
 static sw_directive_fn add_require_query, set_dsn, set_pg_duration;
 static sw_directive_fn set_history, set_admin_socket, add_allow_uid;
-static sw_directive_fn set_admin_bind;
+static sw_directive_fn set_admin_bind, set_hold_max, set_hold_queue;
+static sw_directive_fn set_command;
+static int set_bounded_duration(sw_parser_t *p,
+                                const sw_directive_t *d,
+                                uint64_t *field,
+                                const char *arg,
+                                uint64_t max);
 static sw_directive_fn set_window, set_ring_window, set_watch_timer;
 static sw_directive_fn set_not_errors;
 static sw_directive_fn set_max_errors, set_alpha, set_max_error_ratio;
@@ -121,6 +127,8 @@ static sw_directive_fn set_session_cache, set_upstream_tls, set_tls_name;
 /* The state file is rewritten whole at every transition; a bound on the
  * history keeps that write small. */
 #define SW_MAX_HISTORY 10000
+#define SW_MAX_HOLD (60 * 60 * 1000ull)
+#define SW_MAX_HOLD_QUEUE 1000000
 
 /* The watch counts per second in a ring of at most SW_WATCH_RING_MAX
  * buckets; the baseline and ratio windows must fit in it, or the watch
@@ -304,6 +312,13 @@ static const sw_directive_t sw_directives[] = {
     {SW_SECTION_CUTOVER, "state_file", set_path, SW_CUT(state_file), 0, 0},
     /* 0 keeps no past transitions: status shows only the current one. */
     {SW_SECTION_CUTOVER, "history", set_history, SW_CUT(history), 0, 0},
+    {SW_SECTION_CUTOVER, "hold_max", set_hold_max, SW_CUT(hold_max_ms), 1, 0},
+    {SW_SECTION_CUTOVER, "hold_queue", set_hold_queue, SW_CUT(hold_queue), 1,
+     0},
+    {SW_SECTION_CUTOVER, "rollback_migrate", set_command,
+     SW_CUT(rollback_migrate), 0, 0},
+    {SW_SECTION_CUTOVER, "rollback_migrate_timeout", set_duration,
+     SW_CUT(rollback_migrate_timeout_ms), 1, 0},
 
     {SW_SECTION_WATCH, "enabled", set_on_off, SW_WCH(enabled), 0, 0},
     {SW_SECTION_WATCH, "auto_window", set_window, SW_WCH(auto_window_ms),
@@ -1104,6 +1119,41 @@ static int set_history(sw_parser_t *p,
   if (rc == 0)
     *(unsigned *)field = (unsigned)v;
   return rc;
+}
+
+/* A hold keeps clients waiting: at most an hour, and a queue of at most a
+ * million requests (each holds a parsed request and its buffered body). */
+static int set_hold_max(sw_parser_t *p,
+                        const sw_directive_t *d,
+                        void *field,
+                        const char *arg,
+                        const char *arg2) {
+  return set_bounded_duration(p, d, field, arg, SW_MAX_HOLD);
+}
+
+static int set_hold_queue(sw_parser_t *p,
+                          const sw_directive_t *d,
+                          void *field,
+                          const char *arg,
+                          const char *arg2) {
+  uint64_t v = 0;
+  int rc = parse_count(arg, &v);
+
+  rc = check_range(p, d, "invalid number", arg, rc, v, SW_MAX_HOLD_QUEUE);
+  if (rc == 0)
+    *(size_t *)field = (size_t)v;
+  return rc;
+}
+
+/* A shell command line, run with /bin/sh -c as switchd's user. */
+static int set_command(sw_parser_t *p,
+                       const sw_directive_t *d,
+                       void *field,
+                       const char *arg,
+                       const char *arg2) {
+  if (*arg == '\0')
+    return bad_value(p, d, "empty command", arg);
+  return replace_string(p, field, arg);
 }
 
 /* "off" turns the socket off (NULL). A path longer than sun_path would only
@@ -2370,6 +2420,10 @@ static int set_defaults(sw_config_t *cfg, const char *file) {
   cfg->cutover.drain_timeout_ms = 30 * 1000;
   cfg->cutover.state_file = NULL;
   cfg->cutover.history = 50;
+  cfg->cutover.hold_max_ms = 2 * 1000;
+  cfg->cutover.hold_queue = 2000;
+  cfg->cutover.rollback_migrate = NULL;
+  cfg->cutover.rollback_migrate_timeout_ms = 60 * 1000;
 
   /* DESIGN §4 and §5, the same values as sw_watch_params_default. */
   cfg->watch.enabled = 1;
@@ -2543,6 +2597,7 @@ void sw_config_free(sw_config_t *cfg) {
   }
   free(cfg->database.dsn);
   free(cfg->cutover.state_file);
+  free(cfg->cutover.rollback_migrate);
   free(cfg->watch.notify);
   free(cfg->admin.socket);
   free(cfg->admin.allow_uids);

@@ -21,6 +21,8 @@ static const char *const phase_names[SW_SWITCH_PHASES] = {
     [SW_SWITCH_FINAL] = "final",
     [SW_SWITCH_ROLLED_BACK] = "rolled_back",
     [SW_SWITCH_ROLLBACK_BLOCKED] = "rollback_blocked",
+    [SW_SWITCH_MIGRATING] = "migrating",
+    [SW_SWITCH_ROLLBACK_MIGRATING] = "rollback_migrating",
 };
 
 static const char *const reason_names[SW_SWITCH_REASONS] = {
@@ -55,6 +57,11 @@ static const char *const reason_names[SW_SWITCH_REASONS] = {
     [SW_SWITCH_R_COMMITTED] = "committed",
     [SW_SWITCH_R_ROLLBACK] = "rollback",
     [SW_SWITCH_R_ROLLBACK_BLOCKED] = "rollback_blocked",
+    [SW_SWITCH_R_NOT_MIGRATING] = "not_migrating",
+    [SW_SWITCH_R_MIGRATED] = "migrated",
+    [SW_SWITCH_R_MIGRATION_FAILED] = "migration_failed",
+    [SW_SWITCH_R_HOLD_EXPIRED] = "hold_expired",
+    [SW_SWITCH_R_ROLLBACK_MIGRATE] = "rollback_migrate",
 };
 
 /* The machine's own colour names, so that a pure module does not pull in
@@ -244,7 +251,11 @@ static void gate_timeout(sw_switch_t *s,
   sw_colour_t live = s->live;
   char msg[SW_SWITCH_MESSAGE];
 
-  if (s->phase == SW_SWITCH_RECHECKING) {
+  if (s->phase == SW_SWITCH_MIGRATING) {
+    text_printf(msg, sizeof(msg),
+                "gate deadline reached while waiting for the migration to %s",
+                colour_name(g->target));
+  } else if (s->phase == SW_SWITCH_RECHECKING) {
     text_printf(msg, sizeof(msg),
                 "gate deadline reached during the re-check of %s: probe %s, "
                 "verification %s",
@@ -279,6 +290,7 @@ static int check_deadlines(sw_switch_t *s,
 
   switch (s->phase) {
     case SW_SWITCH_GATING:
+    case SW_SWITCH_MIGRATING:
       if (now >= g->deadline) {
         gate_timeout(s, now, out);
         return 1;
@@ -341,16 +353,14 @@ static void check_windows(sw_switch_t *s,
 
 /* Gating -> rechecking once every condition holds. Evidence gathered so far
  * is spent: the re-check needs its own, started from now. */
-static void gate_try_pass(sw_switch_t *s,
+static void recheck_start(sw_switch_t *s,
                           uint64_t now,
+                          sw_switch_reason_t reason,
+                          const char *text,
                           sw_switch_actions_t *out) {
   sw_switch_gate_t *g = &s->gate;
   uint64_t bound = s->params.recheck_timeout_ms;
-  char text[SW_SWITCH_TEXT];
 
-  if (s->phase != SW_SWITCH_GATING || g->passes < g->rise || !g->verified ||
-      s->health[s->live] != SW_SWITCH_HEALTH_UP)
-    return;
   g->recheck_at = now;
   g->recheck_deadline = g->deadline;
   if (bound > 0 && now + bound < g->deadline)
@@ -361,12 +371,37 @@ static void gate_try_pass(sw_switch_t *s,
   out->flags |= SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY;
   out->probe = g->target;
   out->verify = g->target;
+  transition(s, now, SW_SWITCH_RECHECKING, reason, g->target, text, out);
+}
+
+static void gate_try_pass(sw_switch_t *s,
+                          uint64_t now,
+                          sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  char text[SW_SWITCH_TEXT];
+
+  if (s->phase != SW_SWITCH_GATING || g->passes < g->rise ||
+      (!g->verified && !g->migrate) ||
+      s->health[s->live] != SW_SWITCH_HEALTH_UP)
+    return;
+  if (g->migrate) {
+    /* Liveness only: the schema the target needs comes with the
+     * migration, which runs under the hold from here. */
+    g->migrating_at = now;
+    out->flags |= SW_SWITCH_ACT_HOLD;
+    text_printf(text, sizeof(text),
+                "%s passed %u health checks in a row; live %s healthy; "
+                "holding new requests for the migration",
+                colour_name(g->target), g->passes, colour_name(s->live));
+    transition(s, now, SW_SWITCH_MIGRATING, SW_SWITCH_R_GATE_PASSED, g->target,
+               text, out);
+    return;
+  }
   text_printf(text, sizeof(text),
               "%s passed %u health checks in a row and verification; live %s "
               "healthy; re-checking",
               colour_name(g->target), g->passes, colour_name(s->live));
-  transition(s, now, SW_SWITCH_RECHECKING, SW_SWITCH_R_GATE_PASSED, g->target,
-             text, out);
+  recheck_start(s, now, SW_SWITCH_R_GATE_PASSED, text, out);
 }
 
 /* Rechecking -> draining: the flip. The live colour changes here, in the
@@ -481,7 +516,8 @@ static sw_switch_reason_t may_switch(const sw_switch_t *s) {
 }
 
 static int gate_running(const sw_switch_t *s) {
-  return s->phase == SW_SWITCH_GATING || s->phase == SW_SWITCH_RECHECKING;
+  return s->phase == SW_SWITCH_GATING || s->phase == SW_SWITCH_RECHECKING ||
+         s->phase == SW_SWITCH_MIGRATING;
 }
 
 void sw_switch_params_default(sw_switch_params_t *p) {
@@ -550,6 +586,7 @@ int sw_switch_restore(sw_switch_t *s,
   switch (st->phase) {
     case SW_SWITCH_GATING:
     case SW_SWITCH_RECHECKING:
+    case SW_SWITCH_MIGRATING:
       s->gate.target = other;
       text_printf(text, sizeof(text),
                   "restart during %s: the gate to %s ended inconclusive; "
@@ -574,6 +611,7 @@ int sw_switch_restore(sw_switch_t *s,
     case SW_SWITCH_WATCHING:
     case SW_SWITCH_COMMITTED_MANUAL:
     case SW_SWITCH_ROLLBACK_BLOCKED:
+    case SW_SWITCH_ROLLBACK_MIGRATING:
       /* The windows go on from the flip; the old colour's drain, if any
        * was left, ended with the process. */
       s->watch_auto_ms =
@@ -582,6 +620,25 @@ int sw_switch_restore(sw_switch_t *s,
                                                 : s->params.manual_window_ms;
       if (s->watch_manual_ms < s->watch_auto_ms)
         s->watch_manual_ms = s->watch_auto_ms;
+      if (st->phase == SW_SWITCH_ROLLBACK_MIGRATING) {
+        /* Whether the reverse migration finished is not known: nobody
+         * flips into a schema nobody checked. */
+        sw_switch_rollback_t *rb = &s->last_rollback;
+        rb->valid = 1;
+        rb->blocked = 1;
+        rb->from = live;
+        rb->to = other;
+        rb->at = now;
+        text_copy(rb->trigger, sizeof(rb->trigger), "restart");
+        text_printf(rb->message, sizeof(rb->message),
+                    "restart during the reverse migration: rollback to %s "
+                    "blocked until an operator checks its schema; %s keeps "
+                    "serving",
+                    colour_name(other), colour_name(live));
+        transition(s, now, SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_RESTART,
+                   other, rb->message, out);
+        break;
+      }
       check_deadlines(s, now, out);
       break;
     default:
@@ -608,6 +665,16 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
                                      size_t target_servers,
                                      const char *who,
                                      sw_switch_actions_t *out) {
+  return sw_switch_request_ex(s, now, target, target_servers, who, 0, out);
+}
+
+sw_switch_reason_t sw_switch_request_ex(sw_switch_t *s,
+                                        uint64_t now,
+                                        sw_colour_t target,
+                                        size_t target_servers,
+                                        const char *who,
+                                        unsigned flags,
+                                        sw_switch_actions_t *out) {
   sw_switch_gate_t *g = &s->gate;
   sw_switch_reason_t why;
   unsigned rise;
@@ -632,12 +699,17 @@ sw_switch_reason_t sw_switch_request(sw_switch_t *s,
   g->deadline = now + s->params.gate_timeout_ms;
   g->rise = rise;
   text_copy(g->who, sizeof(g->who), who ? who : "operator");
-  out->flags |= SW_SWITCH_ACT_VERIFY;
-  out->verify = target;
+  g->migrate = (flags & SW_SWITCH_REQ_MIGRATE) != 0;
+  if (!g->migrate) {
+    out->flags |= SW_SWITCH_ACT_VERIFY;
+    out->verify = target;
+  }
   text_printf(text, sizeof(text),
-              "cutover to %s requested by %s (rise %u, gate timeout %llu ms)",
+              "cutover to %s requested by %s (rise %u, gate timeout %llu "
+              "ms%s)",
               colour_name(target), g->who, rise,
-              (unsigned long long)s->params.gate_timeout_ms);
+              (unsigned long long)s->params.gate_timeout_ms,
+              g->migrate ? ", with a migration under the hold" : "");
   transition(s, now, SW_SWITCH_GATING, SW_SWITCH_R_REQUESTED, target, text,
              out);
 
@@ -711,7 +783,10 @@ static sw_switch_reason_t rollback_allowed(const sw_switch_t *s,
     case SW_SWITCH_ROLLED_BACK:
       return SW_SWITCH_R_ALREADY_ROLLED_BACK;
     case SW_SWITCH_WATCHING:
+    case SW_SWITCH_ROLLBACK_MIGRATING: /* allowed when it began */
       return SW_SWITCH_R_NONE;
+    case SW_SWITCH_MIGRATING:
+      return SW_SWITCH_R_IN_PROGRESS;
     case SW_SWITCH_ROLLBACK_BLOCKED:
       /* The windows no longer move the phase, but they still say how
        * sure an operator must be to flip back by hand. */
@@ -738,6 +813,27 @@ static sw_switch_reason_t rollback_allowed(const sw_switch_t *s,
   }
 }
 
+/* A rollback that began with the reverse migration cannot flip. */
+static void migrate_back_blocked(sw_switch_t *s,
+                                 uint64_t now,
+                                 const char *text,
+                                 sw_switch_actions_t *out) {
+  sw_switch_rollback_t *rb = &s->last_rollback;
+  sw_colour_t from = s->live, to = other_colour(s->live);
+
+  rb->blocked = 1;
+  rb->from = from;
+  rb->to = to;
+  rb->at = now;
+  text_printf(rb->message, sizeof(rb->message),
+              "rollback to %s blocked: %s; %s keeps serving", colour_name(to),
+              text && text[0] ? text : "the reverse migration failed",
+              colour_name(from));
+  s->rollbacks_blocked++;
+  transition(s, now, SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_ROLLBACK_BLOCKED,
+             to, rb->message, out);
+}
+
 sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
                                       uint64_t now,
                                       sw_switch_rollback_mode_t mode,
@@ -759,8 +855,18 @@ sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
   refused = rollback_allowed(s, now, mode);
   if (refused != SW_SWITCH_R_NONE)
     return refused;
-  if (not_ready != NULL && mode != SW_SWITCH_ROLLBACK_AUTO)
+  if (s->phase == SW_SWITCH_ROLLBACK_MIGRATING) {
+    /* The end of a rollback that began with the reverse migration: it
+     * flips or blocks, as the automatic one does, in the mode it began
+     * with. */
+    mode = rb->mode;
+    if (not_ready != NULL) {
+      migrate_back_blocked(s, now, not_ready, out);
+      return SW_SWITCH_R_ROLLBACK_BLOCKED;
+    }
+  } else if (not_ready != NULL && mode != SW_SWITCH_ROLLBACK_AUTO) {
     return SW_SWITCH_R_NOT_READY;
+  }
 
   memset(rb, 0, sizeof(*rb));
   rb->valid = 1;
@@ -804,6 +910,99 @@ sw_switch_reason_t sw_switch_rollback(sw_switch_t *s,
   transition(s, now, SW_SWITCH_ROLLED_BACK, SW_SWITCH_R_ROLLBACK, to, text,
              out);
   return SW_SWITCH_R_NONE;
+}
+
+sw_switch_reason_t sw_switch_migrated(sw_switch_t *s,
+                                      uint64_t now,
+                                      int ok,
+                                      const char *text,
+                                      sw_switch_actions_t *out) {
+  sw_switch_gate_t *g = &s->gate;
+  char msg[SW_SWITCH_MESSAGE];
+
+  actions_clear(out);
+  if (check_deadlines(s, now, out) || s->phase != SW_SWITCH_MIGRATING)
+    return SW_SWITCH_R_NOT_MIGRATING;
+  if (!ok) {
+    text_printf(msg, sizeof(msg), "migration for %s failed: %s",
+                colour_name(g->target),
+                text && text[0] ? text : "no detail given");
+    gate_end(s, now, SW_SWITCH_R_MIGRATION_FAILED, msg, out);
+    return SW_SWITCH_R_NONE;
+  }
+  text_printf(
+      msg, sizeof(msg), "migration for %s done after %llu ms%s%s; re-checking",
+      colour_name(g->target), (unsigned long long)(now - g->migrating_at),
+      text && text[0] ? ": " : "", text ? text : "");
+  recheck_start(s, now, SW_SWITCH_R_MIGRATED, msg, out);
+  return SW_SWITCH_R_NONE;
+}
+
+void sw_switch_hold_expired(sw_switch_t *s,
+                            uint64_t now,
+                            sw_switch_actions_t *out) {
+  char msg[SW_SWITCH_MESSAGE];
+
+  actions_clear(out);
+  if (check_deadlines(s, now, out) || !gate_running(s) || !s->gate.migrate)
+    return;
+  text_printf(msg, sizeof(msg),
+              "the hold ran out during %s: held requests went to %s; the "
+              "cutover to %s did not happen",
+              phase_names[s->phase], colour_name(s->live),
+              colour_name(s->gate.target));
+  gate_end(s, now, SW_SWITCH_R_HOLD_EXPIRED, msg, out);
+}
+
+sw_switch_reason_t sw_switch_rollback_migrate(sw_switch_t *s,
+                                              uint64_t now,
+                                              sw_switch_rollback_mode_t mode,
+                                              const char *trigger,
+                                              const char *why,
+                                              sw_switch_actions_t *out) {
+  sw_switch_rollback_t *rb = &s->last_rollback;
+  sw_colour_t from = s->live, to = other_colour(s->live);
+  sw_switch_reason_t refused;
+  char text[SW_SWITCH_TEXT];
+
+  actions_clear(out);
+  check_deadlines(s, now, out);
+  if ((out->flags & SW_SWITCH_ACT_CANCEL_DRAIN) && out->cancel == to)
+    out->flags &= ~SW_SWITCH_ACT_CANCEL_DRAIN;
+  if (s->phase == SW_SWITCH_ROLLBACK_MIGRATING)
+    return SW_SWITCH_R_IN_PROGRESS;
+  refused = rollback_allowed(s, now, mode);
+  if (refused != SW_SWITCH_R_NONE)
+    return refused;
+  if (!s->params.rollback_migrate)
+    return SW_SWITCH_R_NOT_READY;
+  memset(rb, 0, sizeof(*rb));
+  rb->valid = 1;
+  rb->mode = mode;
+  rb->from = from;
+  rb->to = to;
+  rb->at = now;
+  text_copy(rb->trigger, sizeof(rb->trigger), trigger ? trigger : "operator");
+  text_printf(rb->message, sizeof(rb->message),
+              "rollback to %s (%s): running the reverse migration under the "
+              "hold first (%s)",
+              colour_name(to), sw_switch_rollback_mode_name(mode),
+              why ? why : rb->trigger);
+  out->flags |= SW_SWITCH_ACT_HOLD | SW_SWITCH_ACT_MIGRATE_BACK;
+  text_copy(text, sizeof(text), rb->message);
+  transition(s, now, SW_SWITCH_ROLLBACK_MIGRATING, SW_SWITCH_R_ROLLBACK_MIGRATE,
+             to, text, out);
+  return SW_SWITCH_R_NONE;
+}
+
+void sw_switch_rollback_migrated(sw_switch_t *s,
+                                 uint64_t now,
+                                 int ok,
+                                 const char *text,
+                                 sw_switch_actions_t *out) {
+  actions_clear(out);
+  if (s->phase == SW_SWITCH_ROLLBACK_MIGRATING && !ok)
+    migrate_back_blocked(s, now, text, out);
 }
 
 sw_switch_reason_t sw_switch_commit(sw_switch_t *s,
@@ -850,6 +1049,10 @@ void sw_switch_on_health(sw_switch_t *s,
     }
     return;
   }
+  /* While the migration runs the target's health says little (it may be
+   * failing on the schema it waits for): the re-check after it decides. */
+  if (s->phase == SW_SWITCH_MIGRATING)
+    return;
 
   /* Rechecking. */
   if (!pass) {
@@ -878,7 +1081,8 @@ void sw_switch_on_colour_health(sw_switch_t *s,
   s->health[c] = healthy ? SW_SWITCH_HEALTH_UP : SW_SWITCH_HEALTH_DOWN;
   text_copy(s->health_reason[c], sizeof(s->health_reason[c]),
             healthy ? "" : reason);
-  if (check_deadlines(s, now, out) || !gate_running(s) || c != s->live)
+  if (check_deadlines(s, now, out) || !gate_running(s) || c != s->live ||
+      s->phase == SW_SWITCH_MIGRATING)
     return;
   if (!healthy) {
     char msg[SW_SWITCH_MESSAGE];
@@ -917,8 +1121,10 @@ void sw_switch_on_verify(sw_switch_t *s,
   if (c != g->target)
     return;
   /* A verification from before the request says nothing about the schema
-   * the operator asked about, whichever way it went. */
-  if (started_at < g->requested_at)
+   * the operator asked about, whichever way it went; before a migration
+   * has run, the target's schema is not expected to be there yet. */
+  if (started_at < g->requested_at || s->phase == SW_SWITCH_MIGRATING ||
+      (g->migrate && s->phase == SW_SWITCH_GATING))
     return;
 
   switch (result) {
@@ -993,6 +1199,7 @@ uint64_t sw_switch_next_deadline(const sw_switch_t *s) {
 
   switch (s->phase) {
     case SW_SWITCH_GATING:
+    case SW_SWITCH_MIGRATING:
       return earliest(t, s->gate.deadline);
     case SW_SWITCH_RECHECKING:
       return earliest(t, earliest(s->gate.recheck_deadline, s->gate.deadline));

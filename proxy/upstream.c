@@ -12,6 +12,7 @@
 
 #include "sw_tls.h"
 #include "sw_control.h"
+#include "sw_hold.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -296,6 +297,8 @@ static void unbind(sw_upconn_t *u) {
   r->up = NULL;
   u->req = NULL;
   u->server->inflight--;
+  if (sw_hold_waiting)
+    sw_hold_poke();
 }
 
 void sw_upconn_close(sw_upconn_t *u) {
@@ -604,6 +607,8 @@ void sw_upstream_dispatch(sw_req_t *r) {
   sw_framing_t framing = SW_FRAME_NONE;
   uint64_t length = 0;
 
+  if (sw_hold_admit(r))
+    return; /* held, or refused by a full hold queue */
   resp_settings_init();
   r->colour = sw.live;
   r->routed = 1;

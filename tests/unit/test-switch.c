@@ -497,10 +497,17 @@ static void test_matrix(void) {
 /* ---- the rules, one at a time ---- */
 
 static void test_names(void) {
-  static const char *const phases[] = {
-      "steady",   "gating",      "rechecking",
-      "draining", "watching",    "committed_manual",
-      "final",    "rolled_back", "rollback_blocked"};
+  static const char *const phases[] = {"steady",
+                                       "gating",
+                                       "rechecking",
+                                       "draining",
+                                       "watching",
+                                       "committed_manual",
+                                       "final",
+                                       "rolled_back",
+                                       "rollback_blocked",
+                                       "migrating",
+                                       "rollback_migrating"};
   /* In enum order: refusals, the cutover, the ends of a gate, the watch. */
   static const char *const reasons[] = {"none",
                                         "invalid",
@@ -532,7 +539,12 @@ static void test_names(void) {
                                         "manual_window_end",
                                         "committed",
                                         "rollback",
-                                        "rollback_blocked"};
+                                        "rollback_blocked",
+                                        "not_migrating",
+                                        "migrated",
+                                        "migration_failed",
+                                        "hold_expired",
+                                        "rollback_migrate"};
   sw_switch_phase_t p;
 
   SW_CHECK_UINT_EQ(sizeof(phases) / sizeof(phases[0]), SW_SWITCH_PHASES);
