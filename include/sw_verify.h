@@ -1,7 +1,9 @@
 /* Database verification: before green is admitted (and before a rollback to
  * blue), one read-only PostgreSQL session checks that the colour's schema
  * requirements hold: Django migrations applied, columns present, and
- * arbitrary `require-query` checks returning true. DESIGN.md §6.
+ * arbitrary `require-query` checks returning true. DESIGN.md §6. The same
+ * session can also sample lock waits (SW_VERIFY_LOCKS), so that a migration
+ * that makes sessions queue behind its locks shows in the result.
  *
  * The verdict has three values, and only PASS admits anything:
  *   PASS          every requirement was checked and holds;
@@ -24,10 +26,17 @@
  * connections, deadlocks, statement and lock timeouts, shutdowns), which is
  * INCONCLUSIVE. A lock timeout is inconclusive by that rule: the database
  * answered but could not decide in the time allowed. An error in the
- * built-in migration or column statement is INCONCLUSIVE (their SQL is
- * fixed, so an error there is about the database, e.g. permissions), except
- * that a missing django_migrations table means every required migration is
- * missing: FAIL.
+ * built-in migration, column or lock statement is INCONCLUSIVE (their SQL
+ * is fixed, so an error there is about the database, e.g. permissions),
+ * except that a missing django_migrations table means every required
+ * migration is missing: FAIL.
+ *
+ * A lock sample is a measurement, not a requirement: it never makes a run
+ * FAIL, whatever it finds. Answered, it counts as checked like any other
+ * statement (a run with only LOCKS requirements is PASS, "lock waits: 2
+ * sessions, longest 1350 ms"); unanswered, it makes the run INCONCLUSIVE as
+ * any other statement would. Mixed with other kinds, the verdict is theirs
+ * and the lock fields of the result are filled in addition.
  *
  * libpq is driven non-blocking only (PQconnectStartParams, PQconnectPoll,
  * PQsendQueryParams, PQconsumeInput, PQisBusy, PQgetResult, PQflush) under a
@@ -59,6 +68,7 @@ typedef enum sw_verify_kind_e {
   SW_VERIFY_MIGRATION = 0, /* require-migration APP NAME */
   SW_VERIFY_COLUMN = 1,    /* require-column TABLE COLUMN */
   SW_VERIFY_QUERY = 2,     /* require-query SQL */
+  SW_VERIFY_LOCKS = 3,     /* sample lock waits; never fails */
 } sw_verify_kind_t;
 
 /* One requirement. Strings are copied by sw_verify_start().
@@ -73,7 +83,17 @@ typedef enum sw_verify_kind_e {
  *   exist means the column is missing.
  * QUERY: `a` is one SQL statement, sent as is without parameters; `b` is
  *   unused. Queries are numbered from 1 in the order they appear among the
- *   QUERY requirements ("query 2" is the second require-query). */
+ *   QUERY requirements ("query 2" is the second require-query).
+ * LOCKS: `a` and `b` are unused and may be NULL. The run samples, once,
+ *   the sessions of the whole cluster that wait on a heavyweight lock held
+ *   by another session (pg_stat_activity.wait_event_type = 'Lock' and
+ *   pg_blocking_pids() not empty), leaving out its own. Several LOCKS
+ *   requirements are allowed and share that one statement, which runs
+ *   first, right after connecting, so that slow checks cannot delay the
+ *   sample or use up the deadline before it. The verifier's role needs
+ *   pg_read_all_stats (or to be a superuser) to see other roles' waits:
+ *   without it, their wait_event_type reads as NULL and they are not
+ *   counted. */
 typedef struct sw_verify_req_s {
   sw_verify_kind_t kind;
   const char *a;
@@ -122,6 +142,12 @@ typedef struct sw_verify_result_s {
    * SW_VERIFY_MSG_MAX bytes plus a final "..." when a long list was cut. */
   const char *message;
   uint64_t elapsed_ms; /* from sw_verify_start() to the verdict */
+  /* The lock sample (LOCKS requirements), whatever the verdict. All zero
+   * unless locks_checked. */
+  int locks_checked;         /* 1 when the lock statement was answered */
+  uint64_t lock_wait_max_ms; /* longest wait, clock_timestamp() - query_start;
+                                0 when no session waits */
+  uint64_t lock_waiters;     /* sessions waiting on a lock */
 } sw_verify_result_t;
 
 #define SW_VERIFY_MSG_MAX 4096
@@ -138,10 +164,10 @@ typedef void (*sw_verify_cb)(sw_verify_t *v,
 
 /* Starts one verification on loop. Everything in p is copied. Returns 0 and
  * sets *out (when out is not NULL), or a negative UV_E* error (UV_EINVAL for
- * bad parameters: a NULL string, an unknown kind, too many requirements;
- * UV_ENOMEM) in which case nothing was started and cb will not run. Any
- * problem with the database itself, an unparsable DSN included, is reported
- * through cb as INCONCLUSIVE. */
+ * bad parameters: a NULL string where one is needed, an unknown kind, too
+ * many requirements; UV_ENOMEM) in which case nothing was started and cb
+ * will not run. Any problem with the database itself, an unparsable DSN
+ * included, is reported through cb as INCONCLUSIVE. */
 int sw_verify_start(uv_loop_t *loop,
                     const sw_verify_params_t *p,
                     sw_verify_cb cb,

@@ -10,10 +10,11 @@
  * A run goes RESOLVING -> CONNECTING -> QUERYING -> DONE. Each statement is
  * sent with PQsendQueryParams, flushed with PQflush, and its results read
  * with PQconsumeInput/PQisBusy/PQgetResult as the socket becomes readable.
- * Requirements of a kind share one statement: all migrations in one round
- * trip, all columns in another, then each require-query on its own. Values
- * are always separate parameters: the SQL text holds only placeholders and
- * row numbers, never a name from the configuration. */
+ * Requirements of a kind share one statement: the lock sample first (it
+ * measures the moment, so nothing should delay it), all migrations in one
+ * round trip, all columns in another, then each require-query on its own.
+ * Values are always separate parameters: the SQL text holds only
+ * placeholders and row numbers, never a name from the configuration. */
 #include "sw_verify.h"
 
 #include <libpq-fe.h>
@@ -49,6 +50,7 @@ typedef enum verify_stmt_kind_e {
   VERIFY_STMT_MIGRATIONS = 0,
   VERIFY_STMT_COLUMNS = 1,
   VERIFY_STMT_QUERY = 2,
+  VERIFY_STMT_LOCKS = 3,
 } verify_stmt_kind_t;
 
 /* One statement of a run. For MIGRATIONS and COLUMNS, row k (from 1) of the
@@ -56,7 +58,8 @@ typedef enum verify_stmt_kind_e {
  * requirements by k, so messages are built from our own copies. */
 typedef struct verify_stmt_s {
   verify_stmt_kind_t kind;
-  char *sql; /* owned, except for QUERY: the requirement's copy */
+  char *sql; /* owned for MIGRATIONS and COLUMNS; QUERY: the requirement's
+                copy; LOCKS: a constant */
   int nparams;
   const char **values;  /* owned array of pointers into the requirements */
   Oid *types;           /* owned, all text */
@@ -132,6 +135,12 @@ struct sw_verify_s {
   sw_buf_t notes;
   size_t nnotes;
   sw_buf_t fatal; /* why the run stopped early, if it did */
+
+  /* The lock sample, when the lock statement was answered. */
+  size_t nlocks; /* LOCKS requirements; they share one statement */
+  int locks_checked;
+  uint64_t lock_waiters;
+  uint64_t lock_wait_max_ms;
 
   char msg[SW_VERIFY_MSG_MAX + 4];
   size_t msg_len;
@@ -382,6 +391,21 @@ static const char columns_suffix[] =
     "pg_catalog.to_regclass(r.tbl) AND a.attname = r.col AND a.attnum > 0 "
     "AND NOT a.attisdropped) ORDER BY r.i";
 
+/* The sessions waiting on a lock that another session holds, and the
+ * longest of those waits in whole milliseconds, counted from the start of
+ * the waiting statement: DESIGN §6's third query, reduced to one row on the
+ * server. clock_timestamp() rather than DESIGN's now(), which stays frozen
+ * at the start of our own transaction while the waits go on growing. Our
+ * own backend is left out: it never waits here, and a sample should not
+ * count the sampler. GREATEST skips a NULL query_start (such a session
+ * counts, as 0 ms) and keeps a difference from going negative. */
+static const char locks_sql[] =
+    "SELECT pg_catalog.count(*), COALESCE(pg_catalog.max(GREATEST(0, "
+    "pg_catalog.floor(1000 * EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() "
+    "- a.query_start)))), 0)::bigint FROM pg_catalog.pg_stat_activity a "
+    "WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_catalog.pg_backend_pid() "
+    "AND pg_catalog.cardinality(pg_catalog.pg_blocking_pids(a.pid)) > 0";
+
 static int build_stmts(sw_verify_t *v) {
   size_t i, nm = 0, nc = 0, nq = 0, n = 0;
   unsigned long qno = 0;
@@ -391,10 +415,17 @@ static int build_stmts(sw_verify_t *v) {
     nm += v->reqs[i].kind == SW_VERIFY_MIGRATION;
     nc += v->reqs[i].kind == SW_VERIFY_COLUMN;
     nq += v->reqs[i].kind == SW_VERIFY_QUERY;
+    v->nlocks += v->reqs[i].kind == SW_VERIFY_LOCKS;
   }
-  v->stmts = calloc((nm > 0) + (nc > 0) + nq + 1, sizeof(*v->stmts));
+  v->stmts =
+      calloc((v->nlocks > 0) + (nm > 0) + (nc > 0) + nq + 1, sizeof(*v->stmts));
   if (v->stmts == NULL)
     return UV_ENOMEM;
+  if (v->nlocks > 0) {
+    v->stmts[n].kind = VERIFY_STMT_LOCKS;
+    v->stmts[n].sql = (char *)locks_sql;
+    v->nstmts = ++n;
+  }
   if (nm > 0) {
     v->stmts[n].kind = VERIFY_STMT_MIGRATIONS;
     v->nstmts = ++n;
@@ -429,7 +460,7 @@ static void free_run(sw_verify_t *v) {
 
   for (i = 0; i < v->nstmts; i++) {
     verify_stmt_t *s = &v->stmts[i];
-    if (s->kind != VERIFY_STMT_QUERY)
+    if (s->kind == VERIFY_STMT_MIGRATIONS || s->kind == VERIFY_STMT_COLUMNS)
       free(s->sql);
     free(s->values);
     free(s->types);
@@ -533,10 +564,22 @@ static sw_verify_status_t compose(sw_verify_t *v) {
   }
   if (v->nreqs == 0) {
     msg_str(v, "connected; no requirements");
-  } else {
+    return SW_VERIFY_PASS;
+  }
+  /* A lock sample is not a requirement: the count leaves it out, and a
+   * pass reports what it saw. */
+  if (v->nreqs > v->nlocks) {
     char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%zu requirement%s met", v->nreqs,
-             v->nreqs == 1 ? "" : "s");
+    size_t n = v->nreqs - v->nlocks;
+    snprintf(tmp, sizeof(tmp), "%zu requirement%s met", n, n == 1 ? "" : "s");
+    msg_str(v, tmp);
+  }
+  if (v->nlocks > 0) {
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%slock waits: %llu session%s, longest %llu ms",
+             v->msg_len > 0 ? "; " : "", (unsigned long long)v->lock_waiters,
+             v->lock_waiters == 1 ? "" : "s",
+             (unsigned long long)v->lock_wait_max_ms);
     msg_str(v, tmp);
   }
   return SW_VERIFY_PASS;
@@ -549,9 +592,15 @@ static void maybe_deliver(sw_verify_t *v) {
 
   if (v->phase != VERIFY_DONE || v->pending > 0)
     return;
+  memset(&r, 0, sizeof(r));
   r.status = compose(v);
   r.message = v->msg;
   r.elapsed_ms = v->elapsed_ms;
+  if (v->locks_checked) {
+    r.locks_checked = 1;
+    r.lock_waiters = v->lock_waiters;
+    r.lock_wait_max_ms = v->lock_wait_max_ms;
+  }
   v->cb(v, &r, v->data);
   free_run(v);
 }
@@ -785,6 +834,42 @@ static void judge_columns(sw_verify_t *v,
   }
 }
 
+/* Parses a non-negative bigint as the server prints it. */
+static int parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  unsigned long long n;
+
+  if (s[0] < '0' || s[0] > '9')
+    return -1;
+  n = strtoull(s, &end, 10);
+  if (*end != '\0')
+    return -1;
+  *out = n;
+  return 0;
+}
+
+/* The lock sample: one row of two bigints. Whatever it says, nothing
+ * fails; an error or an odd answer only means the sample is unknown. */
+static void judge_locks(sw_verify_t *v, const PGresult *res) {
+  uint64_t waiters, max_ms;
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    note_error(v, "lock check: ", res);
+    return;
+  }
+  if (PQntuples(res) != 1 || PQnfields(res) != 2 || PQgetisnull(res, 0, 0) ||
+      PQgetisnull(res, 0, 1) || parse_u64(PQgetvalue(res, 0, 0), &waiters) ||
+      parse_u64(PQgetvalue(res, 0, 1), &max_ms)) {
+    v->nnotes++;
+    item_begin(&v->notes);
+    buf_str(&v->notes, "lock check: unexpected answer");
+    return;
+  }
+  v->locks_checked = 1;
+  v->lock_waiters = waiters;
+  v->lock_wait_max_ms = max_ms;
+}
+
 static void judge_query(sw_verify_t *v, const verify_stmt_t *s, PGresult *res) {
   char head[48];
   char tmp[64];
@@ -905,6 +990,9 @@ static void statement_done(sw_verify_t *v) {
       break;
     case VERIFY_STMT_QUERY:
       judge_query(v, s, res);
+      break;
+    case VERIFY_STMT_LOCKS:
+      judge_locks(v, res);
       break;
   }
   PQclear(res);
@@ -1257,28 +1345,32 @@ static int copy_params(sw_verify_t *v, const sw_verify_params_t *p) {
     v->nreqs = p->nreqs;
   }
   for (i = 0; i < p->nreqs; i++) {
-    v->reqs[i].kind = p->reqs[i].kind;
+    sw_verify_kind_t kind = p->reqs[i].kind;
+    v->reqs[i].kind = kind;
+    /* A LOCKS requirement has no strings; whatever it carries is ignored. */
+    if (kind == SW_VERIFY_LOCKS)
+      continue;
     v->reqs[i].a = dup_str(p->reqs[i].a);
-    v->reqs[i].b =
-        p->reqs[i].kind == SW_VERIFY_QUERY ? NULL : dup_str(p->reqs[i].b);
+    v->reqs[i].b = kind == SW_VERIFY_QUERY ? NULL : dup_str(p->reqs[i].b);
     if (v->reqs[i].a == NULL ||
-        (p->reqs[i].kind != SW_VERIFY_QUERY && v->reqs[i].b == NULL))
+        (kind != SW_VERIFY_QUERY && v->reqs[i].b == NULL))
       return UV_ENOMEM;
   }
   return build_stmts(v);
 }
 
 static int valid_params(const sw_verify_params_t *p) {
-  size_t i, n[3] = {0, 0, 0};
+  size_t i, n[4] = {0, 0, 0, 0};
 
   if (p->dsn == NULL || (p->nreqs > 0 && p->reqs == NULL))
     return 0;
   for (i = 0; i < p->nreqs; i++) {
     const sw_verify_req_t *r = &p->reqs[i];
     if (r->kind != SW_VERIFY_MIGRATION && r->kind != SW_VERIFY_COLUMN &&
-        r->kind != SW_VERIFY_QUERY)
+        r->kind != SW_VERIFY_QUERY && r->kind != SW_VERIFY_LOCKS)
       return 0;
-    if (r->a == NULL || (r->kind != SW_VERIFY_QUERY && r->b == NULL))
+    if (r->kind != SW_VERIFY_LOCKS &&
+        (r->a == NULL || (r->kind != SW_VERIFY_QUERY && r->b == NULL)))
       return 0;
     if (++n[r->kind] > SW_VERIFY_MAX_REQS)
       return 0;

@@ -11,8 +11,8 @@
  * The cluster is stopped even when the binary fails, crashes or is killed:
  * a watchdog process in a session of its own starts it, then waits for the
  * end of a pipe only this process holds and stops it when that closes. The
- * whole binary takes about 3.5 s, most of it initdb and the deliberate
- * timeouts (200 to 400 ms each).
+ * whole binary takes about 4 s, most of it initdb, the deliberate timeouts
+ * (200 to 400 ms each) and a lock wait left to grow for 300 ms.
  *
  * Setup code here uses blocking libpq calls (PQconnectdb, PQexec); the
  * module under test must not, and does not. */
@@ -351,6 +351,9 @@ typedef struct run_s {
   char message[SW_VERIFY_MSG_MAX + 8];
   uint64_t elapsed_ms;
   uint64_t wall_ms;
+  int locks_checked;
+  uint64_t lock_waiters;
+  uint64_t lock_wait_max_ms;
   uv_timer_t guard;
   /* Optional: at `at_ms`, cancel (when cancel) or call hook. */
   uv_timer_t at;
@@ -385,6 +388,9 @@ static void on_result(sw_verify_t *v, const sw_verify_result_t *r, void *data) {
   run->status = r->status;
   snprintf(run->message, sizeof(run->message), "%s", r->message);
   run->elapsed_ms = r->elapsed_ms;
+  run->locks_checked = r->locks_checked;
+  run->lock_waiters = r->lock_waiters;
+  run->lock_wait_max_ms = r->lock_wait_max_ms;
   uv_close((uv_handle_t *)&run->guard, NULL);
   if (run->at_ms >= 0)
     uv_close((uv_handle_t *)&run->at, NULL);
@@ -444,6 +450,8 @@ static void run_init(run_t *run) {
   { SW_VERIFY_COLUMN, (table), (column) }
 #define Q(sql) \
   { SW_VERIFY_QUERY, (sql), NULL }
+#define L() \
+  { SW_VERIFY_LOCKS, NULL, NULL }
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static char dsn_buf[4][256];
@@ -795,6 +803,178 @@ static void test_lock_timeout(void) {
   PQfinish(holder);
 }
 
+/* A lock sample on a quiet cluster: checked, nobody waiting. Several LOCKS
+ * requirements share one statement; strings on one are ignored. Next to
+ * other requirements the sample is not counted as one, and a run without
+ * LOCKS leaves the lock fields at zero. */
+static void test_locks_idle(void) {
+  static const sw_verify_req_t only[] = {
+      L(),
+      {SW_VERIFY_LOCKS, "ignored", NULL},
+  };
+  static const sw_verify_req_t mixed[] = {
+      M("unified_db", "0001_initial"),
+      L(),
+      C("unified_db_personlink", "id"),
+  };
+  static const sw_verify_req_t none[] = {M("unified_db", "0001_initial")};
+  sw_verify_params_t p;
+  run_t run;
+
+  NEED_CLUSTER();
+  p = params(dsn("app"), only, COUNT(only));
+  run_init(&run);
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_PASS);
+  SW_CHECK_STR_EQ(run.message, "lock waits: 0 sessions, longest 0 ms");
+  SW_CHECK_INT_EQ(run.locks_checked, 1);
+  SW_CHECK_UINT_EQ(run.lock_waiters, 0);
+  SW_CHECK_UINT_EQ(run.lock_wait_max_ms, 0);
+
+  p = params(dsn("app"), mixed, COUNT(mixed));
+  run_init(&run);
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_PASS);
+  SW_CHECK_STR_EQ(run.message,
+                  "2 requirements met; lock waits: 0 sessions, longest 0 ms");
+  SW_CHECK_INT_EQ(run.locks_checked, 1);
+  SW_CHECK_UINT_EQ(run.lock_waiters, 0);
+
+  p = params(dsn("app"), none, COUNT(none));
+  run_init(&run);
+  run.locks_checked = -1;
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_PASS);
+  SW_CHECK_STR_EQ(run.message, "1 requirement met");
+  SW_CHECK_INT_EQ(run.locks_checked, 0);
+}
+
+/* Waits, up to 5 s, until backend pid waits on a lock (seen from observer,
+ * whose every statement reads fresh activity outside a transaction). */
+static int wait_until_blocked(PGconn *observer, int pid) {
+  char sql[160];
+  int i;
+
+  snprintf(sql, sizeof(sql),
+           "SELECT 1 FROM pg_stat_activity WHERE pid = %d"
+           " AND wait_event_type = 'Lock'",
+           pid);
+  for (i = 0; i < 500; i++) {
+    PGresult *r = PQexec(observer, sql);
+    int found = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    PQclear(r);
+    if (found)
+      return 0;
+    usleep(10000);
+  }
+  return -1;
+}
+
+/* One session holds an ACCESS EXCLUSIVE lock in an open transaction, and
+ * another has been blocked behind it on a SELECT for about 300 ms. The
+ * sample sees the waiter and a wait of at least 200 ms. Mixed with other
+ * kinds, the verdict is theirs, and the lock fields are still filled: the
+ * sample runs first, before a require-query that then times out on the
+ * same lock. Every session is bounded (the waiter's statement_timeout, the
+ * verifier's lock_timeout) and closed before the test returns. */
+static void test_locks_waiting(void) {
+  static const sw_verify_req_t only[] = {L()};
+  static const sw_verify_req_t mixed[] = {
+      M("unified_db", "0009_missing"),
+      Q("SELECT count(*) >= 0 FROM locked_table"),
+      L(),
+  };
+  sw_verify_params_t p;
+  run_t run;
+  PGconn *holder = NULL, *waiter = NULL, *observer = NULL;
+  PGresult *r;
+  uint64_t sent_ns, waited_ms;
+  int sent = 0;
+
+  NEED_CLUSTER();
+  holder = db_connect("app");
+  waiter = db_connect("app");
+  observer = db_connect("app");
+  if (!SW_CHECK(holder != NULL && waiter != NULL && observer != NULL))
+    goto done;
+  if (!SW_CHECK_INT_EQ(db_exec(waiter, "SET statement_timeout = '10s'"), 0) ||
+      !SW_CHECK_INT_EQ(db_exec(holder, "BEGIN"), 0) ||
+      !SW_CHECK_INT_EQ(
+          db_exec(holder, "LOCK TABLE locked_table IN ACCESS EXCLUSIVE MODE"),
+          0))
+    goto done;
+  /* Blocking mode: PQsendQuery returns once the query is on the wire. */
+  sent_ns = uv_hrtime();
+  sent = PQsendQuery(waiter, "SELECT * FROM locked_table");
+  if (!SW_CHECK(sent) ||
+      !SW_CHECK_INT_EQ(wait_until_blocked(observer, PQbackendPID(waiter)), 0))
+    goto done;
+  waited_ms = (uv_hrtime() - sent_ns) / 1000000;
+  if (waited_ms < 300)
+    usleep((useconds_t)(300 - waited_ms) * 1000);
+
+  p = params(dsn("app"), only, COUNT(only));
+  run_init(&run);
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_PASS);
+  SW_CHECK_STR_CONTAINS(run.message, "lock waits: 1 session, longest ");
+  SW_CHECK_INT_EQ(run.locks_checked, 1);
+  SW_CHECK(run.lock_waiters >= 1);
+  SW_CHECK(run.lock_wait_max_ms >= 200 && run.lock_wait_max_ms < 10000);
+  printf("  lock_waiters=%llu lock_wait_max_ms=%llu\n",
+         (unsigned long long)run.lock_waiters,
+         (unsigned long long)run.lock_wait_max_ms);
+
+  p = params(dsn("app"), mixed, COUNT(mixed));
+  p.lock_timeout_ms = 200;
+  run_init(&run);
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_FAIL);
+  SW_CHECK_STR_EQ(run.message,
+                  "missing migration unified_db.0009_missing; could not "
+                  "check: query 1: canceling statement due to lock timeout "
+                  "(SQLSTATE 55P03)");
+  SW_CHECK_INT_EQ(run.locks_checked, 1);
+  SW_CHECK(run.lock_waiters >= 1);
+  SW_CHECK(run.lock_wait_max_ms >= 200 && run.lock_wait_max_ms < 10000);
+
+done:
+  if (holder != NULL)
+    (void)db_exec(holder, "ROLLBACK");
+  if (sent) {
+    /* The lock is gone: the waiter's SELECT completes at once. */
+    while ((r = PQgetResult(waiter)) != NULL) {
+      SW_CHECK_INT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+      PQclear(r);
+    }
+  }
+  PQfinish(holder);
+  PQfinish(waiter);
+  PQfinish(observer);
+}
+
+/* No database to ask: inconclusive, and no sample. */
+static void test_locks_unreachable(void) {
+  static const sw_verify_req_t reqs[] = {L()};
+  sw_verify_params_t p;
+  run_t run;
+  char d[128];
+
+  snprintf(d, sizeof(d), "host=127.0.0.1 port=%d user=postgres dbname=app",
+           free_port());
+  p = params(d, reqs, COUNT(reqs));
+  run_init(&run);
+  run.locks_checked = -1;
+  run.lock_waiters = 7;
+  run.lock_wait_max_ms = 7;
+  RUN(&p, &run);
+  SW_CHECK_INT_EQ(run.status, SW_VERIFY_INCONCLUSIVE);
+  SW_CHECK_STR_CONTAINS(run.message, "could not connect: ");
+  SW_CHECK_INT_EQ(run.locks_checked, 0);
+  SW_CHECK_UINT_EQ(run.lock_waiters, 0);
+  SW_CHECK_UINT_EQ(run.lock_wait_max_ms, 0);
+}
+
 static void test_statement_timeout(void) {
   static const sw_verify_req_t reqs[] = {
       Q("SELECT pg_sleep(5) IS NOT NULL"),
@@ -1035,6 +1215,9 @@ SW_TEST_MAIN(SW_TASK(test_pass_all),
              SW_TASK(test_special_names),
              SW_TASK(test_many_requirements),
              SW_TASK(test_lock_timeout),
+             SW_TASK(test_locks_idle),
+             SW_TASK(test_locks_waiting),
+             SW_TASK(test_locks_unreachable),
              SW_TASK(test_statement_timeout),
              SW_TASK(test_silent_server_timeout),
              SW_TASK(test_cancel),
