@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class UnifiedDbConfig(AppConfig):
+    name = "unified_db"
