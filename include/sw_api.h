@@ -11,6 +11,9 @@
 #define SW_API_COMMIT "/v1/commit"
 #define SW_API_EVENTS "/v1/events"
 #define SW_API_METRICS "/metrics"
+#define SW_API_HOLD "/v1/hold"
+#define SW_API_RELEASE "/v1/release"
+#define SW_API_MIGRATED "/v1/migrated"
 
 /* switchctl's exit codes (documented in its --help and man page). */
 #define SW_EXIT_OK 0           /* done */

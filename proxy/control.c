@@ -17,6 +17,8 @@
 #include "sw_state.h"
 #include "sw_switch.h"
 #include "sw_tls.h"
+#include "sw_command.h"
+#include "sw_hold.h"
 #include "sw_verify.h"
 #include "sw_watch.h"
 
@@ -84,6 +86,37 @@ static struct {
   uint64_t alerts;
   sw_watch_result_t last_verdict; /* verdict NONE until one */
   uint64_t last_verdict_wall;
+  /* The hold barrier. */
+  int hold_open;        /* sw_hold_init done */
+  int hold_mine;        /* the machine asked for it (HOLD): its own end
+                         * releases it */
+  uint64_t cut_hold_ms; /* the hold a migrate cutover asked for; 0: config */
+  /* Lock waits sampled while a hold runs (the migration's, mostly). */
+  uv_timer_t lock_timer;
+  int lock_timer_open;
+  sw_verify_t *lock_run;
+  uint64_t lock_gen;
+  uint64_t lock_max_ms, lock_waiters_max, lock_samples, lock_failed;
+  char lock_error[160];
+  /* The operator's migration (reported by switchctl), for the report. */
+  int migration_valid;
+  int64_t migration_status;
+  uint64_t migration_ms;
+  /* The reverse migration of a rollback. */
+  int mb_pending;   /* waiting for quiet to start it */
+  int mb_running;   /* started, not finished */
+  int mb_verifying; /* finished well: the old colour is being verified */
+  int mb_finishing; /* the rollback that ends it is being decided */
+  sw_command_t *mb_cmd;
+  int mb_valid;
+  int64_t mb_status;
+  uint64_t mb_ms;
+  int mb_timed_out;
+  char mb_tail[256];
+  /* Exchanges seen, and failed (5xx, cut off), for the cutover report:
+   * since the start, and as they were at the last cutover request. */
+  uint64_t seen, failed, seen_at_request, failed_at_request;
+  uint64_t request_wall;
 } ctl;
 
 /* How often a watch's counts are written to the state file, so that a
@@ -95,6 +128,14 @@ static struct {
 static void perform(sw_switch_actions_t *a);
 static json_t *watch_json(void);
 static void pending_rollback(void);
+static void hold_for_machine(void);
+static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
+                                   const char *trigger,
+                                   const char *why,
+                                   char *msg,
+                                   size_t msglen);
+static void migrate_back_maybe_start(void);
+static void announce_rollback(void);
 
 /* The machine's and the watch's clock: loop time moved far from zero.
  * Loop time starts near 0 at boot, so a flip recorded before a reboot
@@ -141,6 +182,7 @@ static void params_from(const sw_config_t *cfg, sw_switch_params_t *p) {
     p->verify_old[c] =
         cfg->upstream[c].nrequires > 0 && cfg->database.dsn != NULL;
   p->auto_window_ms = cfg->watch.auto_window_ms;
+  p->rollback_migrate = cfg->cutover.rollback_migrate != NULL;
   p->manual_window_ms = cfg->watch.manual_window_ms;
 }
 
@@ -174,7 +216,14 @@ static sw_colour_t other_colour(sw_colour_t c) {
  * ready for it. */
 static int watch_phase(sw_switch_phase_t p) {
   return p == SW_SWITCH_WATCHING || p == SW_SWITCH_COMMITTED_MANUAL ||
-         p == SW_SWITCH_ROLLBACK_BLOCKED;
+         p == SW_SWITCH_ROLLBACK_BLOCKED || p == SW_SWITCH_ROLLBACK_MIGRATING;
+}
+
+/* Phases in which a hold the machine asked for still has a purpose. */
+static int hold_phase(void) {
+  return ctl.m.phase == SW_SWITCH_MIGRATING ||
+         ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING ||
+         (ctl.m.phase == SW_SWITCH_RECHECKING && ctl.m.gate.migrate);
 }
 
 static int has_requirements(sw_colour_t c) {
@@ -361,6 +410,19 @@ static void on_verify(sw_verify_t *v,
   free(run);
   perform(&a);
   pending_rollback();
+  if (ctl.mb_verifying && ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING &&
+      c == other_colour(sw.live)) {
+    /* After the reverse migration: the rollback flips on this answer, or
+     * blocks with it. */
+    char msg[SW_SWITCH_MESSAGE], trigger[16], why[SW_SWITCH_MESSAGE];
+    ctl.mb_verifying = 0;
+    ctl.mb_finishing = 1;
+    snprintf(trigger, sizeof(trigger), "%s", ctl.m.last_rollback.trigger);
+    snprintf(why, sizeof(why), "after the reverse migration (%s)",
+             ctl.m.last_rollback.trigger);
+    (void)rollback(ctl.m.last_rollback.mode, trigger, why, msg, sizeof(msg));
+    ctl.mb_finishing = 0;
+  }
 }
 
 /* Verifies colour c's schema requirements; a colour with none passes at
@@ -552,6 +614,17 @@ static void perform(sw_switch_actions_t *a) {
     ctl.old_verify_at = now_ms();
     memset(&ctl.last_verdict, 0, sizeof(ctl.last_verdict));
   }
+  /* Held requests go to the colour that is live now, counted by the
+   * watch just armed, in the order they came. */
+  if ((a->flags & SW_SWITCH_ACT_FLIP) && sw_hold_active())
+    (void)sw_hold_release(SW_HOLD_END_FLIP);
+  if (a->flags & SW_SWITCH_ACT_HOLD)
+    hold_for_machine();
+  if (a->flags & SW_SWITCH_ACT_MIGRATE_BACK) {
+    ctl.mb_pending = 1;
+    ctl.mb_verifying = 0;
+    migrate_back_maybe_start();
+  }
   /* Announced once the flip and the watch are in place, so that what the
    * events and the webhook show is the state they describe. */
   for (size_t i = 0; i < a->nevents; i++)
@@ -591,6 +664,11 @@ static void perform(sw_switch_actions_t *a) {
     if (b.nevents > 0 || b.flags != 0)
       perform(&b);
   }
+  /* A hold the machine asked for ends with its purpose: a gate that ended
+   * without a flip, a rollback that blocked. The live colour gets the
+   * queue. */
+  if (ctl.hold_mine && sw_hold_active() && !hold_phase())
+    (void)sw_hold_release(SW_HOLD_END_ABORT);
   arm();
 }
 
@@ -600,6 +678,258 @@ static void on_tick(uv_timer_t *t) {
   sw_switch_tick(&ctl.m, now_ms(), &a);
   perform(&a);
   watch_tick(now_ms());
+}
+
+/* --- the hold barrier ------------------------------------------------------
+ */
+
+static void on_lock_sample(sw_verify_t *v,
+                           const sw_verify_result_t *res,
+                           void *data) {
+  uint64_t gen = (uint64_t)(uintptr_t)data;
+  (void)v;
+  if (gen == ctl.lock_gen)
+    ctl.lock_run = NULL;
+  if (!res->locks_checked) {
+    if (strcmp(res->message, "cancelled") != 0) {
+      ctl.lock_failed++;
+      snprintf(ctl.lock_error, sizeof(ctl.lock_error), "%s", res->message);
+    }
+    return;
+  }
+  ctl.lock_samples++;
+  if (res->lock_wait_max_ms > ctl.lock_max_ms)
+    ctl.lock_max_ms = res->lock_wait_max_ms;
+  if (res->lock_waiters > ctl.lock_waiters_max)
+    ctl.lock_waiters_max = res->lock_waiters;
+}
+
+/* One sample at a time, every LOCK_SAMPLE_MS while a hold runs: the
+ * longest lock wait a migration caused is in the cutover report. */
+#define LOCK_SAMPLE_MS 50
+
+static void lock_sample(uv_timer_t *t) {
+  sw_verify_params_t p;
+  sw_verify_req_t req = {SW_VERIFY_LOCKS, NULL, NULL};
+  const sw_database_conf_t *db = &sw.cfg->database;
+  (void)t;
+
+  if (ctl.lock_run != NULL || db->dsn == NULL || !sw_hold_active())
+    return;
+  memset(&p, 0, sizeof(p));
+  p.dsn = db->dsn;
+  p.connect_timeout_ms = db->connect_timeout_ms;
+  p.statement_timeout_ms = db->statement_timeout_ms;
+  p.lock_timeout_ms = db->lock_timeout_ms;
+  p.reqs = &req;
+  p.nreqs = 1;
+  ctl.lock_gen++;
+  if (sw_verify_start(sw.loop, &p, on_lock_sample,
+                      (void *)(uintptr_t)ctl.lock_gen, &ctl.lock_run) != 0)
+    ctl.lock_run = NULL;
+}
+
+static json_t *hold_json(void) {
+  const sw_hold_stats_t *h = sw_hold_stats();
+  json_t *o;
+
+  if (!h->valid)
+    return json_null();
+  o = json_pack(
+      "{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+      " s:s, s:s}",
+      "active", h->active, "by", h->by, "started_ms", (json_int_t)h->started,
+      "ended_ms", (json_int_t)h->ended, "max_ms", (json_int_t)h->max_ms,
+      "queued", (json_int_t)h->depth, "peak", (json_int_t)h->peak, "held",
+      (json_int_t)h->held, "released", (json_int_t)h->released, "rejected",
+      (json_int_t)h->rejected, "gone", (json_int_t)h->gone, "wait_max_us",
+      (json_int_t)h->wait_max_us, "wait_p99_us", (json_int_t)h->wait_p99_us,
+      "inflight", (json_int_t)sw_hold_inflight(), "end",
+      sw_hold_end_name(h->end), "released_to",
+      h->active ? "" : sw_colour_name(h->released_to));
+  if (o == NULL)
+    return json_null();
+  json_object_set_new(o, "quiet", json_boolean(h->quiet_ms != UINT64_MAX));
+  if (h->quiet_ms != UINT64_MAX)
+    json_object_set_new(o, "quiet_after_ms", json_integer((json_int_t)h->quiet_ms));
+  if (sw.cfg->database.dsn != NULL) {
+    json_t *l = json_pack("{s:I, s:I, s:I, s:I}", "max_wait_ms",
+                          (json_int_t)ctl.lock_max_ms, "max_waiters",
+                          (json_int_t)ctl.lock_waiters_max, "samples",
+                          (json_int_t)ctl.lock_samples, "failed",
+                          (json_int_t)ctl.lock_failed);
+    if (l != NULL && ctl.lock_error[0])
+      json_object_set_new(l, "error", json_string(ctl.lock_error));
+    if (l != NULL)
+      json_object_set_new(o, "locks", l);
+  }
+  return o;
+}
+
+static void hold_broadcast(const char *what) {
+  json_t *j = hold_json();
+  if (json_is_object(j)) {
+    json_object_set_new(j, "event", json_string(what));
+    sw_admin_broadcast("hold", j);
+  }
+  json_decref(j);
+}
+
+/* Starts the lock sampler with a hold (any hold: an operator's too). */
+static void hold_started(void) {
+  ctl.lock_max_ms = 0;
+  ctl.lock_waiters_max = 0;
+  ctl.lock_samples = 0;
+  ctl.lock_failed = 0;
+  ctl.lock_error[0] = '\0';
+  if (ctl.lock_timer_open && sw.cfg->database.dsn != NULL) {
+    lock_sample(&ctl.lock_timer);
+    uv_timer_start(&ctl.lock_timer, lock_sample, LOCK_SAMPLE_MS,
+                   LOCK_SAMPLE_MS);
+  }
+  hold_broadcast("started");
+}
+
+/* HOLD: the machine's gate passed for a migration, or a rollback needs
+ * the reverse one. An operator's hold already running is kept (with its
+ * own bound) and becomes the machine's. */
+static void hold_for_machine(void) {
+  char by[SW_SWITCH_WHO + 32];
+  int rollback = ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING;
+  uint64_t max = rollback ? 0 : ctl.cut_hold_ms;
+  int err;
+
+  snprintf(by, sizeof(by), "%s to %s",
+           rollback ? "rollback" : "cutover",
+           sw_colour_name(rollback ? other_colour(sw.live) : ctl.m.gate.target));
+  ctl.hold_mine = 1;
+  err = sw_hold_start(max, by);
+  if (err == 0)
+    hold_started();
+  else if (err != UV_EBUSY)
+    sw_error("control", 0, "cannot hold requests: %s", uv_strerror(err));
+}
+
+static void on_migrate_back(const sw_command_result_t *r, void *data);
+
+/* The reverse migration runs once nothing is in flight on the live
+ * colour: its requests would meet the schema changing under them. */
+static void migrate_back_maybe_start(void) {
+  const sw_hold_stats_t *h = sw_hold_stats();
+  int err;
+
+  if (!ctl.mb_pending || ctl.m.phase != SW_SWITCH_ROLLBACK_MIGRATING ||
+      !h->active || h->quiet_ms == UINT64_MAX)
+    return;
+  ctl.mb_pending = 0;
+  err = sw_command_start(sw.loop, sw.cfg->cutover.rollback_migrate,
+                         sw.cfg->cutover.rollback_migrate_timeout_ms,
+                         "rollback_migrate", on_migrate_back, NULL,
+                         &ctl.mb_cmd);
+  if (err != 0) {
+    sw_switch_actions_t a;
+    char text[160];
+    ctl.mb_cmd = NULL;
+    snprintf(text, sizeof(text), "rollback_migrate could not start: %s",
+             uv_strerror(err));
+    sw_switch_rollback_migrated(&ctl.m, now_ms(), 0, text, &a);
+    sw_error("control", 0, "%s", ctl.m.last_rollback.message);
+    perform(&a);
+    announce_rollback();
+    return;
+  }
+  ctl.mb_running = 1;
+}
+
+static void on_migrate_back(const sw_command_result_t *r, void *data) {
+  sw_switch_actions_t a;
+  const char *last;
+  size_t n;
+  (void)data;
+
+  ctl.mb_cmd = NULL;
+  ctl.mb_running = 0;
+  if (!ctl.started)
+    return;
+  ctl.mb_valid = 1;
+  ctl.mb_status = r->exit_status;
+  ctl.mb_ms = r->elapsed_ms;
+  ctl.mb_timed_out = r->timed_out;
+  /* The last line of its output says most about a failure. */
+  n = strlen(r->tail);
+  while (n > 0 && r->tail[n - 1] == '\n')
+    n--;
+  last = r->tail + n;
+  while (last > r->tail && last[-1] != '\n')
+    last--;
+  snprintf(ctl.mb_tail, sizeof(ctl.mb_tail), "%.*s",
+           (int)(r->tail + n - last), last);
+  if (ctl.m.phase != SW_SWITCH_ROLLBACK_MIGRATING)
+    return;
+  if (r->exit_status != 0 || r->timed_out) {
+    char text[SW_SWITCH_MESSAGE];
+    if (r->timed_out)
+      snprintf(text, sizeof(text),
+               "rollback_migrate killed after %llu ms (timeout)%s%s",
+               (unsigned long long)r->elapsed_ms, ctl.mb_tail[0] ? ": " : "",
+               ctl.mb_tail);
+    else if (r->term_signal != 0)
+      snprintf(text, sizeof(text), "rollback_migrate killed by signal %d%s%s",
+               r->term_signal, ctl.mb_tail[0] ? ": " : "", ctl.mb_tail);
+    else
+      snprintf(text, sizeof(text),
+               "rollback_migrate exited with status %lld after %llu ms%s%s",
+               (long long)r->exit_status, (unsigned long long)r->elapsed_ms,
+               ctl.mb_tail[0] ? ": " : "", ctl.mb_tail);
+    sw_switch_rollback_migrated(&ctl.m, now_ms(), 0, text, &a);
+    sw_error("control", 0, "%s", ctl.m.last_rollback.message);
+    perform(&a);
+    announce_rollback();
+    return;
+  }
+  sw_info("control", 0,
+          "rollback_migrate done in %llu ms: verifying %s's requirements",
+          (unsigned long long)r->elapsed_ms,
+          sw_colour_name(other_colour(sw.live)));
+  /* The flip back waits for this verification: see on_verify. */
+  ctl.mb_verifying = 1;
+  start_verify(other_colour(sw.live), 0);
+}
+
+static void on_hold_event(sw_hold_event_t ev, void *data) {
+  sw_switch_actions_t a;
+  (void)data;
+
+  if (!ctl.started)
+    return;
+  if (ev == SW_HOLD_EV_QUIET) {
+    hold_broadcast("quiet");
+    migrate_back_maybe_start();
+    return;
+  }
+  /* Ended. */
+  uv_timer_stop(&ctl.lock_timer);
+  hold_broadcast("released");
+  ctl.hold_mine = 0;
+  if (sw_hold_stats()->end != SW_HOLD_END_EXPIRED)
+    return;
+  /* It ran out: a migrate cutover that has not flipped cannot any more
+   * (the held requests went to the old colour), and a reverse migration
+   * that could not start never will. */
+  sw_switch_hold_expired(&ctl.m, now_ms(), &a);
+  perform(&a);
+  if (ctl.mb_pending && ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING) {
+    char text[SW_SWITCH_MESSAGE];
+    ctl.mb_pending = 0;
+    snprintf(text, sizeof(text),
+             "no quiet moment on %s within the hold (%llu in flight): the "
+             "reverse migration did not run",
+             sw_colour_name(sw.live), (unsigned long long)sw_hold_inflight());
+    sw_switch_rollback_migrated(&ctl.m, now_ms(), 0, text, &a);
+    sw_error("control", 0, "%s", ctl.m.last_rollback.message);
+    perform(&a);
+    announce_rollback();
+  }
 }
 
 /* --- the watch and rollback ------------------------------------------------
@@ -625,10 +955,15 @@ static int colour_probed(sw_colour_t c) {
  * turn that asked for it. *wait is set when the evidence is still coming
  * (a verification running, servers not probed yet since the start): the
  * caller may decide again when it comes. */
-static const char *not_ready(sw_colour_t c, char *buf, size_t len, int *wait) {
+static const char *not_ready(sw_colour_t c,
+                             char *buf,
+                             size_t len,
+                             int *wait,
+                             int *schema) {
   const char *name = sw_colour_name(c);
 
   *wait = 0;
+  *schema = 0;
   if (ctl.colour_up[c] <= 0) {
     snprintf(buf, len, "%s is unhealthy: %s", name,
              ctl.m.health_reason[c][0] ? ctl.m.health_reason[c]
@@ -650,6 +985,9 @@ static const char *not_ready(sw_colour_t c, char *buf, size_t len, int *wait) {
       return buf;
     }
     if (strcmp(ctl.done[c], "pass") != 0) {
+      /* A failing schema is what a reverse migration can mend; a
+       * database that does not answer is not. */
+      *schema = strcmp(ctl.done[c], "fail") == 0;
       snprintf(buf, len, "%s's schema requirements: %s: %s", name, ctl.done[c],
                ctl.done_message[c]);
       return buf;
@@ -668,8 +1006,16 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
   sw_colour_t to = other_colour(sw.live);
   sw_switch_actions_t a;
   sw_switch_reason_t r;
-  int wait;
-  const char *nr = not_ready(to, msg, msglen, &wait);
+  int wait, schema;
+  const char *nr;
+
+  /* The reverse migration is running: the rollback is under way, and only
+   * its own end (on_verify) decides it. */
+  if (ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING && !ctl.mb_finishing) {
+    snprintf(msg, msglen, "the reverse migration of a rollback is running");
+    return SW_SWITCH_R_IN_PROGRESS;
+  }
+  nr = not_ready(to, msg, msglen, &wait, &schema);
 
   /* An automatic rollback whose evidence is on its way waits for it
    * (bounded by the verifier's timeouts and one health interval) rather
@@ -685,6 +1031,22 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
   }
   ctl.rollback_pending = 0;
 
+  if (nr != NULL && schema && sw.cfg->cutover.rollback_migrate != NULL &&
+      ctl.m.phase != SW_SWITCH_ROLLBACK_MIGRATING) {
+    /* The old colour is up but its schema is gone: the config's reverse
+     * migration runs under a hold, then the old colour is verified again
+     * and the rollback flips or blocks. */
+    r = sw_switch_rollback_migrate(&ctl.m, now_ms(), mode, trigger, why, &a);
+    if (r != SW_SWITCH_R_NONE) {
+      perform(&a);
+      return r;
+    }
+    sw_warn("control", 0, "%s (%s)", ctl.m.last_rollback.message, nr);
+    ctl.mb_valid = 0;
+    perform(&a);
+    announce_rollback();
+    return SW_SWITCH_R_ROLLBACK_MIGRATE;
+  }
   r = sw_switch_rollback(&ctl.m, now_ms(), mode, trigger, why, nr, &a);
   if (r != SW_SWITCH_R_NONE && r != SW_SWITCH_R_ROLLBACK_BLOCKED) {
     perform(&a); /* a window that ran out on the way is still news */
@@ -701,10 +1063,20 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
     sw_error("control", 0, "%s", ctl.m.last_rollback.message);
   }
   perform(&a);
+  announce_rollback();
+  return r;
+}
+
+/* The last rollback, to the admin API's event stream. */
+static void announce_rollback(void) {
   {
     const sw_switch_rollback_t *rb = &ctl.m.last_rollback;
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "outcome",
-                          rb->blocked ? "blocked" : "rolled_back", "mode",
+                          rb->blocked ? "blocked"
+                          : ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING
+                              ? "migrating"
+                              : "rolled_back",
+                          "mode",
                           sw_switch_rollback_mode_name(rb->mode), "trigger",
                           rb->trigger, "from", sw_colour_name(rb->from), "to",
                           sw_colour_name(rb->to), "message", rb->message);
@@ -714,7 +1086,6 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
       json_decref(j);
     }
   }
-  return r;
 }
 
 /* The evidence a waiting rollback needed may have come. */
@@ -773,8 +1144,11 @@ static void on_verdict(const sw_watch_result_t *res) {
     sw_switch_reason_t r =
         rollback(SW_SWITCH_ROLLBACK_AUTO, sw_watch_rule_name(res->rule),
                  res->text, msg, sizeof(msg));
-    if (r == SW_SWITCH_R_NONE || r == SW_SWITCH_R_ROLLBACK_BLOCKED)
+    if (r == SW_SWITCH_R_NONE || r == SW_SWITCH_R_ROLLBACK_BLOCKED ||
+        r == SW_SWITCH_R_ROLLBACK_MIGRATE)
       return; /* its transition was written to the state file */
+    if (ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING)
+      return; /* a rollback is under way already */
     if (ctl.rollback_pending) {
       persist(); /* the watch's latch */
       return;
@@ -919,6 +1293,9 @@ void sw_control_observe(const sw_req_t *r) {
   cls = r->status / 100;
   if (cls < 1 || cls > 5)
     cls = 0;
+  ctl.seen++;
+  if (r->status >= 500 || r->cut)
+    ctl.failed++;
   /* The watch counts what each colour answered: the upstream's status, or
    * the proxy's own when no response head came from the colour. */
   if (r->routed && r->status > 0 && ctl.watch_ready) {
@@ -951,6 +1328,47 @@ static void metric_head(sw_buf_t *b,
                         const char *help) {
   (void)sw_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
                        type);
+}
+
+static void hold_metrics(sw_buf_t *b) {
+  const sw_hold_stats_t *h = sw_hold_stats();
+  const sw_hold_totals_t *t = sw_hold_totals();
+  const struct {
+    const char *name, *type, *help;
+    uint64_t v;
+  } m[] = {
+      {"switchd_hold_active", "gauge", "1 while new requests are held.",
+       (uint64_t)h->active},
+      {"switchd_hold_queued", "gauge", "Requests waiting in the hold now.",
+       h->active ? h->depth : 0},
+      {"switchd_holds_total", "counter", "Holds started.", t->holds},
+      {"switchd_hold_requests_total", "counter", "Requests that were held.",
+       t->held},
+      {"switchd_hold_rejected_total", "counter",
+       "Requests answered 503 because the hold queue was full.", t->rejected},
+      {"switchd_hold_expired_total", "counter",
+       "Holds that reached their max and released themselves.", t->expired},
+      {"switchd_hold_wait_max_seconds", "gauge",
+       "The longest a request of the last hold waited (microsecond "
+       "resolution).",
+       h->wait_max_us},
+      {"switchd_hold_lock_wait_max_seconds", "gauge",
+       "The longest lock wait seen in pg_stat_activity during the last hold.",
+       ctl.lock_max_ms * 1000},
+  };
+
+  for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+    metric_head(b, m[i].name, m[i].type, m[i].help);
+    if (strstr(m[i].name, "_seconds") != NULL)
+      (void)sw_buf_appendf(b, "%s %.6f\n", m[i].name, (double)m[i].v / 1e6);
+    else
+      (void)sw_buf_appendf(b, "%s %llu\n", m[i].name,
+                           (unsigned long long)m[i].v);
+  }
+  metric_head(b, "switchd_hold_seconds_total", "counter",
+              "Time spent holding requests.");
+  (void)sw_buf_appendf(b, "switchd_hold_seconds_total %.3f\n",
+                       (double)t->held_ms / 1000.0);
 }
 
 static void metrics_text(sw_buf_t *b) {
@@ -1002,6 +1420,7 @@ static void metrics_text(sw_buf_t *b) {
               "traffic back.");
   (void)sw_buf_appendf(b, "switchd_rollbacks_blocked_total %llu\n",
                        (unsigned long long)ctl.m.rollbacks_blocked);
+  hold_metrics(b);
   metric_head(b, "switchd_watch_alerts_total", "counter",
               "Triggers that alerted instead of rolling back.");
   (void)sw_buf_appendf(b, "switchd_watch_alerts_total %llu\n",
@@ -1278,7 +1697,36 @@ static json_t *status_json(void) {
                 (json_int_t)to_wall(ctl.m.last_gate.at)));
   if (o == NULL)
     return NULL;
-  if (ctl.m.phase == SW_SWITCH_GATING || ctl.m.phase == SW_SWITCH_RECHECKING) {
+  json_object_set_new(o, "hold", hold_json());
+  if (ctl.request_wall != 0) {
+    /* What the cutover report's totals are made of. */
+    json_t *c = json_pack(
+        "{s:I, s:I, s:I}", "requested_ms", (json_int_t)ctl.request_wall,
+        "requests", (json_int_t)(ctl.seen - ctl.seen_at_request), "failed",
+        (json_int_t)(ctl.failed - ctl.failed_at_request));
+    if (c != NULL && ctl.migration_valid)
+      json_object_set_new(
+          c, "migration",
+          json_pack("{s:I, s:I}", "exit_status",
+                    (json_int_t)ctl.migration_status, "ms",
+                    (json_int_t)ctl.migration_ms));
+    if (c != NULL)
+      json_object_set_new(o, "cutover", c);
+  }
+  if (sw.cfg->cutover.rollback_migrate != NULL) {
+    json_t *m = json_pack("{s:b, s:b}", "configured", 1, "running",
+                          ctl.mb_running || ctl.mb_pending);
+    if (m != NULL && ctl.mb_valid) {
+      json_object_set_new(m, "exit_status", json_integer(ctl.mb_status));
+      json_object_set_new(m, "ms", json_integer((json_int_t)ctl.mb_ms));
+      json_object_set_new(m, "timed_out", json_boolean(ctl.mb_timed_out));
+      json_object_set_new(m, "last_output", json_string(ctl.mb_tail));
+    }
+    if (m != NULL)
+      json_object_set_new(o, "rollback_migrate", m);
+  }
+  if (ctl.m.phase == SW_SWITCH_GATING || ctl.m.phase == SW_SWITCH_RECHECKING ||
+      ctl.m.phase == SW_SWITCH_MIGRATING) {
     const sw_switch_gate_t *g = &ctl.m.gate;
     json_object_set_new(
         o, "gate",
@@ -1288,6 +1736,8 @@ static json_t *status_json(void) {
                   "deadline_in_ms",
                   (json_int_t)(g->deadline > now ? g->deadline - now : 0),
                   "who", g->who, "last_failure", g->last_failure));
+    json_object_set_new(json_object_get(o, "gate"), "migrate",
+                        json_boolean(g->migrate));
   }
   if (ctl.m.drain.active) {
     const sw_switch_drain_t *d = &ctl.m.drain;
@@ -1360,10 +1810,25 @@ static int stale(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   return 0;
 }
 
+/* An optional duration in ms, 1 ms to an hour; 0 when absent. */
+static int duration_arg(json_t *body, const char *key, uint64_t *out) {
+  json_t *v = body != NULL ? json_object_get(body, key) : NULL;
+  *out = 0;
+  if (v == NULL)
+    return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+      json_integer_value(v) > 3600000)
+    return -1;
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
 static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   sw_colour_t to;
   sw_switch_actions_t a;
   sw_switch_reason_t why;
+  uint64_t hold_ms;
+  int migrate;
 
   if (colour_arg(q->body, "to", sw.live == SW_BLUE ? SW_GREEN : SW_BLUE, &to) !=
       0) {
@@ -1373,7 +1838,22 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   }
   if (stale(q, resp))
     return;
-  why = sw_switch_request(&ctl.m, now_ms(), to, sw.pools[to].n, q->caller, &a);
+  if (json_object_get(q->body, "migrate") != NULL &&
+      !json_is_boolean(json_object_get(q->body, "migrate"))) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error", "\"migrate\" must be true or false");
+    return;
+  }
+  migrate = json_is_true(json_object_get(q->body, "migrate"));
+  if (duration_arg(q->body, "hold_ms", &hold_ms) != 0) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error",
+                           "\"hold_ms\" must be a number of ms from 1 to "
+                           "3600000");
+    return;
+  }
+  why = sw_switch_request_ex(&ctl.m, now_ms(), to, sw.pools[to].n, q->caller,
+                             migrate ? SW_SWITCH_REQ_MIGRATE : 0, &a);
   sw_info("admin", 0, "%s: cutover to %s: %s", q->caller, sw_colour_name(to),
           why == SW_SWITCH_R_NONE ? "accepted" : sw_switch_reason_name(why));
   if (why != SW_SWITCH_R_NONE) {
@@ -1389,6 +1869,11 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
     return;
   }
   ctl.fed[to] = 0;
+  ctl.cut_hold_ms = hold_ms;
+  ctl.migration_valid = 0;
+  ctl.seen_at_request = ctl.seen;
+  ctl.failed_at_request = ctl.failed;
+  ctl.request_wall = wall_ms();
   perform(&a);
   resp->status = 202;
   resp->json = json_pack(
@@ -1455,6 +1940,15 @@ static void rollback_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   sw_info("admin", 0, "%s: rollback (%s): %s", q->caller,
           sw_switch_rollback_mode_name(mode),
           r == SW_SWITCH_R_NONE ? "done" : sw_switch_reason_name(r));
+  if (r == SW_SWITCH_R_ROLLBACK_MIGRATE) {
+    resp->status = 202;
+    resp->json = json_pack("{s:b, s:b, s:s, s:s, s:s, s:I}", "rolled_back", 0,
+                           "migrating", 1, "live", sw_colour_name(sw.live),
+                           "phase", sw_switch_phase_name(ctl.m.phase),
+                           "message", ctl.m.last_rollback.message, "version",
+                           (json_int_t)ctl.m.version);
+    return;
+  }
   if (r != SW_SWITCH_R_NONE) {
     resp->status = 409;
     resp->json = json_pack("{s:s, s:s, s:s, s:s, s:I}", "error", "refused",
@@ -1468,6 +1962,97 @@ static void rollback_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
                          sw_colour_name(sw.live), "phase",
                          sw_switch_phase_name(ctl.m.phase), "message",
                          ctl.m.last_rollback.message, "version",
+                         (json_int_t)ctl.m.version);
+}
+
+static void hold_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  uint64_t max;
+  int err;
+
+  if (duration_arg(q->body, "max_ms", &max) != 0) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error",
+                           "\"max_ms\" must be a number of ms from 1 to "
+                           "3600000");
+    return;
+  }
+  if (stale(q, resp))
+    return;
+  err = sw_hold_start(max, q->caller);
+  sw_info("admin", 0, "%s: hold: %s", q->caller,
+          err == 0 ? "holding" : uv_strerror(err));
+  if (err != 0) {
+    resp->status = err == UV_EBUSY ? 409 : 500;
+    resp->json = json_pack("{s:s, s:s}", "error", "refused", "reason",
+                           err == UV_EBUSY ? "held" : uv_strerror(err));
+    return;
+  }
+  hold_started();
+  resp->json = json_pack("{s:b, s:o}", "holding", 1, "hold", hold_json());
+}
+
+static void release_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  if (stale(q, resp))
+    return;
+  if (!sw_hold_active()) {
+    resp->status = 409;
+    resp->json = json_pack("{s:s, s:s}", "error", "refused", "reason",
+                           "not_held");
+    return;
+  }
+  sw_info("admin", 0, "%s: release to %s", q->caller, sw_colour_name(sw.live));
+  if (ctl.hold_mine && ctl.m.phase == SW_SWITCH_MIGRATING) {
+    /* The hold is a migrate cutover's: releasing it ends that cutover. */
+    sw_switch_actions_t a;
+    if (sw_switch_abort(&ctl.m, now_ms(), q->caller, &a) == SW_SWITCH_R_NONE)
+      perform(&a);
+  }
+  if (sw_hold_active())
+    (void)sw_hold_release(SW_HOLD_END_RELEASE);
+  resp->json = json_pack("{s:b, s:s, s:o}", "released", 1, "live",
+                         sw_colour_name(sw.live), "hold", hold_json());
+}
+
+/* switchctl ran the operator's migration: its result moves a migrate
+ * cutover on (or ends it), and its figures go in the report. */
+static void migrated_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  json_t *ok = q->body != NULL ? json_object_get(q->body, "ok") : NULL;
+  json_t *st = q->body != NULL ? json_object_get(q->body, "exit_status") : NULL;
+  json_t *ms = q->body != NULL ? json_object_get(q->body, "ms") : NULL;
+  const char *text =
+      q->body != NULL ? json_string_value(json_object_get(q->body, "text"))
+                      : NULL;
+  sw_switch_actions_t a;
+  sw_switch_reason_t why;
+
+  if (!json_is_boolean(ok) || (st != NULL && !json_is_integer(st)) ||
+      (ms != NULL && !json_is_integer(ms))) {
+    resp->status = 400;
+    resp->json = json_pack("{s:s}", "error",
+                           "\"ok\" (true or false) is required; "
+                           "\"exit_status\" and \"ms\" are numbers");
+    return;
+  }
+  if (stale(q, resp))
+    return;
+  why = sw_switch_migrated(&ctl.m, now_ms(), json_is_true(ok), text, &a);
+  sw_info("admin", 0, "%s: migration %s: %s", q->caller,
+          json_is_true(ok) ? "done" : "failed",
+          why == SW_SWITCH_R_NONE ? "accepted" : sw_switch_reason_name(why));
+  if (why != SW_SWITCH_R_NONE) {
+    perform(&a);
+    resp->status = 409;
+    resp->json = json_pack("{s:s, s:s, s:s}", "error", "refused", "reason",
+                           sw_switch_reason_name(why), "phase",
+                           sw_switch_phase_name(ctl.m.phase));
+    return;
+  }
+  ctl.migration_valid = 1;
+  ctl.migration_status = st != NULL ? json_integer_value(st) : 0;
+  ctl.migration_ms = ms != NULL ? (uint64_t)json_integer_value(ms) : 0;
+  perform(&a);
+  resp->json = json_pack("{s:b, s:s, s:I}", "accepted", 1, "phase",
+                         sw_switch_phase_name(ctl.m.phase), "version",
                          (json_int_t)ctl.m.version);
 }
 
@@ -1511,6 +2096,9 @@ static void on_admin(const sw_admin_req_t *q,
       strcmp(q->path, SW_API_ABORT) == 0 ||
       strcmp(q->path, SW_API_CHECK) == 0 ||
       strcmp(q->path, SW_API_ROLLBACK) == 0 ||
+      strcmp(q->path, SW_API_HOLD) == 0 ||
+      strcmp(q->path, SW_API_RELEASE) == 0 ||
+      strcmp(q->path, SW_API_MIGRATED) == 0 ||
       strcmp(q->path, SW_API_COMMIT) == 0) {
     if (!post) {
       resp->status = 405;
@@ -1529,6 +2117,18 @@ static void on_admin(const sw_admin_req_t *q,
   }
   if (strcmp(q->path, SW_API_ROLLBACK) == 0) {
     rollback_api(q, resp);
+    return;
+  }
+  if (strcmp(q->path, SW_API_HOLD) == 0) {
+    hold_api(q, resp);
+    return;
+  }
+  if (strcmp(q->path, SW_API_RELEASE) == 0) {
+    release_api(q, resp);
+    return;
+  }
+  if (strcmp(q->path, SW_API_MIGRATED) == 0) {
+    migrated_api(q, resp);
     return;
   }
   if (strcmp(q->path, SW_API_COMMIT) == 0) {
@@ -1785,6 +2385,16 @@ int sw_control_start(char *err, size_t errlen) {
     return e;
   }
   ctl.timer_open = 1;
+  e = uv_timer_init(sw.loop, &ctl.lock_timer);
+  if (e == 0) {
+    ctl.lock_timer_open = 1;
+    e = sw_hold_init(on_hold_event, NULL);
+  }
+  if (e != 0) {
+    snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(e));
+    return e;
+  }
+  ctl.hold_open = 1;
 
   memset(&ao, 0, sizeof(ao));
   ao.socket_path = cfg->admin.socket;
@@ -1882,6 +2492,19 @@ void sw_control_stop(void) {
     ctl.timer_open = 0;
     uv_close((uv_handle_t *)&ctl.timer, NULL);
   }
+  if (ctl.hold_open) {
+    ctl.hold_open = 0;
+    sw_hold_close();
+  }
+  if (ctl.lock_timer_open) {
+    ctl.lock_timer_open = 0;
+    uv_close((uv_handle_t *)&ctl.lock_timer, NULL);
+  }
+  if (ctl.lock_run != NULL)
+    sw_verify_cancel(ctl.lock_run);
+  ctl.lock_run = NULL;
+  sw_command_kill(ctl.mb_cmd);
+  ctl.mb_cmd = NULL;
   sw_admin_stop();
   sw_notify_stop();
   sw_watch_close(&ctl.w);

@@ -13,6 +13,7 @@
 
 #include "sw_tls.h"
 #include "sw_control.h"
+#include "sw_hold.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -121,6 +122,9 @@ static void begin_stop(void) {
   sw_info("main", 0, "stopping: %llu connections open",
           (unsigned long long)sw.nclients);
   sw_listener_close_all();
+  /* Held requests are served first: a stop never turns a hold into
+   * errors. */
+  (void)sw_hold_release(SW_HOLD_END_SHUTDOWN);
   /* Idle clients go now; busy ones answer with Connection: close and are
    * closed after their response (see sw_req_finished). */
   uv_walk(sw.loop, on_walk_close_idle, NULL);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +106,8 @@ static void unreachable(void) {
 }
 
 static int refused(int status, const char *body);
+static int post(const char *path, json_t *req, char **body);
+static json_t *answer_json(char *body);
 
 /* GETs a JSON resource. Unreachable and refused answers end the command
  * with their exit codes; the caller only ever sees a 200's JSON. */
@@ -592,20 +595,430 @@ static int refused(int status, const char *body) {
   return SW_EXIT_REFUSED;
 }
 
+
+/* --- the hold barrier and the cutover report ---------------------------- */
+
+/* Waits (polling every 10 ms) until the hold is quiet, or it ended, or
+ * `until` (monotonic ms, 0: no limit) passed. Returns 1 quiet, 0 not
+ * quiet yet, -1 the hold is over. */
+static int wait_quiet(uint64_t until, int verbose) {
+  long long last_inflight = -1;
+  for (;;) {
+    int status;
+    json_t *st = get_json(SW_API_STATUS, &status), *h;
+    int rc;
+    if (st == NULL)
+      unreachable();
+    h = json_object_get(st, "hold");
+    if (!is_true(h, "active"))
+      rc = -1;
+    else if (is_true(h, "quiet"))
+      rc = 1;
+    else
+      rc = 0;
+    if (rc == 0 && verbose && !json_out && num(h, "inflight") != last_inflight) {
+      last_inflight = num(h, "inflight");
+      printf("  hold: %lld in flight on %s, %lld queued\n", last_inflight,
+             str(st, "live"), num(h, "queued"));
+      fflush(stdout);
+    }
+    if (rc != 0 || (until != 0 && now_ms() >= until)) {
+      if (rc == 1 && verbose && !json_out) {
+        printf("  hold: quiet after %lld ms (%lld queued)\n",
+               num(h, "quiet_after_ms"), num(h, "queued"));
+        fflush(stdout);
+      }
+      json_decref(st);
+      return rc;
+    }
+    json_decref(st);
+    usleep(10 * 1000);
+  }
+}
+
+static int cmd_hold(int argc, char **argv) {
+  uint64_t max_ms = 0, timeout_ms = 0, start;
+  char *body;
+  json_t *req, *j, *h;
+  int status, rc;
+
+  for (int k = 1; k < argc; k++) {
+    if (strcmp(argv[k], "--help") == 0) {
+      printf(
+          "usage: switchctl hold [--max DUR] [--timeout DUR]\n"
+          "  Stops sending new requests upstream: they wait in switchd, in "
+          "arrival order,\n  at most DUR (default: the config's hold_max, "
+          "2s), then go to the live\n  colour by themselves. Returns once "
+          "nothing is in flight on the live\n  colour (exit 0), or after "
+          "--timeout with what is still in flight (exit 6,\n  the hold "
+          "goes on). `switchctl release` or a cutover's flip ends it.\n");
+      return SW_EXIT_OK;
+    }
+    if (strcmp(argv[k], "--max") == 0 && k + 1 < argc) {
+      if (parse_duration(argv[++k], &max_ms) != 0 || max_ms == 0)
+        die_usage("bad --max '%s' (e.g. 2s, 500ms)", argv[k]);
+      continue;
+    }
+    if (strcmp(argv[k], "--timeout") == 0 && k + 1 < argc) {
+      if (parse_duration(argv[++k], &timeout_ms) != 0)
+        die_usage("bad --timeout '%s' (e.g. 2s)", argv[k]);
+      continue;
+    }
+    die_usage("hold: bad argument '%s'", argv[k]);
+  }
+  req = json_object();
+  if (max_ms > 0)
+    json_object_set_new(req, "max_ms", json_integer((json_int_t)max_ms));
+  status = post(SW_API_HOLD, req, &body);
+  json_decref(req);
+  if (status != 200) {
+    rc = refused(status, body);
+    free(body);
+    return rc;
+  }
+  j = answer_json(body);
+  h = json_object_get(j, "hold");
+  if (!json_out)
+    printf("holding new requests (at most %lld ms, %lld in flight)\n",
+           num(h, "max_ms"), num(h, "inflight"));
+  fflush(stdout);
+  start = now_ms();
+  rc = wait_quiet(timeout_ms > 0 ? start + timeout_ms : 0, 1);
+  json_decref(j);
+  {
+    json_t *st = get_json(SW_API_STATUS, &status);
+    if (st == NULL)
+      unreachable();
+    h = json_object_get(st, "hold");
+    if (json_out)
+      print_json(h);
+    else if (rc == 1)
+      printf("quiet: nothing in flight on %s; %lld requests held\n",
+             str(st, "live"), num(h, "queued"));
+    else if (rc == 0)
+      printf("not quiet after %lld ms: %lld in flight on %s; still holding "
+             "(%lld queued)\n",
+             (long long)(now_ms() - start), num(h, "inflight"),
+             str(st, "live"), num(h, "queued"));
+    else
+      printf("the hold ended (%s) before it was quiet: %lld in flight on "
+             "%s, %lld requests released\n",
+             str(h, "end"), num(h, "inflight"), str(st, "live"),
+             num(h, "released"));
+    json_decref(st);
+  }
+  return rc == 1 ? SW_EXIT_OK : SW_EXIT_TIMEOUT;
+}
+
+static int cmd_release(int argc, char **argv) {
+  char *body;
+  json_t *req, *j, *h;
+  int status, rc;
+
+  if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+    printf("usage: switchctl release\n"
+           "  Ends the hold: the held requests go to the live colour, in "
+           "arrival order.\n  Exit 3 when nothing is held.\n");
+    return SW_EXIT_OK;
+  }
+  if (argc > 1)
+    die_usage("release: unexpected argument '%s'", argv[1]);
+  req = json_object();
+  status = post(SW_API_RELEASE, req, &body);
+  json_decref(req);
+  if (status != 200) {
+    rc = refused(status, body);
+    free(body);
+    return rc;
+  }
+  j = answer_json(body);
+  h = json_object_get(j, "hold");
+  if (json_out)
+    print_json(j);
+  else
+    printf("released %lld request%s to %s (held %lld ms; longest wait %.1f "
+           "ms)\n",
+           num(h, "released"), num(h, "released") == 1 ? "" : "s",
+           str(j, "live"), num(h, "ended_ms") - num(h, "started_ms"),
+           (double)num(h, "wait_max_us") / 1000.0);
+  json_decref(j);
+  return SW_EXIT_OK;
+}
+
+/* Runs the operator's migration here, its output shown (on stderr with
+ * --json, so stdout stays JSON). Returns its exit status (128 + signal
+ * when killed, 127 when it could not start) and its duration. */
+static int run_migration(const char *cmd, uint64_t *ms) {
+  uint64_t start = now_ms();
+  int st;
+  pid_t pid;
+
+  fflush(stdout);
+  pid = fork();
+  if (pid < 0) {
+    *ms = 0;
+    return 127;
+  }
+  if (pid == 0) {
+    if (json_out)
+      dup2(2, 1);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) {
+      *ms = now_ms() - start;
+      return 127;
+    }
+  *ms = now_ms() - start;
+  if (WIFEXITED(st))
+    return WEXITSTATUS(st);
+  return 128 + WTERMSIG(st);
+}
+
+/* The time of the first transition since `from` with this reason, as ms
+ * from t0; -1 when none. */
+static long long event_at(json_t *hist,
+                          uint64_t from,
+                          const char *reason,
+                          long long t0,
+                          const char **text) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(hist, i, e) {
+    if ((uint64_t)num(e, "version") <= from ||
+        strcmp(str(e, "reason"), reason) != 0)
+      continue;
+    if (text != NULL)
+      *text = str(e, "text");
+    return num(e, "time_ms") - t0;
+  }
+  return -1;
+}
+
+/* The report at the end of `cutover --wait`: a timeline from the request
+ * and the totals, from switchd's status. */
+static void print_report(uint64_t from_version, long long migrate_ms,
+                         int migrate_status, int code) {
+  int status;
+  json_t *st = get_json(SW_API_STATUS, &status);
+  json_t *hist, *h, *c, *w, *locks, *r;
+  long long t0, at;
+  const char *text = "";
+  char a[32];
+
+  if (st == NULL)
+    unreachable();
+  hist = json_object_get(st, "history");
+  h = json_object_get(st, "hold");
+  c = json_object_get(st, "cutover");
+  w = json_object_get(st, "watch");
+  locks = json_object_get(h, "locks");
+  t0 = num(c, "requested_ms");
+  r = json_object();
+  json_object_set_new(r, "requested_ms", json_integer(t0));
+  json_object_set_new(r, "outcome", json_string(str(json_object_get(st, "last_gate"), "outcome")));
+  json_object_set_new(r, "exit", json_integer(code));
+#define AT(key, reason)                                                     \
+  do {                                                                      \
+    at = event_at(hist, from_version, reason, t0, &text);                   \
+    if (at >= 0)                                                            \
+      json_object_set_new(r, key, json_integer(at));                        \
+  } while (0)
+  AT("gate_passed_at_ms", "gate_passed");
+  AT("migrated_at_ms", "migrated");
+  AT("flip_at_ms", "flipped");
+  AT("drained_at_ms", "drained");
+  AT("rollback_at_ms", "rollback");
+#undef AT
+  if (json_is_object(h) && num(h, "started_ms") >= t0) {
+    json_object_set_new(r, "hold_started_at_ms",
+                        json_integer(num(h, "started_ms") - t0));
+    if (num(h, "ended_ms") > 0)
+      json_object_set_new(r, "hold_ended_at_ms",
+                          json_integer(num(h, "ended_ms") - t0));
+    json_object_set(r, "hold", h);
+  }
+  if (migrate_ms >= 0) {
+    json_object_set_new(r, "migration_ms", json_integer(migrate_ms));
+    json_object_set_new(r, "migration_exit_status", json_integer(migrate_status));
+  }
+  if (json_is_object(locks)) {
+    json_object_set_new(r, "lock_wait_max_ms",
+                        json_integer(num(locks, "max_wait_ms")));
+  }
+  json_object_set_new(r, "requests", json_integer(num(c, "requests")));
+  json_object_set_new(r, "failed", json_integer(num(c, "failed")));
+  json_object_set_new(r, "phase", json_string(str(st, "phase")));
+  json_object_set_new(r, "live", json_string(str(st, "live")));
+  if (json_is_object(w))
+    json_object_set(r, "watch", w);
+  if (json_out) {
+    json_t *o = json_pack("{s:o}", "report", r);
+    print_json(o);
+    json_decref(o);
+    json_decref(st);
+    return;
+  }
+  printf("cutover report\n");
+  printf("  %-18s %s\n", "requested", "+0.000 s");
+#define LINE(label, key, extra)                                             \
+  do {                                                                      \
+    json_t *v_ = json_object_get(r, key);                                   \
+    if (v_ != NULL)                                                         \
+      printf("  %-18s +%.3f s%s%s\n", label,                                \
+             (double)json_integer_value(v_) / 1000.0, (extra)[0] ? "  " : "", \
+             extra);                                                        \
+  } while (0)
+  LINE("gate passed", "gate_passed_at_ms", "");
+  if (json_object_get(r, "hold") != NULL) {
+    char buf[96];
+    snprintf(buf, sizeof(buf), "(at most %lld ms)", num(h, "max_ms"));
+    LINE("hold started", "hold_started_at_ms", buf);
+    if (is_true(h, "quiet"))
+      printf("  %-18s +%.3f s\n", "quiet",
+             (double)(num(h, "started_ms") - t0 + num(h, "quiet_after_ms")) /
+                 1000.0);
+  }
+  if (migrate_ms >= 0)
+    printf("  %-18s %.3f s, exit status %d\n", "migration",
+           (double)migrate_ms / 1000.0, migrate_status);
+  if (json_is_object(locks))
+    printf("  %-18s %lld ms (%lld samples of pg_stat_activity%s)\n",
+           "longest lock wait", num(locks, "max_wait_ms"),
+           num(locks, "samples"),
+           num(locks, "failed") > 0 ? ", some failed" : "");
+  LINE("flip", "flip_at_ms", "");
+  if (json_object_get(r, "hold") != NULL && num(h, "ended_ms") > 0) {
+    char buf[200];
+    snprintf(buf, sizeof(buf),
+             "%s: %lld held, %lld released to %s, %lld rejected (503); "
+             "added latency max %.1f ms, p99 %.1f ms",
+             str(h, "end"), num(h, "held"), num(h, "released"),
+             str(h, "released_to"), num(h, "rejected"),
+             (double)num(h, "wait_max_us") / 1000.0,
+             (double)num(h, "wait_p99_us") / 1000.0);
+    LINE("hold released", "hold_ended_at_ms", buf);
+  }
+  LINE("drain complete", "drained_at_ms", "");
+  LINE("rolled back", "rollback_at_ms", "");
+  if (json_is_object(w) && strcmp(str(w, "phase"), "off") != 0 &&
+      str(w, "colour")[0])
+    printf("  %-18s %s of %s, auto window %s left\n", "watch",
+           str(w, "phase"), str(w, "colour"),
+           secs(a, sizeof(a), num(w, "auto_left_ms")));
+  printf("  %-18s %lld requests, %lld failed (5xx or cut off)\n", "totals",
+         num(c, "requests"), num(c, "failed"));
+  printf("  %-18s %s, live %s\n", "now", str(st, "phase"), str(st, "live"));
+#undef LINE
+  json_decref(r);
+  json_decref(st);
+}
+
+/* `cutover --hold/--migrate`: the gate of liveness, the hold, the
+ * migration here, then the re-check and the flip in switchd. */
+static int cutover_migrate(uint64_t version, const char *migrate,
+                           uint64_t timeout_ms, int through_watch) {
+  uint64_t start = now_ms(), printed = version, ms = 0;
+  long long last_passes = -1;
+  int mstatus = 0, status, code;
+  json_t *req, *j;
+  char *body;
+
+  /* Until the hold is quiet: the gate's progress, or its end. */
+  for (;;) {
+    json_t *st = get_json(SW_API_STATUS, &status), *g, *e, *hist;
+    size_t i;
+    int quiet, ended;
+    if (st == NULL)
+      unreachable();
+    hist = json_object_get(st, "history");
+    json_array_foreach(hist, i, e) {
+      if ((uint64_t)num(e, "version") <= printed)
+        continue;
+      printed = (uint64_t)num(e, "version");
+      if (!json_out)
+        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"), str(e, "text"));
+    }
+    g = json_object_get(st, "gate");
+    if (!json_out && g != NULL && num(g, "passes") != last_passes &&
+        phase_is(st, "gating")) {
+      last_passes = num(g, "passes");
+      printf("  health: %lld/%lld passes in a row\n", last_passes,
+             num(g, "rise"));
+    }
+    fflush(stdout);
+    quiet = phase_is(st, "migrating") &&
+            is_true(json_object_get(st, "hold"), "quiet");
+    ended = !phase_is(st, "gating") && !phase_is(st, "migrating");
+    json_decref(st);
+    if (quiet)
+      break;
+    if (ended) {
+      code = follow(version, timeout_ms, through_watch);
+      print_report(version, -1, 0, code);
+      return code;
+    }
+    if (timeout_ms > 0 && now_ms() - start > timeout_ms) {
+      fprintf(stderr, "switchctl: still in progress after --timeout\n");
+      return SW_EXIT_TIMEOUT;
+    }
+    usleep(10 * 1000);
+  }
+  if (!json_out) {
+    printf("  hold: quiet: nothing in flight%s\n",
+           migrate != NULL ? "; migrating" : "");
+    fflush(stdout);
+  }
+  if (migrate != NULL) {
+    if (!json_out) {
+      printf("$ %s\n", migrate);
+      fflush(stdout);
+    }
+    mstatus = run_migration(migrate, &ms);
+    if (!json_out)
+      printf("  migration: exit status %d after %.3f s\n", mstatus,
+             (double)ms / 1000.0);
+  }
+  req = json_pack("{s:b, s:i, s:I, s:s}", "ok", mstatus == 0, "exit_status",
+                  mstatus, "ms", (json_int_t)ms, "text",
+                  mstatus == 0 ? "" : "the migration command failed");
+  status = post(SW_API_MIGRATED, req, &body);
+  json_decref(req);
+  if (status != 200) {
+    /* The hold ran out meanwhile (or an operator aborted): what happened
+     * is in the history. */
+    int rc = refused(status, body);
+    free(body);
+    follow(printed, timeout_ms, 0);
+    print_report(version, migrate != NULL ? (long long)ms : -1, mstatus, rc);
+    return rc;
+  }
+  j = answer_json(body);
+  json_decref(j);
+  code = follow(printed, timeout_ms, through_watch);
+  if (mstatus != 0 && code == SW_EXIT_OK)
+    code = SW_EXIT_GATE_FAILED;
+  print_report(version, migrate != NULL ? (long long)ms : -1, mstatus, code);
+  return code;
+}
+
 static int cmd_cutover(int argc, char **argv) {
   static const struct option opts[] = {{"to", required_argument, 0, 't'},
                                        {"wait", no_argument, 0, 'w'},
                                        {"watch", no_argument, 0, 'W'},
                                        {"timeout", required_argument, 0, 'T'},
                                        {"version", required_argument, 0, 'V'},
+                                       {"hold", required_argument, 0, 'H'},
+                                       {"migrate", required_argument, 0, 'M'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *to = NULL;
-  int wait = 0, through_watch = 0, c, status;
+  const char *to = NULL, *migrate = NULL;
+  int wait = 0, through_watch = 0, c, status, held = 0;
   long long version = -1;
-  uint64_t timeout_ms = 0;
-  char req[128], *body;
-  json_t *j;
+  uint64_t timeout_ms = 0, hold_ms = 0;
+  char *body;
+  json_t *j, *req;
 
   optind = 1;
   while ((c = getopt_long(argc, argv, "t:wT:V:h", opts, NULL)) != -1) {
@@ -627,11 +1040,24 @@ static int cmd_cutover(int argc, char **argv) {
         if (parse_count(optarg, &version) != 0)
           die_usage("bad --version '%s' (a state version number)", optarg);
         break;
+      case 'H':
+        if (parse_duration(optarg, &hold_ms) != 0 || hold_ms == 0 ||
+            hold_ms > 3600000)
+          die_usage("bad --hold '%s' (e.g. 2s; at most 1h)", optarg);
+        held = 1;
+        break;
+      case 'M':
+        if (optarg[0] == '\0')
+          die_usage("--migrate needs a command");
+        migrate = optarg;
+        held = 1;
+        break;
       case 'h':
         printf(
             "usage: switchctl cutover [--to blue|green] [--wait] [--watch] "
             "[--timeout DUR]\n"
-            "                         [--version N]\n"
+            "                         [--hold DUR] [--migrate CMD] "
+            "[--version N]\n"
             "  Starts a cutover to the colour (default: the standby one).\n"
             "  --wait     follow it: health passes, verification, flip, "
             "drain;\n"
@@ -644,7 +1070,21 @@ static int cmd_cutover(int argc, char **argv) {
             "             exit 0 when it ends with no trigger fired, 7 when "
             "rolled back\n"
             "  --timeout  give up waiting after DUR (exit 6)\n"
-            "  --version  the state version you saw (stale: refused, 409)\n");
+            "  --hold     gate on health only, then hold new requests (at "
+            "most DUR;\n"
+            "             default hold_max) until nothing is in flight, "
+            "re-check\n"
+            "             (verification included), flip and send the held "
+            "requests\n"
+            "             to the new colour; implies --wait\n"
+            "  --migrate  with the hold quiet, run CMD here (sh -c, output "
+            "shown);\n"
+            "             a failure ends the cutover (exit 4), the held "
+            "requests go\n"
+            "             to the old colour; implies --hold\n"
+            "  --version  the state version you saw (stale: refused, 409)\n"
+            "  With --wait a cutover report ends the output (--json: one "
+            "object).\n");
         return SW_EXIT_OK;
       default:
         die_usage("cutover: unknown option");
@@ -664,17 +1104,19 @@ static int cmd_cutover(int argc, char **argv) {
     version = num(st, "version");
     json_decref(st);
   }
-  if (to != NULL && version >= 0)
-    snprintf(req, sizeof(req), "{\"to\":\"%s\",\"version\":%lld}", to, version);
-  else if (to != NULL)
-    snprintf(req, sizeof(req), "{\"to\":\"%s\"}", to);
-  else if (version >= 0)
-    snprintf(req, sizeof(req), "{\"version\":%lld}", version);
-  else
-    snprintf(req, sizeof(req), "{}");
-  status = call("POST", SW_API_CUTOVER, req, &body);
-  if (status < 0)
-    unreachable();
+  req = json_object();
+  if (to != NULL)
+    json_object_set_new(req, "to", json_string(to));
+  if (version >= 0)
+    json_object_set_new(req, "version", json_integer(version));
+  if (held) {
+    json_object_set_new(req, "migrate", json_true());
+    if (hold_ms > 0)
+      json_object_set_new(req, "hold_ms", json_integer((json_int_t)hold_ms));
+    wait = 1;
+  }
+  status = post(SW_API_CUTOVER, req, &body);
+  json_decref(req);
   if (status != 202) {
     int rc = refused(status, body);
     free(body);
@@ -694,7 +1136,15 @@ static int cmd_cutover(int argc, char **argv) {
   if (!wait)
     return SW_EXIT_OK;
   /* The request's own transition is version N; follow from before it. */
-  return follow((uint64_t)version - 1, timeout_ms, through_watch);
+  if (held)
+    return cutover_migrate((uint64_t)version - 1, migrate, timeout_ms,
+                           through_watch);
+  {
+    int code = follow((uint64_t)version - 1, timeout_ms, through_watch);
+    if (code != SW_EXIT_TIMEOUT)
+      print_report((uint64_t)version - 1, -1, 0, code);
+    return code;
+  }
 }
 
 /* A POST of a JSON body built here; returns the HTTP status and the body
@@ -1155,7 +1605,8 @@ static void usage(void) {
       "commands:\n"
       "  status                      live colour, phase, health, last "
       "cutover, watch\n"
-      "  cutover [--to C] [--wait] [--watch] [--timeout DUR]\n"
+      "  cutover [--to C] [--wait] [--watch] [--timeout DUR] [--hold DUR]\n"
+      "          [--migrate CMD]\n"
       "                              start a cutover (see cutover --help)\n"
       "  abort                       abort the cutover gate in progress\n"
       "  rollback [--confirm|--force] [--version N]\n"
@@ -1163,6 +1614,10 @@ static void usage(void) {
       "rollback --help)\n"
       "  commit [--version N]        end the error watch: the cutover "
       "stands\n"
+      "  hold [--max DUR]            hold new requests until nothing is in "
+      "flight\n"
+      "  release                     send the held requests to the live "
+      "colour\n"
       "  check COLOUR                verify a colour's schema requirements "
       "now\n"
       "  watch [--count N]           live view, refreshed every second\n"
@@ -1241,6 +1696,10 @@ int main(int argc, char **argv) {
     return cmd_rollback(argc - i, argv + i);
   if (strcmp(cmd, "commit") == 0)
     return cmd_commit(argc - i, argv + i);
+  if (strcmp(cmd, "hold") == 0)
+    return cmd_hold(argc - i, argv + i);
+  if (strcmp(cmd, "release") == 0)
+    return cmd_release(argc - i, argv + i);
   if (strcmp(cmd, "check") == 0) {
     static const char help[] =
         "usage: switchctl check blue|green\n"
