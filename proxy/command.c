@@ -8,6 +8,8 @@
 
 #include "sw_log.h"
 
+#define STDERR_TO_STDOUT "exec 2>&1\n"
+
 /* A line longer than this is logged in pieces. */
 #define LINE_MAX_BYTES 512
 
@@ -137,7 +139,7 @@ int sw_command_start(uv_loop_t *loop,
   sw_command_t *c = calloc(1, sizeof(*c));
   uv_process_options_t o;
   uv_stdio_container_t stdio[3];
-  char *args[4];
+  char *args[4], *script;
   int err;
 
   if (c == NULL)
@@ -153,17 +155,26 @@ int sw_command_start(uv_loop_t *loop,
   }
   c->out.data = c;
   c->open = 1;
+  /* One pipe for both streams, in the order they were written: the shell
+   * points its stderr at its stdout before it runs the command. */
+  script = malloc(strlen(cmd) + sizeof(STDERR_TO_STDOUT));
+  if (script == NULL) {
+    c->cb = NULL; /* freed once the pipe is closed */
+    uv_close((uv_handle_t *)&c->out, on_closed);
+    return UV_ENOMEM;
+  }
+  strcpy(script, STDERR_TO_STDOUT);
+  strcat(script, cmd);
   args[0] = "/bin/sh";
   args[1] = "-c";
-  args[2] = (char *)cmd;
+  args[2] = script;
   args[3] = NULL;
   memset(&o, 0, sizeof(o));
   memset(stdio, 0, sizeof(stdio));
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[1].data.stream = (uv_stream_t *)&c->out;
-  stdio[2].flags = UV_INHERIT_STREAM;
-  stdio[2].data.stream = (uv_stream_t *)&c->out;
+  stdio[2].flags = UV_IGNORE;
   o.file = args[0];
   o.args = args;
   o.exit_cb = on_exit_cb;
@@ -171,6 +182,7 @@ int sw_command_start(uv_loop_t *loop,
   o.stdio_count = 3;
   o.flags = UV_PROCESS_DETACHED; /* setsid: its own process group */
   err = uv_spawn(loop, &c->proc, &o);
+  free(script);
   c->proc.data = c;
   if (err != 0) {
     /* A failed spawn leaves its handle to be closed too; c is freed once

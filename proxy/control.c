@@ -751,13 +751,13 @@ static json_t *hold_json(void) {
     return json_null();
   json_object_set_new(o, "quiet", json_boolean(h->quiet_ms != UINT64_MAX));
   if (h->quiet_ms != UINT64_MAX)
-    json_object_set_new(o, "quiet_after_ms", json_integer((json_int_t)h->quiet_ms));
+    json_object_set_new(o, "quiet_after_ms",
+                        json_integer((json_int_t)h->quiet_ms));
   if (sw.cfg->database.dsn != NULL) {
-    json_t *l = json_pack("{s:I, s:I, s:I, s:I}", "max_wait_ms",
-                          (json_int_t)ctl.lock_max_ms, "max_waiters",
-                          (json_int_t)ctl.lock_waiters_max, "samples",
-                          (json_int_t)ctl.lock_samples, "failed",
-                          (json_int_t)ctl.lock_failed);
+    json_t *l = json_pack(
+        "{s:I, s:I, s:I, s:I}", "max_wait_ms", (json_int_t)ctl.lock_max_ms,
+        "max_waiters", (json_int_t)ctl.lock_waiters_max, "samples",
+        (json_int_t)ctl.lock_samples, "failed", (json_int_t)ctl.lock_failed);
     if (l != NULL && ctl.lock_error[0])
       json_object_set_new(l, "error", json_string(ctl.lock_error));
     if (l != NULL)
@@ -799,9 +799,9 @@ static void hold_for_machine(void) {
   uint64_t max = rollback ? 0 : ctl.cut_hold_ms;
   int err;
 
-  snprintf(by, sizeof(by), "%s to %s",
-           rollback ? "rollback" : "cutover",
-           sw_colour_name(rollback ? other_colour(sw.live) : ctl.m.gate.target));
+  snprintf(
+      by, sizeof(by), "%s to %s", rollback ? "rollback" : "cutover",
+      sw_colour_name(rollback ? other_colour(sw.live) : ctl.m.gate.target));
   ctl.hold_mine = 1;
   err = sw_hold_start(max, by);
   if (err == 0)
@@ -822,10 +822,10 @@ static void migrate_back_maybe_start(void) {
       !h->active || h->quiet_ms == UINT64_MAX)
     return;
   ctl.mb_pending = 0;
-  err = sw_command_start(sw.loop, sw.cfg->cutover.rollback_migrate,
-                         sw.cfg->cutover.rollback_migrate_timeout_ms,
-                         "rollback_migrate", on_migrate_back, NULL,
-                         &ctl.mb_cmd);
+  err =
+      sw_command_start(sw.loop, sw.cfg->cutover.rollback_migrate,
+                       sw.cfg->cutover.rollback_migrate_timeout_ms,
+                       "rollback_migrate", on_migrate_back, NULL, &ctl.mb_cmd);
   if (err != 0) {
     sw_switch_actions_t a;
     char text[160];
@@ -862,8 +862,8 @@ static void on_migrate_back(const sw_command_result_t *r, void *data) {
   last = r->tail + n;
   while (last > r->tail && last[-1] != '\n')
     last--;
-  snprintf(ctl.mb_tail, sizeof(ctl.mb_tail), "%.*s",
-           (int)(r->tail + n - last), last);
+  snprintf(ctl.mb_tail, sizeof(ctl.mb_tail), "%.*s", (int)(r->tail + n - last),
+           last);
   if (ctl.m.phase != SW_SWITCH_ROLLBACK_MIGRATING)
     return;
   if (r->exit_status != 0 || r->timed_out) {
@@ -955,11 +955,8 @@ static int colour_probed(sw_colour_t c) {
  * turn that asked for it. *wait is set when the evidence is still coming
  * (a verification running, servers not probed yet since the start): the
  * caller may decide again when it comes. */
-static const char *not_ready(sw_colour_t c,
-                             char *buf,
-                             size_t len,
-                             int *wait,
-                             int *schema) {
+static const char *not_ready(
+    sw_colour_t c, char *buf, size_t len, int *wait, int *schema) {
   const char *name = sw_colour_name(c);
 
   *wait = 0;
@@ -1071,15 +1068,14 @@ static sw_switch_reason_t rollback(sw_switch_rollback_mode_t mode,
 static void announce_rollback(void) {
   {
     const sw_switch_rollback_t *rb = &ctl.m.last_rollback;
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "outcome",
-                          rb->blocked ? "blocked"
-                          : ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING
-                              ? "migrating"
-                              : "rolled_back",
-                          "mode",
-                          sw_switch_rollback_mode_name(rb->mode), "trigger",
-                          rb->trigger, "from", sw_colour_name(rb->from), "to",
-                          sw_colour_name(rb->to), "message", rb->message);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "outcome",
+                  rb->blocked                                   ? "blocked"
+                  : ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING ? "migrating"
+                                                                : "rolled_back",
+                  "mode", sw_switch_rollback_mode_name(rb->mode), "trigger",
+                  rb->trigger, "from", sw_colour_name(rb->from), "to",
+                  sw_colour_name(rb->to), "message", rb->message);
     if (j != NULL) {
       json_object_set_new(j, "time_ms", json_integer((json_int_t)wall_ms()));
       sw_admin_broadcast("rollback", j);
@@ -1705,11 +1701,10 @@ static json_t *status_json(void) {
         "requests", (json_int_t)(ctl.seen - ctl.seen_at_request), "failed",
         (json_int_t)(ctl.failed - ctl.failed_at_request));
     if (c != NULL && ctl.migration_valid)
-      json_object_set_new(
-          c, "migration",
-          json_pack("{s:I, s:I}", "exit_status",
-                    (json_int_t)ctl.migration_status, "ms",
-                    (json_int_t)ctl.migration_ms));
+      json_object_set_new(c, "migration",
+                          json_pack("{s:I, s:I}", "exit_status",
+                                    (json_int_t)ctl.migration_status, "ms",
+                                    (json_int_t)ctl.migration_ms));
     if (c != NULL)
       json_object_set_new(o, "cutover", c);
   }
@@ -1841,7 +1836,8 @@ static void cutover(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   if (json_object_get(q->body, "migrate") != NULL &&
       !json_is_boolean(json_object_get(q->body, "migrate"))) {
     resp->status = 400;
-    resp->json = json_pack("{s:s}", "error", "\"migrate\" must be true or false");
+    resp->json =
+        json_pack("{s:s}", "error", "\"migrate\" must be true or false");
     return;
   }
   migrate = json_is_true(json_object_get(q->body, "migrate"));
@@ -1996,8 +1992,8 @@ static void release_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
     return;
   if (!sw_hold_active()) {
     resp->status = 409;
-    resp->json = json_pack("{s:s, s:s}", "error", "refused", "reason",
-                           "not_held");
+    resp->json =
+        json_pack("{s:s, s:s}", "error", "refused", "reason", "not_held");
     return;
   }
   sw_info("admin", 0, "%s: release to %s", q->caller, sw_colour_name(sw.live));
@@ -2019,9 +2015,9 @@ static void migrated_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
   json_t *ok = q->body != NULL ? json_object_get(q->body, "ok") : NULL;
   json_t *st = q->body != NULL ? json_object_get(q->body, "exit_status") : NULL;
   json_t *ms = q->body != NULL ? json_object_get(q->body, "ms") : NULL;
-  const char *text =
-      q->body != NULL ? json_string_value(json_object_get(q->body, "text"))
-                      : NULL;
+  const char *text = q->body != NULL
+                         ? json_string_value(json_object_get(q->body, "text"))
+                         : NULL;
   sw_switch_actions_t a;
   sw_switch_reason_t why;
 

@@ -595,7 +595,6 @@ static int refused(int status, const char *body) {
   return SW_EXIT_REFUSED;
 }
 
-
 /* --- the hold barrier and the cutover report ---------------------------- */
 
 /* Waits (polling every 10 ms) until the hold is quiet, or it ended, or
@@ -616,7 +615,8 @@ static int wait_quiet(uint64_t until, int verbose) {
       rc = 1;
     else
       rc = 0;
-    if (rc == 0 && verbose && !json_out && num(h, "inflight") != last_inflight) {
+    if (rc == 0 && verbose && !json_out &&
+        num(h, "inflight") != last_inflight) {
       last_inflight = num(h, "inflight");
       printf("  hold: %lld in flight on %s, %lld queued\n", last_inflight,
              str(st, "live"), num(h, "queued"));
@@ -696,15 +696,17 @@ static int cmd_hold(int argc, char **argv) {
       printf("quiet: nothing in flight on %s; %lld requests held\n",
              str(st, "live"), num(h, "queued"));
     else if (rc == 0)
-      printf("not quiet after %lld ms: %lld in flight on %s; still holding "
-             "(%lld queued)\n",
-             (long long)(now_ms() - start), num(h, "inflight"),
-             str(st, "live"), num(h, "queued"));
+      printf(
+          "not quiet after %lld ms: %lld in flight on %s; still holding "
+          "(%lld queued)\n",
+          (long long)(now_ms() - start), num(h, "inflight"), str(st, "live"),
+          num(h, "queued"));
     else
-      printf("the hold ended (%s) before it was quiet: %lld in flight on "
-             "%s, %lld requests released\n",
-             str(h, "end"), num(h, "inflight"), str(st, "live"),
-             num(h, "released"));
+      printf(
+          "the hold ended (%s) before it was quiet: %lld in flight on "
+          "%s, %lld requests released\n",
+          str(h, "end"), num(h, "inflight"), str(st, "live"),
+          num(h, "released"));
     json_decref(st);
   }
   return rc == 1 ? SW_EXIT_OK : SW_EXIT_TIMEOUT;
@@ -716,9 +718,10 @@ static int cmd_release(int argc, char **argv) {
   int status, rc;
 
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-    printf("usage: switchctl release\n"
-           "  Ends the hold: the held requests go to the live colour, in "
-           "arrival order.\n  Exit 3 when nothing is held.\n");
+    printf(
+        "usage: switchctl release\n"
+        "  Ends the hold: the held requests go to the live colour, in "
+        "arrival order.\n  Exit 3 when nothing is held.\n");
     return SW_EXIT_OK;
   }
   if (argc > 1)
@@ -736,11 +739,12 @@ static int cmd_release(int argc, char **argv) {
   if (json_out)
     print_json(j);
   else
-    printf("released %lld request%s to %s (held %lld ms; longest wait %.1f "
-           "ms)\n",
-           num(h, "released"), num(h, "released") == 1 ? "" : "s",
-           str(j, "live"), num(h, "ended_ms") - num(h, "started_ms"),
-           (double)num(h, "wait_max_us") / 1000.0);
+    printf(
+        "released %lld request%s to %s (held %lld ms; longest wait %.1f "
+        "ms)\n",
+        num(h, "released"), num(h, "released") == 1 ? "" : "s", str(j, "live"),
+        num(h, "ended_ms") - num(h, "started_ms"),
+        (double)num(h, "wait_max_us") / 1000.0);
   json_decref(j);
   return SW_EXIT_OK;
 }
@@ -798,8 +802,10 @@ static long long event_at(json_t *hist,
 
 /* The report at the end of `cutover --wait`: a timeline from the request
  * and the totals, from switchd's status. */
-static void print_report(uint64_t from_version, long long migrate_ms,
-                         int migrate_status, int code) {
+static void print_report(uint64_t from_version,
+                         long long migrate_ms,
+                         int migrate_status,
+                         int code) {
   int status;
   json_t *st = get_json(SW_API_STATUS, &status);
   json_t *hist, *h, *c, *w, *locks, *r;
@@ -817,13 +823,15 @@ static void print_report(uint64_t from_version, long long migrate_ms,
   t0 = num(c, "requested_ms");
   r = json_object();
   json_object_set_new(r, "requested_ms", json_integer(t0));
-  json_object_set_new(r, "outcome", json_string(str(json_object_get(st, "last_gate"), "outcome")));
+  json_object_set_new(
+      r, "outcome",
+      json_string(str(json_object_get(st, "last_gate"), "outcome")));
   json_object_set_new(r, "exit", json_integer(code));
-#define AT(key, reason)                                                     \
-  do {                                                                      \
-    at = event_at(hist, from_version, reason, t0, &text);                   \
-    if (at >= 0)                                                            \
-      json_object_set_new(r, key, json_integer(at));                        \
+#define AT(key, reason)                                   \
+  do {                                                    \
+    at = event_at(hist, from_version, reason, t0, &text); \
+    if (at >= 0)                                          \
+      json_object_set_new(r, key, json_integer(at));      \
   } while (0)
   AT("gate_passed_at_ms", "gate_passed");
   AT("migrated_at_ms", "migrated");
@@ -841,7 +849,8 @@ static void print_report(uint64_t from_version, long long migrate_ms,
   }
   if (migrate_ms >= 0) {
     json_object_set_new(r, "migration_ms", json_integer(migrate_ms));
-    json_object_set_new(r, "migration_exit_status", json_integer(migrate_status));
+    json_object_set_new(r, "migration_exit_status",
+                        json_integer(migrate_status));
   }
   if (json_is_object(locks)) {
     json_object_set_new(r, "lock_wait_max_ms",
@@ -862,13 +871,13 @@ static void print_report(uint64_t from_version, long long migrate_ms,
   }
   printf("cutover report\n");
   printf("  %-18s %s\n", "requested", "+0.000 s");
-#define LINE(label, key, extra)                                             \
-  do {                                                                      \
-    json_t *v_ = json_object_get(r, key);                                   \
-    if (v_ != NULL)                                                         \
-      printf("  %-18s +%.3f s%s%s\n", label,                                \
+#define LINE(label, key, extra)                                               \
+  do {                                                                        \
+    json_t *v_ = json_object_get(r, key);                                     \
+    if (v_ != NULL)                                                           \
+      printf("  %-18s +%.3f s%s%s\n", label,                                  \
              (double)json_integer_value(v_) / 1000.0, (extra)[0] ? "  " : "", \
-             extra);                                                        \
+             extra);                                                          \
   } while (0)
   LINE("gate passed", "gate_passed_at_ms", "");
   if (json_object_get(r, "hold") != NULL) {
@@ -904,9 +913,8 @@ static void print_report(uint64_t from_version, long long migrate_ms,
   LINE("rolled back", "rollback_at_ms", "");
   if (json_is_object(w) && strcmp(str(w, "phase"), "off") != 0 &&
       str(w, "colour")[0])
-    printf("  %-18s %s of %s, auto window %s left\n", "watch",
-           str(w, "phase"), str(w, "colour"),
-           secs(a, sizeof(a), num(w, "auto_left_ms")));
+    printf("  %-18s %s %s, auto window %s left\n", "watch", str(w, "phase"),
+           str(w, "colour"), secs(a, sizeof(a), num(w, "auto_left_ms")));
   printf("  %-18s %lld requests, %lld failed (5xx or cut off)\n", "totals",
          num(c, "requests"), num(c, "failed"));
   printf("  %-18s %s, live %s\n", "now", str(st, "phase"), str(st, "live"));
@@ -917,8 +925,10 @@ static void print_report(uint64_t from_version, long long migrate_ms,
 
 /* `cutover --hold/--migrate`: the gate of liveness, the hold, the
  * migration here, then the re-check and the flip in switchd. */
-static int cutover_migrate(uint64_t version, const char *migrate,
-                           uint64_t timeout_ms, int through_watch) {
+static int cutover_migrate(uint64_t version,
+                           const char *migrate,
+                           uint64_t timeout_ms,
+                           int through_watch) {
   uint64_t start = now_ms(), printed = version, ms = 0;
   long long last_passes = -1;
   int mstatus = 0, status, code;
