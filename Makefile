@@ -37,7 +37,7 @@ CTL_OBJ    := $(CTL_SRC:switchctl/%.c=$(BUILD)/ctl/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test-*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan test unit integration deps format format-check clean bench bench-tls demo \
+.PHONY: all asan test unit integration deps format format-check clean bench bench-tls demo demo-simple \
         install
 
 all: $(BUILD)/switchd $(if $(CTL_SRC),$(BUILD)/switchctl) $(UNIT_BIN)
@@ -102,6 +102,10 @@ format-check:
 	$(Q)clang-format --dry-run --Werror include/*.h proxy/*.c $(wildcard switchctl/*.c) tests/unit/*.c tests/unit/*.h
 
 demo: all
+	$(Q)/usr/bin/python3 conf/django_demo.py
+
+# The demo with two small demo upstreams instead of Django and PostgreSQL.
+demo-simple: all
 	$(Q)/usr/bin/python3 conf/demo.py
 
 bench: all

@@ -15,6 +15,7 @@ PACKAGES=(
   make build-essential pkg-config   # gcc ships ASan+UBSan (libasan8, libubsan1)
   libuv1-dev node-llhttp libpq-dev libssl-dev libjansson-dev
   python3 gunicorn curl procps      # integration tests
+  python3-django python3-psycopg2   # the reference Django app (examples/)
   openssl                           # test certificates, s_client (TLS tests)
   wrk haproxy nginx gnuplot-nox     # benchmarks
   postgresql                        # verification tests (later milestones)

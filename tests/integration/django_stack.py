@@ -70,10 +70,13 @@ REQUIREMENTS = {
 }
 
 # Health checks of /health/ (no database: it cannot see schema drift). A
-# timeout must be shorter than the interval; 200 ms leaves room for a sync
-# worker that is busy with a request when the probe arrives.
-HEALTH = {"health": "on", "health_path": "/health/", "health_interval": "250ms",
-          "health_timeout": "200ms", "health_rise": 2, "health_fall": 3}
+# timeout must be shorter than the interval. A probe waits in Gunicorn's
+# backlog behind the requests already there: when a hold releases a hundred
+# requests at once to 3 sync workers, the last probe of that burst waits
+# about 200-300 ms, and a 200 ms timeout took blue down for a moment (its
+# requests then got switchd's 503). 400 ms leaves room for the burst.
+HEALTH = {"health": "on", "health_path": "/health/", "health_interval": "500ms",
+          "health_timeout": "400ms", "health_rise": 2, "health_fall": 3}
 
 
 class DjangoGunicorn:

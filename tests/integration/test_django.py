@@ -164,7 +164,7 @@ def test_django_hold_migrate(ctx):
     stack, sw, blue, green = start(ctx, "green")
     # Enough threads that held requests do not slow the arrivals: the
     # clients keep coming at the rate while the first ones wait.
-    load = Load(sw.port, rate=RATE, stack=stack, threads=64).start()
+    load = Load(sw.port, rate=RATE, stack=stack, threads=128).start()
     try:
         time.sleep(2.0)
         ctl = held_cutover(sw, stack)
@@ -216,7 +216,7 @@ def broken_green(ctx, rollback_migrate):
                                              green_release="green", cutover=cut),
                      port=port)
     wait_colours_up(sw)
-    load = Load(sw.port, rate=RATE, stack=stack, threads=64).start()
+    load = Load(sw.port, rate=RATE, stack=stack, threads=128).start()
     try:
         time.sleep(1.5)
         ctl = held_cutover(sw, stack, hold="4s")
