@@ -911,20 +911,23 @@ static void on_hold_event(sw_hold_event_t ev, void *data) {
   uv_timer_stop(&ctl.lock_timer);
   hold_broadcast("released");
   ctl.hold_mine = 0;
-  if (sw_hold_stats()->end != SW_HOLD_END_EXPIRED)
-    return;
   /* It ran out: a migrate cutover that has not flipped cannot any more
-   * (the held requests went to the old colour), and a reverse migration
-   * that could not start never will. */
-  sw_switch_hold_expired(&ctl.m, now_ms(), &a);
-  perform(&a);
+   * (the held requests went to the old colour). */
+  if (sw_hold_stats()->end == SW_HOLD_END_EXPIRED) {
+    sw_switch_hold_expired(&ctl.m, now_ms(), &a);
+    perform(&a);
+  }
+  /* However it ended (run out, an operator's release), a reverse
+   * migration that had not started will not: nothing holds the traffic
+   * off the schema any more. */
   if (ctl.mb_pending && ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING) {
     char text[SW_SWITCH_MESSAGE];
     ctl.mb_pending = 0;
     snprintf(text, sizeof(text),
-             "no quiet moment on %s within the hold (%llu in flight): the "
+             "the hold ended (%s) before %s was quiet (%llu in flight): the "
              "reverse migration did not run",
-             sw_colour_name(sw.live), (unsigned long long)sw_hold_inflight());
+             sw_hold_end_name(sw_hold_stats()->end), sw_colour_name(sw.live),
+             (unsigned long long)sw_hold_inflight());
     sw_switch_rollback_migrated(&ctl.m, now_ms(), 0, text, &a);
     sw_error("control", 0, "%s", ctl.m.last_rollback.message);
     perform(&a);
@@ -1749,7 +1752,10 @@ static json_t *status_json(void) {
     json_object_set_new(
         o, "rollback",
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "outcome",
-                  rb->blocked ? "blocked" : "rolled_back", "mode",
+                  rb->blocked                                   ? "blocked"
+                  : ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING ? "migrating"
+                                                                : "rolled_back",
+                  "mode",
                   sw_switch_rollback_mode_name(rb->mode), "trigger",
                   rb->trigger, "from", sw_colour_name(rb->from), "to",
                   sw_colour_name(rb->to), "message", rb->message, "time_ms",

@@ -1308,6 +1308,7 @@ sw_switch_outcome_t sw_switch_reason_outcome(sw_switch_reason_t r) {
     case SW_SWITCH_R_VERIFY_FAILED:
     case SW_SWITCH_R_LIVE_UNHEALTHY:
     case SW_SWITCH_R_PROBE_FAILED:
+    case SW_SWITCH_R_MIGRATION_FAILED:
       return SW_SWITCH_OUTCOME_FAILED;
     /* Ended by something other than its evidence: never a pass. */
     case SW_SWITCH_R_OPERATOR:
@@ -1315,6 +1316,7 @@ sw_switch_outcome_t sw_switch_reason_outcome(sw_switch_reason_t r) {
     case SW_SWITCH_R_RECHECK_TIMEOUT:
     case SW_SWITCH_R_VERIFY_INCONCLUSIVE:
     case SW_SWITCH_R_RESTART:
+    case SW_SWITCH_R_HOLD_EXPIRED:
       return SW_SWITCH_OUTCOME_INCONCLUSIVE;
     default:
       return SW_SWITCH_OUTCOME_NONE;

@@ -911,8 +911,8 @@ static void print_report(uint64_t from_version,
   }
   LINE("drain complete", "drained_at_ms", "");
   LINE("rolled back", "rollback_at_ms", "");
-  if (json_is_object(w) && strcmp(str(w, "phase"), "off") != 0 &&
-      str(w, "colour")[0])
+  if (json_is_object(w) && str(w, "colour")[0] &&
+      (strcmp(str(w, "phase"), "watching") == 0 || watch_manual(w)))
     printf("  %-18s %s %s, auto window %s left\n", "watch", str(w, "phase"),
            str(w, "colour"), secs(a, sizeof(a), num(w, "auto_left_ms")));
   printf("  %-18s %lld requests, %lld failed (5xx or cut off)\n", "totals",
@@ -947,8 +947,14 @@ static int cutover_migrate(uint64_t version,
       if ((uint64_t)num(e, "version") <= printed)
         continue;
       printed = (uint64_t)num(e, "version");
-      if (!json_out)
-        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"), str(e, "text"));
+      if (json_out) {
+        char *txt = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", txt);
+        free(txt);
+      } else {
+        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"),
+               str(e, "text"));
+      }
     }
     g = json_object_get(st, "gate");
     if (!json_out && g != NULL && num(g, "passes") != last_passes &&
@@ -1236,6 +1242,18 @@ static int cmd_rollback(int argc, char **argv) {
     json_object_set_new(req, "version", json_integer(version));
   status = post(SW_API_ROLLBACK, req, &body);
   json_decref(req);
+  if (status == 202) {
+    /* The old colour's schema needs the reverse migration first: switchd
+     * runs it under a hold, then flips (or blocks); status follows it. */
+    j = answer_json(body);
+    if (json_out)
+      print_json(j);
+    else
+      printf("%s\nlive %s, phase %s; `switchctl status` shows how it ends\n",
+             str(j, "message"), str(j, "live"), str(j, "phase"));
+    json_decref(j);
+    return SW_EXIT_OK;
+  }
   if (status != 200) {
     int rc = refused(status, body);
     free(body);
