@@ -1755,8 +1755,7 @@ static json_t *status_json(void) {
                   rb->blocked                                   ? "blocked"
                   : ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING ? "migrating"
                                                                 : "rolled_back",
-                  "mode",
-                  sw_switch_rollback_mode_name(rb->mode), "trigger",
+                  "mode", sw_switch_rollback_mode_name(rb->mode), "trigger",
                   rb->trigger, "from", sw_colour_name(rb->from), "to",
                   sw_colour_name(rb->to), "message", rb->message, "time_ms",
                   (json_int_t)to_wall(rb->at)));
@@ -1994,6 +1993,8 @@ static void hold_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
 }
 
 static void release_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
+  int mine;
+
   if (stale(q, resp))
     return;
   if (!sw_hold_active()) {
@@ -2003,14 +2004,14 @@ static void release_api(const sw_admin_req_t *q, sw_admin_resp_t *resp) {
     return;
   }
   sw_info("admin", 0, "%s: release to %s", q->caller, sw_colour_name(sw.live));
-  if (ctl.hold_mine && ctl.m.phase == SW_SWITCH_MIGRATING) {
-    /* The hold is a migrate cutover's: releasing it ends that cutover. */
+  mine = ctl.hold_mine && ctl.m.phase == SW_SWITCH_MIGRATING;
+  (void)sw_hold_release(SW_HOLD_END_RELEASE);
+  if (mine) {
+    /* The hold was a migrate cutover's: releasing it ends that cutover. */
     sw_switch_actions_t a;
     if (sw_switch_abort(&ctl.m, now_ms(), q->caller, &a) == SW_SWITCH_R_NONE)
       perform(&a);
   }
-  if (sw_hold_active())
-    (void)sw_hold_release(SW_HOLD_END_RELEASE);
   resp->json = json_pack("{s:b, s:s, s:o}", "released", 1, "live",
                          sw_colour_name(sw.live), "hold", hold_json());
 }

@@ -269,8 +269,10 @@ static void gate_timeout(sw_switch_t *s,
         (unsigned long long)(now - g->requested_at), colour_name(g->target),
         g->passes, g->rise, g->last_failure[0] ? " (last failure: " : "",
         g->last_failure, g->last_failure[0] ? ")" : "",
-        g->verified ? "passed" : "pending", colour_name(live),
-        sw_switch_health_name(s->health[live]));
+        g->migrate    ? "not needed (migration)"
+        : g->verified ? "passed"
+                      : "pending",
+        colour_name(live), sw_switch_health_name(s->health[live]));
   }
   gate_end(s, now, SW_SWITCH_R_TIMEOUT, msg, out);
 }
@@ -414,8 +416,12 @@ static void recheck_try_flip(sw_switch_t *s,
   sw_colour_t old = s->live, target = g->target;
   char text[SW_SWITCH_TEXT];
 
+  /* After a migration the old colour may well be down (its code meets a
+   * schema it does not know): the only way left is forward, so a migrate
+   * gate's flip does not wait for it. */
   if (s->phase != SW_SWITCH_RECHECKING || !g->probe_ok ||
-      !g->recheck_verified || s->health[old] != SW_SWITCH_HEALTH_UP)
+      !g->recheck_verified ||
+      (s->health[old] != SW_SWITCH_HEALTH_UP && !g->migrate))
     return;
   if (s->params.watch && s->params.verify_old[old] && !g->old_checked)
     return;
@@ -1082,7 +1088,8 @@ void sw_switch_on_colour_health(sw_switch_t *s,
   text_copy(s->health_reason[c], sizeof(s->health_reason[c]),
             healthy ? "" : reason);
   if (check_deadlines(s, now, out) || !gate_running(s) || c != s->live ||
-      s->phase == SW_SWITCH_MIGRATING)
+      s->phase == SW_SWITCH_MIGRATING ||
+      (s->phase == SW_SWITCH_RECHECKING && s->gate.migrate))
     return;
   if (!healthy) {
     char msg[SW_SWITCH_MESSAGE];
@@ -1286,6 +1293,10 @@ const char *sw_switch_action_name(unsigned action) {
       return "persist";
     case SW_SWITCH_ACT_WATCH:
       return "watch";
+    case SW_SWITCH_ACT_HOLD:
+      return "hold";
+    case SW_SWITCH_ACT_MIGRATE_BACK:
+      return "migrate_back";
   }
   return "unknown";
 }

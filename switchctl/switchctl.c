@@ -863,8 +863,12 @@ static void print_report(uint64_t from_version,
   if (json_is_object(w))
     json_object_set(r, "watch", w);
   if (json_out) {
+    /* One line, like the transitions before it: a script reads the
+     * output line by line, the report last. */
     json_t *o = json_pack("{s:o}", "report", r);
-    print_json(o);
+    char *txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    printf("%s\n", txt != NULL ? txt : "{}");
+    free(txt);
     json_decref(o);
     json_decref(st);
     return;
@@ -952,8 +956,7 @@ static int cutover_migrate(uint64_t version,
         printf("%s\n", txt);
         free(txt);
       } else {
-        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"),
-               str(e, "text"));
+        printf("%s -> %s: %s\n", str(e, "from"), str(e, "to"), str(e, "text"));
       }
     }
     g = json_object_get(st, "gate");
@@ -1002,13 +1005,13 @@ static int cutover_migrate(uint64_t version,
   status = post(SW_API_MIGRATED, req, &body);
   json_decref(req);
   if (status != 200) {
-    /* The hold ran out meanwhile (or an operator aborted): what happened
-     * is in the history. */
-    int rc = refused(status, body);
+    /* The hold ran out meanwhile (or an operator aborted): the gate has
+     * ended, and its outcome (inconclusive) is the exit code. */
+    (void)refused(status, body);
     free(body);
-    follow(printed, timeout_ms, 0);
-    print_report(version, migrate != NULL ? (long long)ms : -1, mstatus, rc);
-    return rc;
+    code = follow(printed, timeout_ms, 0);
+    print_report(version, migrate != NULL ? (long long)ms : -1, mstatus, code);
+    return code;
   }
   j = answer_json(body);
   json_decref(j);

@@ -219,6 +219,10 @@ def test_cutover_abort_refused_and_timeout(ctx):
     # default target is the standby colour).
     r = expect(ctl(sw, "--json", "cutover", "--wait", "--timeout", "20s"), 0)
     recs = r.json_lines()
+    # The cutover report comes last, on a line of its own.
+    report = recs.pop()["report"]
+    assert report["outcome"] == "passed" and report["exit"] == 0 and \
+        report["live"] == "blue" and "flip_at_ms" in report, report
     assert [x["reason"] for x in recs] == ["requested", "gate_passed", "flipped",
                                            "drained"], recs
     assert all(x["target"] == "blue" for x in recs), recs
@@ -249,6 +253,9 @@ def test_check_and_gate_exit_codes_with_postgres(ctx):
            out=r"^failed: green verification failed: missing migration")
     recs = expect(ctl(sw, "--json", "cutover", "--to", "green", "--wait", "--timeout", "20s"),
                   4).json_lines()
+    report = recs.pop()["report"]
+    assert report["outcome"] == "failed" and report["exit"] == 4 and \
+        "flip_at_ms" not in report, report
     assert recs[-1]["reason"] == "verify_failed" and recs[-1]["to"] == "steady", recs
     # Fixed schema: 0.
     pg.sql("INSERT INTO django_migrations (app, name) VALUES ('unified_db', '0003_add_nickname');"
@@ -385,6 +392,10 @@ def test_cutover_wait_ends_after_the_flip_while_the_watch_runs(ctx):
     t.join(10)
     assert slow["r"].status == 200 and slow["r"].header("X-Upstream") == "blue", slow
     lines = r.out.splitlines()
+    # The cutover report ends the output; what came before it is the
+    # follow's.
+    assert "cutover report" in lines, r
+    lines = lines[:lines.index("cutover report")]
     assert lines[-2] == "done: green passed the gate and the re-check; live blue -> green", r
     assert lines[-1] == ("watching green: auto window 60 s, manual window 120 s; "
                          "`switchctl watch` follows it"), r
@@ -400,9 +411,12 @@ def test_cutover_wait_ends_after_the_flip_while_the_watch_runs(ctx):
     # While it is watched a new cutover is refused, with the way out.
     expect(ctl(sw, "cutover", "--to", "blue"), 3,
            err=r"refused \(409\): refused: watching\n.*switchctl commit.*switchctl rollback")
-    # --json --wait: only transition records, the drain's end last.
+    # --json --wait: transition records, the drain's end last, then the
+    # report.
     expect(ctl(sw, "commit"), 0)
     recs = expect(ctl(sw, "--json", "cutover", "--wait", "--timeout", "20s"), 0).json_lines()
+    report = recs.pop()["report"]
+    assert report["phase"] == "watching" and report["failed"] == 0, report
     assert [x["reason"] for x in recs] == ["requested", "gate_passed", "flipped",
                                            "drained"], recs
     assert recs[2]["to"] == "watching" and recs[3]["to"] == "watching", recs

@@ -178,6 +178,11 @@ static void check_defaults_except_lists(const sw_config_t *cfg) {
   SW_CHECK_UINT_EQ(cfg->cutover.drain_timeout_ms, 30000);
   SW_CHECK(cfg->cutover.state_file == NULL);
   SW_CHECK_UINT_EQ(cfg->cutover.history, 50);
+  /* The hold: 2 s, 2000 requests; no reverse migration, 60 s when set. */
+  SW_CHECK_UINT_EQ(cfg->cutover.hold_max_ms, 2000);
+  SW_CHECK_UINT_EQ(cfg->cutover.hold_queue, 2000);
+  SW_CHECK(cfg->cutover.rollback_migrate == NULL);
+  SW_CHECK_UINT_EQ(cfg->cutover.rollback_migrate_timeout_ms, 60000);
 
   check_watch_defaults(&cfg->watch);
 
@@ -413,6 +418,12 @@ static uint64_t value_of(const sw_config_t *cfg,
       return cfg->cutover.drain_timeout_ms;
     if (strcmp(directive, "history") == 0)
       return cfg->cutover.history;
+    if (strcmp(directive, "hold_max") == 0)
+      return cfg->cutover.hold_max_ms;
+    if (strcmp(directive, "hold_queue") == 0)
+      return cfg->cutover.hold_queue;
+    if (strcmp(directive, "rollback_migrate_timeout") == 0)
+      return cfg->cutover.rollback_migrate_timeout_ms;
     return UINT64_MAX - 1;
   }
   if (strcmp(directive, "header_timeout") == 0)
@@ -1206,6 +1217,118 @@ static void test_control_values(void) {
   };
 
   RUN_VALUE_CASES(cases);
+}
+
+/* The hold barrier's directives: how long and how many requests a hold
+ * may keep, and the reverse migration a rollback may run under one. */
+static void test_cutover_hold(void) {
+  static const value_case_t cases[] = {
+      {"cutover", "hold_max", "2s", 2000, NULL},
+      {"cutover", "hold_max", "1ms", 1, NULL},
+      {"cutover", "hold_max", "500ms", 500, NULL},
+      {"cutover", "hold_max", "30", 30000, NULL},
+      {"cutover", "hold_max", "1h", 3600000, NULL},
+      {"cutover", "hold_max", "60m", 3600000, NULL},
+      {"cutover", "hold_max", "3600s", 3600000, NULL},
+      {"cutover", "hold_max", "0", 0,
+       "hold_max: must be greater than 0, got '0'"},
+      {"cutover", "hold_max", "0ms", 0,
+       "hold_max: must be greater than 0, got '0ms'"},
+      {"cutover", "hold_max", "3600001ms", 0,
+       "hold_max: must be at most 1h, got '3600001ms'"},
+      {"cutover", "hold_max", "61m", 0,
+       "hold_max: must be at most 1h, got '61m'"},
+      {"cutover", "hold_max", "2h", 0,
+       "hold_max: must be at most 1h, got '2h'"},
+      {"cutover", "hold_max", "99999999999999999999", 0,
+       "hold_max: value too large '99999999999999999999'"},
+      {"cutover", "hold_max", "2x", 0, "hold_max: invalid duration '2x'"},
+      {"cutover", "hold_max", "-1s", 0, "hold_max: invalid duration '-1s'"},
+      {"cutover", "hold_max", "1 s", 0, "hold_max: expected 1 argument, got 2"},
+      {"cutover", "hold_queue", "1", 1, NULL},
+      {"cutover", "hold_queue", "2000", 2000, NULL},
+      {"cutover", "hold_queue", "1000000", 1000000, NULL},
+      {"cutover", "hold_queue", "0", 0,
+       "hold_queue: must be greater than 0, got '0'"},
+      {"cutover", "hold_queue", "1000001", 0,
+       "hold_queue: value too large '1000001'"},
+      {"cutover", "hold_queue", "99999999999999999999", 0,
+       "hold_queue: value too large '99999999999999999999'"},
+      {"cutover", "hold_queue", "1k", 0, "hold_queue: invalid number '1k'"},
+      {"cutover", "hold_queue", "-1", 0, "hold_queue: invalid number '-1'"},
+      {"cutover", "rollback_migrate_timeout", "60s", 60000, NULL},
+      {"cutover", "rollback_migrate_timeout", "5m", 300000, NULL},
+      {"cutover", "rollback_migrate_timeout", "250ms", 250, NULL},
+      {"cutover", "rollback_migrate_timeout", "0", 0,
+       "rollback_migrate_timeout: must be greater than 0, got '0'"},
+      {"cutover", "rollback_migrate_timeout", "soon", 0,
+       "rollback_migrate_timeout: invalid duration 'soon'"},
+  };
+  sw_config_t *cfg;
+
+  RUN_VALUE_CASES(cases);
+
+  /* All four together, in a repeated section, leave the rest alone. */
+  cfg = PARSE_OK(BASE
+                 "cutover\n"
+                 "  hold_max 5s\n"
+                 "  hold_queue 10\n"
+                 "cutover\n"
+                 "  rollback_migrate \"./manage.py migrate shop 0041\"\n"
+                 "  rollback_migrate_timeout 2m\n");
+  if (cfg != NULL) {
+    SW_CHECK_UINT_EQ(cfg->cutover.hold_max_ms, 5000);
+    SW_CHECK_UINT_EQ(cfg->cutover.hold_queue, 10);
+    SW_CHECK_STR_EQ(cfg->cutover.rollback_migrate,
+                    "./manage.py migrate shop 0041");
+    SW_CHECK_UINT_EQ(cfg->cutover.rollback_migrate_timeout_ms, 120000);
+    SW_CHECK_UINT_EQ(cfg->cutover.gate_timeout_ms, 600000);
+    SW_CHECK_UINT_EQ(cfg->cutover.history, 50);
+  }
+  sw_config_free(cfg);
+
+  /* The command is kept as written, for /bin/sh -c: spaces, shell
+   * operators, '#' and escaped quotes inside the quotes. */
+  cfg = PARSE_OK(BASE
+                 "cutover\n"
+                 "  rollback_migrate \"cd /srv/app  &&  ./manage.py migrate "
+                 "shop 0041 --noinput 2>&1 | tee -a /tmp/m#1.log; echo "
+                 "\\\"done\\\"\"  # the way back\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->cutover.rollback_migrate,
+                    "cd /srv/app  &&  ./manage.py migrate shop 0041 "
+                    "--noinput 2>&1 | tee -a /tmp/m#1.log; echo \"done\"");
+  sw_config_free(cfg);
+  /* A single word needs no quotes. */
+  cfg = PARSE_OK(BASE "cutover\n  rollback_migrate /usr/local/bin/unmigrate\n");
+  if (cfg != NULL)
+    SW_CHECK_STR_EQ(cfg->cutover.rollback_migrate, "/usr/local/bin/unmigrate");
+  sw_config_free(cfg);
+
+  /* An empty command, a command in pieces, none at all. */
+  PARSE_ERR(BASE "cutover\n  rollback_migrate \"\"\n",
+            "conf:6: rollback_migrate: empty command ''");
+  PARSE_ERR(BASE "cutover\n  rollback_migrate ./manage.py migrate shop 0041\n",
+            "conf:6: rollback_migrate: expected 1 argument, got 4");
+  PARSE_ERR(BASE "cutover\n  rollback_migrate\n",
+            "conf:6: rollback_migrate: expected 1 argument, got 0");
+  /* Once per file, like every directive. */
+  PARSE_ERR(BASE
+            "cutover\n  rollback_migrate a\ncutover\n"
+            "  rollback_migrate b\n",
+            "conf:8: duplicate directive 'rollback_migrate' (first set at "
+            "line 6)");
+  PARSE_ERR(BASE "cutover\n  hold_max 1s\n  hold_max 2s\n",
+            "conf:7: duplicate directive 'hold_max' (first set at line 6)");
+  PARSE_ERR(BASE "cutover\n  hold_queue 1\n  hold_queue 2\n",
+            "conf:7: duplicate directive 'hold_queue' (first set at line 6)");
+  /* They belong in cutover. */
+  PARSE_ERR(BASE "  hold_max 5s\n",
+            "conf:5: unknown directive 'hold_max' in section 'upstream blue' "
+            "(it belongs in section 'cutover')");
+  PARSE_ERR(BASE "watch\n  rollback_migrate x\n",
+            "conf:6: unknown directive 'rollback_migrate' in section 'watch' "
+            "(it belongs in section 'cutover')");
 }
 
 /* health_status forms, and the statuses a check may never pass on. */
@@ -3127,6 +3250,10 @@ static void test_example_mentions_every_directive(void) {
       "drain_timeout",
       "state_file",
       "history",
+      "hold_max",
+      "hold_queue",
+      "rollback_migrate",
+      "rollback_migrate_timeout",
       "socket",
       "allow_uid",
       "token_file",
@@ -3396,6 +3523,7 @@ SW_TEST_MAIN(SW_TASK(test_defaults),
              SW_TASK(test_validation),
              SW_TASK(test_full_control),
              SW_TASK(test_control_values),
+             SW_TASK(test_cutover_hold),
              SW_TASK(test_health_status),
              SW_TASK(test_health),
              SW_TASK(test_requires),

@@ -14,6 +14,12 @@
  * test_watch_matrix applies every event of the first matrix to each watch
  * phase.
  *
+ * The hold tests (setup_migrate, setup_rollback_migrating): a cutover with
+ * SW_SWITCH_REQ_MIGRATE gates on liveness only, holds in migrating and
+ * re-checks after the migration; a rollback may run the reverse migration
+ * first (rollback_migrating) and then flips or blocks; test_hold_matrix
+ * applies every event of the first matrix to both phases.
+ *
  * The standard story: blue is live; green is requested at T_REQ and flips
  * at T_FLIP. */
 #include <stdio.h>
@@ -2802,6 +2808,1211 @@ static void test_restore_watch(void) {
   SW_CHECK_UINT_EQ(st.manual_window_ms, MANUAL_MS);
 }
 
+/* ---- the hold barrier: migrating and rollback_migrating ---- */
+
+#define MI SW_SWITCH_MIGRATING
+#define RM SW_SWITCH_ROLLBACK_MIGRATING
+#define T_MIGRATE 2300  /* the third pass: the liveness gate passes */
+#define T_MIGRATED 3300 /* sw_switch_migrated(ok) in setup_migrate_with */
+#define HOLD_FLAGS (SW_SWITCH_ACT_HOLD | SW_SWITCH_ACT_MIGRATE_BACK)
+
+static const sw_switch_rollback_mode_t all_modes[4] = {
+    SW_SWITCH_ROLLBACK_AUTO, SW_SWITCH_ROLLBACK_MANUAL,
+    SW_SWITCH_ROLLBACK_CONFIRM, SW_SWITCH_ROLLBACK_FORCE};
+
+/* Puts s into `phase` of a cutover to green requested at T_REQ with
+ * SW_SWITCH_REQ_MIGRATE, under params p: gating, migrating (from
+ * T_MIGRATE) or rechecking (from T_MIGRATED). Blue is live, both colours
+ * healthy. Returns the time the phase was entered. */
+static uint64_t setup_migrate_with(sw_switch_t *s,
+                                   sw_switch_phase_t phase,
+                                   const sw_switch_params_t *p,
+                                   sw_switch_actions_t *a) {
+  uint64_t now = T_INIT;
+
+  sw_switch_init(s, SW_BLUE, p);
+  sw_switch_on_colour_health(s, now, SW_BLUE, 1, "", a);
+  sw_switch_on_colour_health(s, now, SW_GREEN, 1, "", a);
+  now = T_REQ;
+  sw_switch_request_ex(s, now, SW_GREEN, 2, "test", SW_SWITCH_REQ_MIGRATE, a);
+  if (phase == SW_SWITCH_GATING)
+    return now;
+  passes(s, &now, SW_GREEN, 3, a); /* 2100, 2200, 2300 */
+  if (phase == SW_SWITCH_MIGRATING)
+    return now;
+  now = T_MIGRATED;
+  sw_switch_migrated(s, now, 1, "", a);
+  return now;
+}
+
+/* The same with test_params(): a flip drains. */
+static uint64_t setup_migrate(sw_switch_t *s, sw_switch_phase_t phase) {
+  sw_switch_params_t p = test_params();
+  sw_switch_actions_t a;
+
+  return setup_migrate_with(s, phase, &p, &a);
+}
+
+/* Turns the reverse migration on in s's params, as a reload would. */
+static void enable_rollback_migrate(sw_switch_t *s) {
+  sw_switch_params_t p = s->params;
+
+  p.rollback_migrate = 1;
+  sw_switch_set_params(s, &p);
+}
+
+/* Puts s into rollback_migrating: setup_watch(from), the reverse
+ * migration configured, and sw_switch_rollback_migrate(mode, "r4") 100 ms
+ * later. Returns that time. */
+static uint64_t setup_rollback_migrating(sw_switch_t *s,
+                                         sw_switch_phase_t from,
+                                         sw_switch_rollback_mode_t mode) {
+  sw_switch_actions_t a;
+  uint64_t now = setup_watch(s, from) + 100;
+
+  enable_rollback_migrate(s);
+  sw_switch_rollback_migrate(s, now, mode, "r4", "schema check failed", &a);
+  return now;
+}
+
+/* Checks that the last call changed nothing of what `before` holds and
+ * asked for nothing. */
+static void check_unchanged_at(const char *file,
+                               int line,
+                               const sw_switch_t *s,
+                               const sw_switch_t *before,
+                               const sw_switch_actions_t *a) {
+  SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(s->phase),
+                     sw_switch_phase_name(before->phase));
+  SW_CHECK_INT_EQ_AT(file, line, s->live, before->live);
+  SW_CHECK_UINT_EQ_AT(file, line, s->version, before->version);
+  SW_CHECK_UINT_EQ_AT(file, line, s->nhistory, before->nhistory);
+  SW_CHECK_UINT_EQ_AT(file, line, s->flips, before->flips);
+  SW_CHECK_UINT_EQ_AT(file, line, s->rollbacks_blocked,
+                      before->rollbacks_blocked);
+  SW_CHECK_INT_EQ_AT(file, line, s->last_gate.outcome,
+                     before->last_gate.outcome);
+  SW_CHECK_UINT_EQ_AT(file, line, a->flags, 0);
+  SW_CHECK_UINT_EQ_AT(file, line, a->nevents, 0);
+}
+#define CHECK_UNCHANGED(s, before, a) \
+  check_unchanged_at(__FILE__, __LINE__, s, before, a)
+
+/* A migrate cutover gates on liveness only: rise fresh passes of the
+ * target and a healthy live colour. No verification is asked for at the
+ * request, and none counts, whatever its result, before the migration. */
+static void test_migrate_gate(void) {
+  sw_switch_params_t p = test_params();
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  setup(&s, SW_SWITCH_STEADY);
+  now = T_REQ;
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, now, SW_GREEN, 2, "uid 1000",
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_STEADY, SW_SWITCH_GATING,
+                   SW_SWITCH_R_REQUESTED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST); /* no VERIFY */
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "cutover to green requested by uid 1000 (rise 3, gate "
+                  "timeout 60000 ms, with a migration under the hold)");
+  SW_CHECK_INT_EQ(s.gate.migrate, 1);
+  SW_CHECK_UINT_EQ(s.gate.deadline, T_REQ + GATE_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_REQ + GATE_MS);
+  /* Without the flag, the request is the plain one. */
+  {
+    sw_switch_t plain;
+    setup(&plain, SW_SWITCH_STEADY);
+    SW_CHECK_INT_EQ(sw_switch_request_ex(&plain, now, SW_GREEN, 2, "t", 0, &a),
+                    SW_SWITCH_R_NONE);
+    SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_VERIFY | SW_SWITCH_ACT_PERSIST);
+    SW_CHECK_INT_EQ(plain.gate.migrate, 0);
+  }
+
+  /* The target's schema is not there yet: its verification neither ends
+   * the gate (fail, inconclusive) nor counts (pass). */
+  before = s;
+  sw_switch_on_verify(&s, now + 10, SW_GREEN, SW_SWITCH_VERIFY_FAIL, now,
+                      "missing migration shop.0042_rename", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_on_verify(&s, now + 20, SW_GREEN, SW_SWITCH_VERIFY_INCONCLUSIVE,
+                      now, "connection refused", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_on_verify(&s, now + 30, SW_GREEN, SW_SWITCH_VERIFY_PASS, now, "",
+                      &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(s.gate.verified, 0);
+
+  /* rise - 1 passes are not enough. */
+  passes(&s, &now, SW_GREEN, 2, &a); /* 2100, 2200 */
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  SW_CHECK_UINT_EQ(s.gate.passes, 2);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  /* The third: migrating, with HOLD, and still no verification. */
+  passes(&s, &now, SW_GREEN, 1, &a); /* 2300 */
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_MIGRATING,
+                   SW_SWITCH_R_GATE_PASSED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_HOLD | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "green passed 3 health checks in a row; live blue healthy; "
+                  "holding new requests for the migration");
+  SW_CHECK_INT_EQ(a.events[0].target, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_BLUE);
+  SW_CHECK_UINT_EQ(a.events[0].at, T_MIGRATE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.flips, 0);
+  SW_CHECK_UINT_EQ(s.gate.migrating_at, T_MIGRATE);
+  SW_CHECK_INT_EQ(s.gate.migrate, 1);
+  SW_CHECK_INT_EQ(s.gate.target, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_NONE);
+
+  /* The live colour's health is the other condition: with blue not known
+   * yet, any number of passes waits for it. */
+  sw_switch_init(&s, SW_BLUE, &p);
+  now = T_REQ;
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, now, SW_GREEN, 1, NULL,
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_NONE);
+  passes(&s, &now, SW_GREEN, 5, &a);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  SW_CHECK_UINT_EQ(s.gate.passes, 5);
+  sw_switch_on_colour_health(&s, now + 10, SW_BLUE, 1, "", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_MIGRATING,
+                   SW_SWITCH_R_GATE_PASSED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_HOLD | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(s.gate.migrating_at, now + 10);
+
+  /* Before the gate passes, the usual liveness rules hold: stale passes do
+   * not count, a failure resets the count, the live colour going down ends
+   * the gate. */
+  setup_migrate(&s, SW_SWITCH_GATING);
+  now = T_REQ;
+  sw_switch_on_health(&s, now + 50, SW_GREEN, 1, T_REQ - 1, "", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  passes(&s, &now, SW_GREEN, 2, &a); /* 2100, 2200 */
+  sw_switch_on_health(&s, now + 50, SW_GREEN, 0, now + 50, "HTTP 503", &a);
+  SW_CHECK_UINT_EQ(s.gate.passes, 0);
+  CHECK_PHASE(&s, SW_SWITCH_GATING);
+  sw_switch_on_colour_health(&s, now + 60, SW_BLUE, 0, "3 checks failed", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_LIVE_UNHEALTHY);
+  SW_CHECK_UINT_EQ(a.flags & SW_SWITCH_ACT_HOLD, 0);
+
+  /* A live colour already down ends it in the request, without a hold. */
+  setup(&s, SW_SWITCH_STEADY);
+  sw_switch_on_colour_health(&s, 1500, SW_BLUE, 0, "blue down", &a);
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, T_REQ, SW_GREEN, 2, "t",
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_PHASE(&s, SW_SWITCH_STEADY);
+  SW_CHECK_UINT_EQ(a.nevents, 2);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_LIVE_UNHEALTHY);
+  SW_CHECK_UINT_EQ(a.flags & SW_SWITCH_ACT_HOLD, 0);
+}
+
+/* One phase against every event of the first matrix. */
+static void run_row_at(const char *file,
+                       int line,
+                       sw_switch_phase_t ph,
+                       const want_t *row,
+                       uint64_t (*enter)(sw_switch_t *s)) {
+  for (int ev = 0; ev < EV_COUNT; ev++) {
+    const want_t *w = &row[ev];
+    sw_switch_t s;
+    sw_switch_actions_t a;
+    uint64_t now = enter(&s) + 100;
+    uint64_t version = s.version;
+    sw_colour_t live = s.live;
+    size_t nhistory = s.nhistory;
+    int ret, ok = 1;
+
+    SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(s.phase),
+                       sw_switch_phase_name(ph));
+    ret = apply(&s, (ev_t)ev, now, &a);
+    ok &= SW_CHECK_STR_EQ_AT(file, line, sw_switch_phase_name(s.phase),
+                             sw_switch_phase_name(w->phase));
+    ok &= SW_CHECK_INT_EQ_AT(file, line, ret, w->ret);
+    ok &= SW_CHECK_UINT_EQ_AT(file, line, a.flags, w->flags);
+    ok &= SW_CHECK_INT_EQ_AT(file, line, s.live, live);
+    if (w->reason == SW_SWITCH_R_NONE) {
+      ok &= SW_CHECK_UINT_EQ_AT(file, line, a.nevents, 0);
+      ok &= SW_CHECK_UINT_EQ_AT(file, line, s.version, version);
+      ok &= SW_CHECK_UINT_EQ_AT(file, line, s.nhistory, nhistory);
+    } else {
+      ok &= SW_CHECK_UINT_EQ_AT(file, line, a.nevents, 1);
+      ok &= SW_CHECK_UINT_EQ_AT(file, line, s.version, version + 1);
+      if (a.nevents == 1) {
+        ok &= SW_CHECK_INT_EQ_AT(file, line, a.events[0].from, ph);
+        ok &= SW_CHECK_STR_EQ_AT(file, line,
+                                 sw_switch_reason_name(a.events[0].reason),
+                                 sw_switch_reason_name(w->reason));
+      }
+      if (s.phase == SW_SWITCH_STEADY) {
+        ok &= SW_CHECK_INT_EQ_AT(file, line, s.last_gate.reason, w->reason);
+        ok &= SW_CHECK_INT_EQ_AT(file, line, s.gate.migrate, 0);
+        ok &= SW_CHECK_UINT_EQ_AT(file, line, sw_switch_next_deadline(&s), 0);
+      }
+    }
+    if (!ok)
+      printf("  in phase %s, event '%s'\n", sw_switch_phase_name(ph),
+             ev_names[ev]);
+  }
+}
+#define RUN_ROW(ph, row, enter) run_row_at(__FILE__, __LINE__, ph, row, enter)
+
+static uint64_t enter_migrating(sw_switch_t *s) {
+  return setup_migrate(s, SW_SWITCH_MIGRATING);
+}
+
+static uint64_t enter_rollback_migrating(sw_switch_t *s) {
+  return setup_rollback_migrating(s, SW_SWITCH_WATCHING,
+                                  SW_SWITCH_ROLLBACK_AUTO);
+}
+
+/* The events the hold phases ignore: health of either colour, any
+ * verification, in-flight counts with no drain, a tick with nothing due. */
+#define H_IGNORED(ph)                                                         \
+  [EV_HEALTH_GREEN_PASS] = IGN(ph), [EV_HEALTH_GREEN_STALE_PASS] = IGN(ph),   \
+  [EV_HEALTH_GREEN_FAIL] = IGN(ph), [EV_HEALTH_BLUE_PASS] = IGN(ph),          \
+  [EV_HEALTH_BLUE_FAIL] = IGN(ph), [EV_COLOUR_BLUE_UP] = IGN(ph),             \
+  [EV_COLOUR_BLUE_DOWN] = IGN(ph), [EV_COLOUR_GREEN_UP] = IGN(ph),            \
+  [EV_COLOUR_GREEN_DOWN] = IGN(ph), [EV_VERIFY_GREEN_PASS] = IGN(ph),         \
+  [EV_VERIFY_GREEN_FAIL] = IGN(ph), [EV_VERIFY_GREEN_INCONCLUSIVE] = IGN(ph), \
+  [EV_VERIFY_GREEN_STALE_FAIL] = IGN(ph), [EV_VERIFY_BLUE_FAIL] = IGN(ph),    \
+  [EV_INFLIGHT_BLUE_0] = IGN(ph), [EV_INFLIGHT_BLUE_5] = IGN(ph),             \
+  [EV_INFLIGHT_GREEN_0] = IGN(ph), [EV_DRAIN_CANCELLED_BLUE] = IGN(ph),       \
+  [EV_TICK] = IGN(ph)
+
+/* Migrating: the migration decides, not the health of either colour (the
+ * target may fail on the schema it waits for, the live colour on the one
+ * being replaced) nor a verification. Only the gate deadline and an abort
+ * end it, and no other cutover may start. */
+static const want_t migrating_row[EV_COUNT] = {
+    [EV_REQUEST_GREEN] = REFUSE(MI, IN_PROGRESS),
+    [EV_REQUEST_BLUE] = REFUSE(MI, IN_PROGRESS),
+    [EV_REQUEST_NO_SERVERS] = REFUSE(MI, IN_PROGRESS),
+    [EV_REQUEST_INVALID] = REFUSE(MI, INVALID),
+    [EV_ABORT] = {ST, SW_SWITCH_R_NONE, PERSIST, SW_SWITCH_R_OPERATOR},
+    H_IGNORED(MI),
+    [EV_TICK_DEADLINE] = TO(ST, TIMEOUT),
+};
+
+/* Rollback_migrating (green live, no drain left): waits for the reverse
+ * migration; no event of the first matrix moves it, not even the time. */
+static const want_t rollback_migrating_row[EV_COUNT] = {
+    [EV_REQUEST_GREEN] = REFUSE(RM, IN_PROGRESS),
+    [EV_REQUEST_BLUE] = REFUSE(RM, IN_PROGRESS),
+    [EV_REQUEST_NO_SERVERS] = REFUSE(RM, IN_PROGRESS),
+    [EV_REQUEST_INVALID] = REFUSE(RM, INVALID),
+    [EV_ABORT] = REFUSE(RM, NOT_GATING),
+    H_IGNORED(RM),
+    [EV_TICK_DEADLINE] = IGN(RM),
+};
+
+static void test_hold_matrix(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  RUN_ROW(MI, migrating_row, enter_migrating);
+  RUN_ROW(RM, rollback_migrating_row, enter_rollback_migrating);
+
+  /* Ignored by the gate, but kept: the re-check and the next request read
+   * the colours' health. */
+  now = setup_migrate(&s, SW_SWITCH_MIGRATING) + 100;
+  sw_switch_on_colour_health(&s, now, SW_BLUE, 0, "HTTP 500", &a);
+  sw_switch_on_colour_health(&s, now, SW_GREEN, 0, "HTTP 500", &a);
+  sw_switch_on_health(&s, now, SW_GREEN, 0, now, "HTTP 500", &a);
+  CHECK_PHASE(&s, SW_SWITCH_MIGRATING);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  SW_CHECK_INT_EQ(s.health[SW_BLUE], SW_SWITCH_HEALTH_DOWN);
+  SW_CHECK_INT_EQ(s.health[SW_GREEN], SW_SWITCH_HEALTH_DOWN);
+  SW_CHECK_STR_EQ(s.health_reason[SW_BLUE], "HTTP 500");
+}
+
+/* The migration done: rechecking, with a probe and a verification of the
+ * target started from now; the verification is what admits it. Then the
+ * flip as after any gate. */
+static void test_migrated(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  now = T_MIGRATED;
+  SW_CHECK_INT_EQ(
+      sw_switch_migrated(&s, now, 1, "applied shop.0042_rename", &a),
+      SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_RECHECKING,
+                   SW_SWITCH_R_MIGRATED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY |
+                                SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.probe, SW_GREEN);
+  SW_CHECK_INT_EQ(a.verify, SW_GREEN);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "migration for green done after 1000 ms: applied "
+                  "shop.0042_rename; re-checking");
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.gate.recheck_at, now);
+  SW_CHECK_UINT_EQ(s.gate.recheck_deadline, now + RECHECK_MS);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), now + RECHECK_MS);
+
+  /* Evidence from before the migration ended does not count. */
+  sw_switch_on_health(&s, now + 10, SW_GREEN, 1, now - 1, "", &a);
+  sw_switch_on_verify(&s, now + 20, SW_GREEN, SW_SWITCH_VERIFY_PASS, now - 1,
+                      "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_INT_EQ(s.gate.probe_ok, 0);
+  SW_CHECK_INT_EQ(s.gate.recheck_verified, 0);
+  /* Fresh evidence flips. */
+  sw_switch_on_health(&s, now + 30, SW_GREEN, 1, now, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, now + 40, SW_GREEN, SW_SWITCH_VERIFY_PASS, now, "",
+                      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_DRAINING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_GREEN);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flip_at, now + 40);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_PASSED);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_PASSED], 1);
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_BLUE);
+  SW_CHECK_INT_EQ(s.gate.migrate, 0);
+
+  /* Without a text the record says only what happened. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_migrated(&s, T_MIGRATED, 1, NULL, &a);
+  if (SW_CHECK_UINT_EQ(a.nevents, 1))
+    SW_CHECK_STR_EQ(a.events[0].text,
+                    "migration for green done after 1000 ms; re-checking");
+
+  /* After the migration the target's verification counts again, and a
+   * failure of it or of the probe ends the gate like any re-check. */
+  setup_migrate(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, T_MIGRATED + 10, SW_GREEN, SW_SWITCH_VERIFY_FAIL,
+                      T_MIGRATED, "missing column shop_item.title", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_FAILED);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_STR_CONTAINS(s.last_gate.message, "missing column shop_item.title");
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  setup_migrate(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_verify(&s, T_MIGRATED + 10, SW_GREEN,
+                      SW_SWITCH_VERIFY_INCONCLUSIVE, T_MIGRATED,
+                      "connection refused", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_VERIFY_INCONCLUSIVE);
+  setup_migrate(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, T_MIGRATED + 10, SW_GREEN, 0, T_MIGRATED + 10,
+                      "HTTP 500", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_PROBE_FAILED);
+  setup_migrate(&s, SW_SWITCH_RECHECKING);
+  sw_switch_tick(&s, T_MIGRATED + RECHECK_MS - 1, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  sw_switch_tick(&s, T_MIGRATED + RECHECK_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_RECHECK_TIMEOUT);
+}
+
+/* With the watch on and the old colour's requirements to check, the flip
+ * after a migration waits for that answer too, and arms the watch. */
+static void test_migrated_watch(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  p.verify_old[SW_BLUE] = 1;
+  now = setup_migrate_with(&s, SW_SWITCH_RECHECKING, &p, &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PROBE | SW_SWITCH_ACT_VERIFY |
+                                SW_SWITCH_ACT_PERSIST);
+  sw_switch_on_health(&s, now + 10, SW_GREEN, 1, now, "", &a);
+  sw_switch_on_verify(&s, now + 20, SW_GREEN, SW_SWITCH_VERIFY_PASS, now, "",
+                      &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  /* Blue's answer, failing as it may after the migration: the flip. */
+  sw_switch_on_verify(&s, now + 30, SW_BLUE, SW_SWITCH_VERIFY_FAIL, now,
+                      "missing column shop_item.name", &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_WATCHING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_WATCH |
+                                SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_GREEN);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flip_at, now + 30);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_BLUE);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), now + 30 + AUTO_MS);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_PASSED);
+}
+
+/* The migration failed: the gate ends with nothing changed, its own
+ * evidence having said no. */
+static void test_migration_failed(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t v;
+
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_migrated(&s, T_MIGRATED, 0,
+                                     "exit status 1: relation \"shop_item\" "
+                                     "does not exist",
+                                     &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_MIGRATION_FAILED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.flips, 0);
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(s.last_gate.outcome), "failed");
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_MIGRATION_FAILED);
+  SW_CHECK_INT_EQ(s.last_gate.target, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.last_gate.at, T_MIGRATED);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "migration for green failed: exit status 1: relation "
+                  "\"shop_item\" does not exist");
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "relation \"shop_item\"");
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_FAILED], 1);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_NONE], 0);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_MIGRATION_FAILED),
+                  SW_SWITCH_OUTCOME_FAILED);
+  SW_CHECK_INT_EQ(s.gate.migrate, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  /* A new cutover may start at once. */
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, T_MIGRATED + 10, SW_GREEN, 2, "t",
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_NONE);
+
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_migrated(&s, T_MIGRATED, 0, "", &a);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "migration for green failed: no detail given");
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_migrated(&s, T_MIGRATED, 0, NULL, &a);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "migration for green failed: no detail given");
+}
+
+/* A migration reported anywhere but in migrating: NOT_MIGRATING, and
+ * nothing changes, whatever it says. */
+static void test_migrated_elsewhere(void) {
+  static const struct {
+    const char *what;
+    sw_switch_phase_t phase;
+  } where[] = {
+      {"steady", ST},      {"plain gating", GA},     {"plain rechecking", RE},
+      {"draining", DR},    {"migrate gating", GA},   {"migrate rechecking", RE},
+      {"watching", WA},    {"committed_manual", CM}, {"final", FI},
+      {"rolled_back", RO}, {"rollback_blocked", RB}, {"rollback_migrating", RM},
+  };
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+
+  for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+    for (int ok = 0; ok <= 1; ok++) {
+      uint64_t now;
+      sw_switch_reason_t r;
+      unsigned long failed = sw_test_counts.failed;
+
+      if (i < 4)
+        now = setup(&s, where[i].phase);
+      else if (i < 6)
+        now = setup_migrate(&s, where[i].phase);
+      else if (where[i].phase == RM)
+        now = setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_AUTO);
+      else
+        now = setup_watch(&s, where[i].phase);
+      now += 100;
+      CHECK_PHASE(&s, where[i].phase);
+      before = s;
+      r = sw_switch_migrated(&s, now, ok, "done", &a);
+      SW_CHECK_STR_EQ(sw_switch_reason_name(r),
+                      sw_switch_reason_name(SW_SWITCH_R_NOT_MIGRATING));
+      CHECK_UNCHANGED(&s, &before, &a);
+      if (sw_test_counts.failed != failed)
+        printf("  in %s, ok %d\n", where[i].what, ok);
+    }
+  }
+
+  /* Past the gate deadline the gate has timed out: the migration finds
+   * nothing to end, and nothing is re-checked. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  SW_CHECK_INT_EQ(sw_switch_migrated(&s, T_REQ + GATE_MS, 1, "", &a),
+                  SW_SWITCH_R_NOT_MIGRATING);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  /* And a second report after the first: the gate has moved on. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_migrated(&s, T_MIGRATED, 1, "", &a);
+  before = s;
+  SW_CHECK_INT_EQ(sw_switch_migrated(&s, T_MIGRATED + 10, 0, "late", &a),
+                  SW_SWITCH_R_NOT_MIGRATING);
+  CHECK_UNCHANGED(&s, &before, &a);
+}
+
+/* The hold ran out before a migrate cutover flipped: the held requests
+ * went to the live colour, so the gate ends, inconclusive. Elsewhere the
+ * machine has nothing to do with it. */
+static void test_hold_expired(void) {
+  static const struct {
+    const char *what;
+    sw_switch_phase_t phase;
+  } elsewhere[] = {
+      {"steady", ST},
+      {"plain gating", GA},
+      {"plain rechecking", RE},
+      {"draining", DR},
+      {"watching", WA},
+      {"committed_manual", CM},
+      {"final", FI},
+      {"rolled_back", RO},
+      {"rollback_blocked", RB},
+      {"rollback_migrating", RM},
+  };
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  now = setup_migrate(&s, SW_SWITCH_MIGRATING) + 500;
+  sw_switch_hold_expired(&s, now, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_HOLD_EXPIRED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(s.last_gate.outcome), "inconclusive");
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_HOLD_EXPIRED);
+  SW_CHECK_INT_EQ(s.last_gate.target, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.last_gate.at, now);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "the hold ran out during migrating: held requests went to "
+                  "blue; the cutover to green did not happen");
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_INCONCLUSIVE], 1);
+  SW_CHECK_UINT_EQ(s.gates[SW_SWITCH_OUTCOME_NONE], 0);
+  SW_CHECK_INT_EQ(sw_switch_reason_outcome(SW_SWITCH_R_HOLD_EXPIRED),
+                  SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  /* In the re-check after the migration: the same. */
+  now = setup_migrate(&s, SW_SWITCH_RECHECKING) + 10;
+  sw_switch_hold_expired(&s, now, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_HOLD_EXPIRED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_STR_EQ(sw_switch_outcome_name(s.last_gate.outcome), "inconclusive");
+  SW_CHECK_STR_CONTAINS(s.last_gate.message,
+                        "the hold ran out during rechecking");
+  /* A late re-check answer finds no gate. */
+  before = s;
+  sw_switch_on_verify(&s, now + 10, SW_GREEN, SW_SWITCH_VERIFY_PASS, now - 10,
+                      "", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+
+  /* Past the gate deadline the record says timeout, not hold_expired. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_hold_expired(&s, T_REQ + GATE_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+
+  for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++) {
+    sw_switch_phase_t ph = elsewhere[i].phase;
+    unsigned long failed = sw_test_counts.failed;
+
+    if (ph == RM)
+      now = setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_AUTO);
+    else if (ph <= DR)
+      now = setup(&s, ph);
+    else
+      now = setup_watch(&s, ph);
+    now += 100;
+    CHECK_PHASE(&s, ph);
+    before = s;
+    sw_switch_hold_expired(&s, now, &a);
+    CHECK_UNCHANGED(&s, &before, &a);
+    if (sw_test_counts.failed != failed)
+      printf("  in %s\n", elsewhere[i].what);
+  }
+}
+
+/* Migrating is a gate: an operator may abort it, its deadline ends it
+ * with a message that names the migration, and nothing else may start. */
+static void test_migrating_abort_and_deadline(void) {
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  now = setup_migrate(&s, SW_SWITCH_MIGRATING) + 100;
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_REQ + GATE_MS);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, now, "uid 1000 (pid 42)", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_OPERATOR);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate to green aborted by uid 1000 (pid 42) during "
+                  "migrating");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, now + 10, "again", &a),
+                  SW_SWITCH_R_NOT_GATING);
+
+  /* The gate deadline, with the migration still running. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_tick(&s, T_REQ + GATE_MS - 1, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_MIGRATING);
+  sw_switch_tick(&s, T_REQ + GATE_MS, &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_TIMEOUT);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "gate deadline reached while waiting for the migration to "
+                  "green");
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  /* The deadline was fixed at the request: a reload does not move it. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  {
+    sw_switch_params_t p = test_params();
+    p.gate_timeout_ms = 10 * GATE_MS;
+    sw_switch_set_params(&s, &p);
+  }
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_REQ + GATE_MS);
+
+  /* Nothing else may start while it runs. */
+  now = setup_migrate(&s, SW_SWITCH_MIGRATING) + 100;
+  enable_rollback_migrate(&s);
+  before = s;
+  SW_CHECK_INT_EQ(sw_switch_request(&s, now, SW_GREEN, 2, "t", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, now, SW_GREEN, 2, "t",
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, now, SW_GREEN, &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, now, "t", &a), SW_SWITCH_R_NOT_WATCHING);
+  CHECK_UNCHANGED(&s, &before, &a);
+  for (int m = 0; m < 4; m++) {
+    CHECK_ROLLBACK_REFUSED(&s, now, all_modes[m], NULL,
+                           SW_SWITCH_R_IN_PROGRESS);
+    CHECK_ROLLBACK_REFUSED(&s, now, all_modes[m], "green down",
+                           SW_SWITCH_R_IN_PROGRESS);
+    SW_CHECK_INT_EQ(
+        sw_switch_rollback_migrate(&s, now, all_modes[m], "t", "test", &a),
+        SW_SWITCH_R_IN_PROGRESS);
+    CHECK_UNCHANGED(&s, &before, &a);
+  }
+  sw_switch_rollback_migrated(&s, now, 0, "failed", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 0);
+  SW_CHECK_INT_EQ(s.gate.migrate, 1);
+  SW_CHECK_UINT_EQ(s.gate.migrating_at, T_MIGRATE);
+}
+
+/* A rollback that must first run the reverse migration. */
+static void test_rollback_migrate(void) {
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+  uint64_t v, now;
+
+  /* Not configured: NOT_READY, nothing changed. */
+  now = setup_watch(&s, SW_SWITCH_WATCHING) + 100;
+  SW_CHECK_INT_EQ(s.params.rollback_migrate, 0);
+  before = s;
+  SW_CHECK_INT_EQ(sw_switch_rollback_migrate(&s, now, SW_SWITCH_ROLLBACK_AUTO,
+                                             "r4", "schema check failed", &a),
+                  SW_SWITCH_R_NOT_READY);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 0);
+
+  /* Configured: rollback_migrating, with HOLD and MIGRATE_BACK; the
+   * traffic stays where it is. */
+  enable_rollback_migrate(&s);
+  v = s.version;
+  SW_CHECK_INT_EQ(sw_switch_rollback_migrate(&s, now, SW_SWITCH_ROLLBACK_AUTO,
+                                             "r4", "schema check failed", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_WATCHING, SW_SWITCH_ROLLBACK_MIGRATING,
+                   SW_SWITCH_R_ROLLBACK_MIGRATE);
+  SW_CHECK_UINT_EQ(a.flags, HOLD_FLAGS | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_STR_EQ(a.events[0].text,
+                  "rollback to blue (auto): running the reverse migration "
+                  "under the hold first (schema check failed)");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_UINT_EQ(s.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(s.rollbacks, 0);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_AUTO);
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.last_rollback.at, now);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r4");
+  SW_CHECK_STR_EQ(s.last_rollback.message, a.events[0].text);
+  /* No window moves it on: nothing is due. */
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+
+  /* A second one, in any mode: in progress. */
+  before = s;
+  for (int m = 0; m < 4; m++) {
+    SW_CHECK_INT_EQ(sw_switch_rollback_migrate(&s, now + 10, all_modes[m], "r1",
+                                               "again", &a),
+                    SW_SWITCH_R_IN_PROGRESS);
+    CHECK_UNCHANGED(&s, &before, &a);
+  }
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r4");
+  /* Nor may a commit, an abort, a new cutover, the windows, the hold
+   * running out or a successful reverse migration move it. */
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, now + 20, "uid 1000", &a),
+                  SW_SWITCH_R_NOT_WATCHING);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_abort(&s, now + 20, "uid 1000", &a),
+                  SW_SWITCH_R_NOT_GATING);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_request(&s, now + 20, SW_BLUE, 2, "t", &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(sw_switch_set_live(&s, now + 20, SW_BLUE, &a),
+                  SW_SWITCH_R_IN_PROGRESS);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_tick(&s, T_FLIP + AUTO_MS, &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_tick(&s, T_FLIP + MANUAL_MS + 1, &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_tick(&s, FAR, &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_hold_expired(&s, FAR, &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  sw_switch_rollback_migrated(&s, FAR, 1, "done", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+
+  /* The reverse migration failed: blocked; green serves on. */
+  v = s.version;
+  sw_switch_rollback_migrated(
+      &s, FAR + 10, 0, "exit status 2: migration shop.0042 is irreversible",
+      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_MIGRATING,
+                   SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_ROLLBACK_BLOCKED);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_UINT_EQ(s.version, v + 1);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_STR_CONTAINS(a.events[0].text, "shop.0042 is irreversible");
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.flips, 1);
+  SW_CHECK_UINT_EQ(s.rollbacks, 0);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_AUTO);
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.last_rollback.at, FAR + 10);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r4");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rollback to blue blocked: exit status 2: migration "
+                  "shop.0042 is irreversible; green keeps serving");
+  /* Once blocked, it reports nothing more. */
+  before = s;
+  sw_switch_rollback_migrated(&s, FAR + 20, 0, "again", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+
+  /* Without a text. */
+  now = setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_MANUAL);
+  sw_switch_rollback_migrated(&s, now + 10, 0, NULL, &a);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLBACK_BLOCKED);
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rollback to blue blocked: the reverse migration failed; "
+                  "green keeps serving");
+  SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_MANUAL);
+
+  /* Outside rollback_migrating a report changes nothing. */
+  now = setup_watch(&s, SW_SWITCH_WATCHING) + 100;
+  before = s;
+  sw_switch_rollback_migrated(&s, now, 0, "failed", &a);
+  CHECK_UNCHANGED(&s, &before, &a);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 0);
+}
+
+/* The end of the reverse migration: the caller verifies the old colour
+ * and calls sw_switch_rollback, which flips or blocks, in the mode the
+ * rollback began with. */
+static void test_rollback_migrate_end(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now;
+
+  /* Ready: the flip back, recorded as the automatic rollback it began as,
+   * though an operator's call ended it. */
+  now = setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_AUTO) + 500;
+  CHECK_PHASE(&s, SW_SWITCH_ROLLBACK_MIGRATING);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, now, SW_SWITCH_ROLLBACK_MANUAL, "r4",
+                                     "schema check failed", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_MIGRATING, SW_SWITCH_ROLLED_BACK,
+                   SW_SWITCH_R_ROLLBACK);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_FLIP | SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.flip_to, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_BLUE);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.flip_at, now);
+  SW_CHECK_UINT_EQ(s.flips, 2);
+  SW_CHECK_UINT_EQ(s.rollbacks, 1);
+  SW_CHECK_UINT_EQ(s.rollbacks_blocked, 0);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+  SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(s.last_rollback.mode), "auto");
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "r4");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "rolled back green -> blue (auto): schema check failed");
+  SW_CHECK_INT_EQ(s.drain.active, 1);
+  SW_CHECK_INT_EQ(s.drain.colour, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.drain.deadline, now + DRAIN_MS);
+  CHECK_ROLLBACK_REFUSED(&s, now + 10, SW_SWITCH_ROLLBACK_FORCE, NULL,
+                         SW_SWITCH_R_ALREADY_ROLLED_BACK);
+
+  /* Whatever mode the end is called with: begun with --confirm in the
+   * manual window, recorded as confirm; and long after the windows, when
+   * the same call made from committed_manual would need --force. */
+  now = setup_rollback_migrating(&s, CM, SW_SWITCH_ROLLBACK_CONFIRM);
+  for (int m = 0; m < 4; m++) {
+    sw_switch_t t = s;
+    SW_CHECK_INT_EQ(sw_switch_rollback(&t, T_FLIP + MANUAL_MS + 1, all_modes[m],
+                                       "operator", "by hand", NULL, &a),
+                    SW_SWITCH_R_NONE);
+    CHECK_PHASE(&t, SW_SWITCH_ROLLED_BACK);
+    SW_CHECK_INT_EQ(t.live, SW_BLUE);
+    SW_CHECK_STR_EQ(sw_switch_rollback_mode_name(t.last_rollback.mode),
+                    "confirm");
+  }
+
+  /* Still not ready after it: blocked, for any mode (elsewhere an
+   * operator's rollback to a colour not ready is refused with
+   * NOT_READY). */
+  for (int m = 0; m < 4; m++) {
+    now = setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_MANUAL) + 500;
+    SW_CHECK_INT_EQ(
+        sw_switch_rollback(&s, now, all_modes[m], "operator", "by hand",
+                           "blue: missing column shop_item.name", &a),
+        SW_SWITCH_R_ROLLBACK_BLOCKED);
+    CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_MIGRATING,
+                     SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_ROLLBACK_BLOCKED);
+    SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+    SW_CHECK_INT_EQ(s.live, SW_GREEN);
+    SW_CHECK_UINT_EQ(s.flips, 1);
+    SW_CHECK_UINT_EQ(s.rollbacks, 0);
+    SW_CHECK_UINT_EQ(s.rollbacks_blocked, 1);
+    SW_CHECK_INT_EQ(s.last_rollback.blocked, 1);
+    SW_CHECK_INT_EQ(s.last_rollback.mode, SW_SWITCH_ROLLBACK_MANUAL);
+    SW_CHECK_STR_CONTAINS(s.last_rollback.message,
+                          "blue: missing column shop_item.name");
+    SW_CHECK_STR_CONTAINS(s.last_rollback.message, "green keeps serving");
+  }
+  /* From there, the operator's way out as after any blocked rollback. */
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, now + 10, "uid 1000", &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_PHASE(&s, SW_SWITCH_FINAL);
+}
+
+/* rollback_migrate is allowed exactly where sw_switch_rollback with the
+ * same mode would be; where it is, without params.rollback_migrate it is
+ * refused with NOT_READY. */
+static void test_rollback_migrate_policy(void) {
+  static const struct {
+    sw_switch_phase_t phase;
+    int watch;   /* setup_watch, else setup (no watch) */
+    int flipped; /* steady after a drained flip */
+    sw_switch_reason_t want[4];
+  } table[] = {
+      {WA,
+       1,
+       0,
+       {SW_SWITCH_R_NONE, SW_SWITCH_R_NONE, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+      {CM,
+       1,
+       0,
+       {SW_SWITCH_R_NEEDS_CONFIRM, SW_SWITCH_R_NEEDS_CONFIRM, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+      {FI,
+       1,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+      {RO,
+       1,
+       0,
+       {SW_SWITCH_R_ALREADY_ROLLED_BACK, SW_SWITCH_R_ALREADY_ROLLED_BACK,
+        SW_SWITCH_R_ALREADY_ROLLED_BACK, SW_SWITCH_R_ALREADY_ROLLED_BACK}},
+      {RB,
+       1,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NONE, SW_SWITCH_R_NONE,
+        SW_SWITCH_R_NONE}},
+      {ST,
+       0,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NOT_WATCHING,
+        SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NOT_WATCHING}},
+      {GA,
+       0,
+       0,
+       {SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS,
+        SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS}},
+      {RE,
+       0,
+       0,
+       {SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS,
+        SW_SWITCH_R_IN_PROGRESS, SW_SWITCH_R_IN_PROGRESS}},
+      {DR,
+       0,
+       0,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+      {ST,
+       0,
+       1,
+       {SW_SWITCH_R_NOT_WATCHING, SW_SWITCH_R_NEEDS_FORCE,
+        SW_SWITCH_R_NEEDS_FORCE, SW_SWITCH_R_NONE}},
+  };
+  sw_switch_t s, before;
+  sw_switch_actions_t a;
+
+  for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+    for (int m = 0; m < 4; m++) {
+      for (int configured = 0; configured <= 1; configured++) {
+        sw_switch_phase_t ph = table[i].phase;
+        sw_switch_reason_t want = table[i].want[m];
+        unsigned long failed = sw_test_counts.failed;
+        sw_switch_reason_t r;
+        uint64_t now;
+
+        if (table[i].watch) {
+          now = setup_watch(&s, ph) + 100;
+        } else if (table[i].flipped) {
+          sw_switch_actions_t b;
+          setup(&s, SW_SWITCH_DRAINING);
+          sw_switch_on_inflight(&s, 2700, SW_BLUE, 0, &b);
+          now = 2800;
+        } else {
+          now = setup(&s, ph) + 100;
+        }
+        CHECK_PHASE(&s, ph);
+        if (configured)
+          enable_rollback_migrate(&s);
+        else if (want == SW_SWITCH_R_NONE)
+          want = SW_SWITCH_R_NOT_READY;
+        before = s;
+        r = sw_switch_rollback_migrate(&s, now, all_modes[m], "t", "test", &a);
+        SW_CHECK_STR_EQ(sw_switch_reason_name(r), sw_switch_reason_name(want));
+        if (want != SW_SWITCH_R_NONE) {
+          CHECK_UNCHANGED(&s, &before, &a);
+        } else {
+          CHECK_TRANSITION(&s, &a, ph, SW_SWITCH_ROLLBACK_MIGRATING,
+                           SW_SWITCH_R_ROLLBACK_MIGRATE);
+          SW_CHECK_UINT_EQ(a.flags & ~SW_SWITCH_ACT_CANCEL_DRAIN,
+                           HOLD_FLAGS | SW_SWITCH_ACT_PERSIST);
+          SW_CHECK_INT_EQ(s.live, before.live);
+          SW_CHECK_INT_EQ(s.last_rollback.mode, all_modes[m]);
+          SW_CHECK_INT_EQ(s.last_rollback.blocked, 0);
+          SW_CHECK_INT_EQ(s.last_rollback.to,
+                          before.live == SW_BLUE ? SW_GREEN : SW_BLUE);
+          SW_CHECK_STR_EQ(s.last_rollback.trigger, "t");
+          /* And its end flips back, as the same rollback would have. */
+          SW_CHECK_INT_EQ(sw_switch_rollback(&s, now + 10, all_modes[m], "t",
+                                             "test", NULL, &a),
+                          SW_SWITCH_R_NONE);
+          CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+          SW_CHECK_INT_EQ(s.live, before.live == SW_BLUE ? SW_GREEN : SW_BLUE);
+        }
+        if (sw_test_counts.failed != failed)
+          printf("  in phase %s%s, mode %s, %sconfigured\n",
+                 sw_switch_phase_name(ph), table[i].flipped ? " (flipped)" : "",
+                 sw_switch_rollback_mode_name(all_modes[m]),
+                 configured ? "" : "not ");
+      }
+    }
+  }
+
+  /* Migrating is a gate: in progress. */
+  {
+    uint64_t now = setup_migrate(&s, SW_SWITCH_MIGRATING) + 100;
+    enable_rollback_migrate(&s);
+    before = s;
+    SW_CHECK_INT_EQ(sw_switch_rollback_migrate(
+                        &s, now, SW_SWITCH_ROLLBACK_FORCE, "t", "test", &a),
+                    SW_SWITCH_R_IN_PROGRESS);
+    CHECK_UNCHANGED(&s, &before, &a);
+  }
+
+  /* Begun in the flip's drain: the colour going live again is never told
+   * to cancel its requests, even past the drain deadline. */
+  {
+    sw_switch_params_t p = watch_params();
+    p.rollback_migrate = 1;
+    setup_with(&s, SW_SWITCH_WATCHING, &p, &a);
+    SW_CHECK_INT_EQ(s.drain.active, 1);
+    SW_CHECK_INT_EQ(
+        sw_switch_rollback_migrate(&s, T_FLIP + 100, SW_SWITCH_ROLLBACK_AUTO,
+                                   "r1", "test", &a),
+        SW_SWITCH_R_NONE);
+    SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), T_FLIP + DRAIN_MS);
+  }
+}
+
+/* A restart in either hold phase: nothing is resumed on a guess. */
+static void test_restore_hold(void) {
+  sw_switch_params_t p = watch_params();
+  sw_switch_persisted_t st;
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  sw_switch_phase_t parsed;
+
+  /* Migrating: the gate ended inconclusive; the hold died with the
+   * process; blue, still live, serves. */
+  memset(&st, 0, sizeof(st));
+  st.live = SW_BLUE;
+  st.phase = SW_SWITCH_MIGRATING;
+  st.version = 7;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 5000, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                   SW_SWITCH_R_RESTART);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.version, 8);
+  SW_CHECK_INT_EQ(s.last_gate.outcome, SW_SWITCH_OUTCOME_INCONCLUSIVE);
+  SW_CHECK_INT_EQ(s.last_gate.reason, SW_SWITCH_R_RESTART);
+  SW_CHECK_INT_EQ(s.last_gate.target, SW_GREEN);
+  SW_CHECK_STR_EQ(s.last_gate.message,
+                  "restart during migrating: the gate to green ended "
+                  "inconclusive; live blue");
+  SW_CHECK_INT_EQ(s.gate.migrate, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  SW_CHECK_INT_EQ(sw_switch_migrated(&s, 5100, 1, "", &a),
+                  SW_SWITCH_R_NOT_MIGRATING);
+  SW_CHECK_INT_EQ(sw_switch_request_ex(&s, 5100, SW_GREEN, 2, "t",
+                                       SW_SWITCH_REQ_MIGRATE, &a),
+                  SW_SWITCH_R_NONE);
+
+  /* Rollback_migrating: whether the reverse migration ran is unknown, so
+   * the rollback is blocked until an operator acts. */
+  st.live = SW_GREEN;
+  st.phase = SW_SWITCH_ROLLBACK_MIGRATING;
+  st.flip_at = 10000;
+  st.version = 9;
+  st.auto_window_ms = AUTO_MS;
+  st.manual_window_ms = MANUAL_MS;
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 10400, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_MIGRATING,
+                   SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_RESTART);
+  SW_CHECK_UINT_EQ(a.flags, SW_SWITCH_ACT_PERSIST);
+  SW_CHECK_INT_EQ(a.events[0].target, SW_BLUE);
+  SW_CHECK_INT_EQ(a.events[0].live, SW_GREEN);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(s.version, 10);
+  SW_CHECK_UINT_EQ(s.flip_at, 10000);
+  SW_CHECK_UINT_EQ(s.watch_auto_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(s.watch_manual_ms, MANUAL_MS);
+  SW_CHECK_INT_EQ(s.last_rollback.valid, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.blocked, 1);
+  SW_CHECK_INT_EQ(s.last_rollback.from, SW_GREEN);
+  SW_CHECK_INT_EQ(s.last_rollback.to, SW_BLUE);
+  SW_CHECK_UINT_EQ(s.last_rollback.at, 10400);
+  SW_CHECK_STR_EQ(s.last_rollback.trigger, "restart");
+  SW_CHECK_STR_EQ(s.last_rollback.message,
+                  "restart during the reverse migration: rollback to blue "
+                  "blocked until an operator checks its schema; green keeps "
+                  "serving");
+  SW_CHECK_STR_EQ(a.events[0].text, s.last_rollback.message);
+  SW_CHECK_INT_EQ(s.drain.active, 0);
+  SW_CHECK_UINT_EQ(sw_switch_next_deadline(&s), 0);
+  sw_switch_tick(&s, FAR, &a);
+  SW_CHECK_UINT_EQ(a.nevents, 0);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLBACK_BLOCKED);
+  /* The operator's way back keeps the window policy of a blocked
+   * rollback: plain within the auto window. */
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 10500, SW_SWITCH_ROLLBACK_MANUAL, NULL,
+                                     "blue migrated back by hand", NULL, &a),
+                  SW_SWITCH_R_NONE);
+  CHECK_PHASE(&s, SW_SWITCH_ROLLED_BACK);
+  SW_CHECK_INT_EQ(s.live, SW_BLUE);
+  /* Restored at the same time or long after: the same, no window
+   * transition on the way. */
+  SW_CHECK_INT_EQ(sw_switch_restore(&s, 50000, &p, &st, &a), 0);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_ROLLBACK_MIGRATING,
+                   SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_RESTART);
+  SW_CHECK_INT_EQ(sw_switch_rollback(&s, 50100, SW_SWITCH_ROLLBACK_CONFIRM,
+                                     NULL, "by hand", NULL, &a),
+                  SW_SWITCH_R_NEEDS_FORCE);
+  SW_CHECK_INT_EQ(sw_switch_commit(&s, 50100, "t", &a), SW_SWITCH_R_NONE);
+
+  /* A snapshot names either phase, and the name parses back. */
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_MIGRATING);
+  SW_CHECK_INT_EQ(st.live, SW_BLUE);
+  SW_CHECK_STR_EQ(sw_switch_phase_name(st.phase), "migrating");
+  parsed = SW_SWITCH_STEADY;
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("migrating", &parsed), 0);
+  SW_CHECK_INT_EQ(parsed, SW_SWITCH_MIGRATING);
+  {
+    sw_switch_t back;
+    SW_CHECK_INT_EQ(sw_switch_restore(&back, 9000, NULL, &st, &a), 0);
+    CHECK_TRANSITION(&back, &a, SW_SWITCH_MIGRATING, SW_SWITCH_STEADY,
+                     SW_SWITCH_R_RESTART);
+    SW_CHECK_UINT_EQ(back.version, s.version + 1);
+  }
+  setup_rollback_migrating(&s, WA, SW_SWITCH_ROLLBACK_AUTO);
+  sw_switch_snapshot(&s, &st);
+  SW_CHECK_INT_EQ(st.phase, SW_SWITCH_ROLLBACK_MIGRATING);
+  SW_CHECK_INT_EQ(st.live, SW_GREEN);
+  SW_CHECK_UINT_EQ(st.flip_at, T_FLIP);
+  SW_CHECK_UINT_EQ(st.auto_window_ms, AUTO_MS);
+  SW_CHECK_UINT_EQ(st.manual_window_ms, MANUAL_MS);
+  SW_CHECK_STR_EQ(sw_switch_phase_name(st.phase), "rollback_migrating");
+  parsed = SW_SWITCH_STEADY;
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("rollback_migrating", &parsed), 0);
+  SW_CHECK_INT_EQ(parsed, SW_SWITCH_ROLLBACK_MIGRATING);
+  {
+    sw_switch_t back;
+    SW_CHECK_INT_EQ(sw_switch_restore(&back, T_FLIP + 500, NULL, &st, &a), 0);
+    CHECK_TRANSITION(&back, &a, SW_SWITCH_ROLLBACK_MIGRATING,
+                     SW_SWITCH_ROLLBACK_BLOCKED, SW_SWITCH_R_RESTART);
+    SW_CHECK_INT_EQ(back.live, SW_GREEN);
+  }
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("Migrating", &parsed), SW_EPARSE);
+  SW_CHECK_INT_EQ(sw_switch_phase_parse("rollback-migrating", &parsed),
+                  SW_EPARSE);
+  SW_CHECK_INT_EQ(parsed, SW_SWITCH_ROLLBACK_MIGRATING);
+}
+
 SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_names),
              SW_TASK(test_init),
@@ -2833,4 +4044,16 @@ SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_rollback_policy),
              SW_TASK(test_commit),
              SW_TASK(test_watch_refuses_cutover),
-             SW_TASK(test_restore_watch))
+             SW_TASK(test_restore_watch),
+             SW_TASK(test_migrate_gate),
+             SW_TASK(test_hold_matrix),
+             SW_TASK(test_migrated),
+             SW_TASK(test_migrated_watch),
+             SW_TASK(test_migration_failed),
+             SW_TASK(test_migrated_elsewhere),
+             SW_TASK(test_hold_expired),
+             SW_TASK(test_migrating_abort_and_deadline),
+             SW_TASK(test_rollback_migrate),
+             SW_TASK(test_rollback_migrate_end),
+             SW_TASK(test_rollback_migrate_policy),
+             SW_TASK(test_restore_hold))
