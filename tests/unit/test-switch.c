@@ -3222,6 +3222,48 @@ static void test_migrated(void) {
                    SW_SWITCH_R_RECHECK_TIMEOUT);
 }
 
+/* The migration may take the old colour down (its code meets a schema it
+ * does not know): in a migrate gate neither the flip nor the re-check
+ * waits for the old colour's health; forward is the only way left. */
+static void test_migrated_old_colour_down(void) {
+  sw_switch_t s;
+  sw_switch_actions_t a;
+  uint64_t now = T_MIGRATED;
+
+  setup_migrate(&s, SW_SWITCH_MIGRATING);
+  sw_switch_on_colour_health(&s, now - 10, SW_BLUE, 0, "timeout", &a);
+  CHECK_PHASE(&s, SW_SWITCH_MIGRATING);
+  sw_switch_migrated(&s, now, 1, NULL, &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, now + 10, SW_GREEN, 1, now, "", &a);
+  sw_switch_on_verify(&s, now + 20, SW_GREEN, SW_SWITCH_VERIFY_PASS, now, "",
+                      &a);
+  CHECK_TRANSITION(&s, &a, SW_SWITCH_RECHECKING, SW_SWITCH_DRAINING,
+                   SW_SWITCH_R_FLIPPED);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+
+  /* Down during the re-check: the gate goes on, and flips. */
+  setup_migrate(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_colour_health(&s, T_MIGRATED + 5, SW_BLUE, 0, "HTTP 500", &a);
+  CHECK_PHASE(&s, SW_SWITCH_RECHECKING);
+  sw_switch_on_health(&s, T_MIGRATED + 10, SW_GREEN, 1, T_MIGRATED, "", &a);
+  sw_switch_on_verify(&s, T_MIGRATED + 20, SW_GREEN, SW_SWITCH_VERIFY_PASS,
+                      T_MIGRATED, "", &a);
+  CHECK_PHASE(&s, SW_SWITCH_DRAINING);
+  SW_CHECK_INT_EQ(s.live, SW_GREEN);
+
+  /* A plain gate still ends when the live colour goes down. */
+  {
+    sw_switch_t p;
+    sw_switch_init(&p, SW_BLUE, NULL);
+    sw_switch_on_colour_health(&p, 1, SW_BLUE, 1, "", &a);
+    sw_switch_request(&p, 10, SW_GREEN, 1, NULL, &a);
+    sw_switch_on_colour_health(&p, 20, SW_BLUE, 0, "timeout", &a);
+    CHECK_TRANSITION(&p, &a, SW_SWITCH_GATING, SW_SWITCH_STEADY,
+                     SW_SWITCH_R_LIVE_UNHEALTHY);
+  }
+}
+
 /* With the watch on and the old colour's requirements to check, the flip
  * after a migration waits for that answer too, and arms the watch. */
 static void test_migrated_watch(void) {
@@ -4048,6 +4090,7 @@ SW_TEST_MAIN(SW_TASK(test_set_live),
              SW_TASK(test_migrate_gate),
              SW_TASK(test_hold_matrix),
              SW_TASK(test_migrated),
+             SW_TASK(test_migrated_old_colour_down),
              SW_TASK(test_migrated_watch),
              SW_TASK(test_migration_failed),
              SW_TASK(test_migrated_elsewhere),
