@@ -88,8 +88,11 @@ int sw_hold_start(uint64_t max_ms, const char *by);
  * the live colour. Returns 0, or UV_ENOENT when nothing is held. */
 int sw_hold_release(sw_hold_end_t why);
 int sw_hold_active(void);
-/* The live colour's requests in flight (what quiet waits for). */
+/* The live colour's requests in flight (what quiet waits for), leaving
+ * out upgraded tunnels (WebSocket), which sw_hold_tunnels counts: they
+ * live as long as their clients like, and are reported, not waited for. */
 uint64_t sw_hold_inflight(void);
+uint64_t sw_hold_tunnels(void);
 const sw_hold_stats_t *sw_hold_stats(void);
 const sw_hold_totals_t *sw_hold_totals(void);
 /* "release", "flip", "abort", "expired", "shutdown"; "none". */

@@ -68,6 +68,7 @@ typedef struct sw_server_s {
   sw_list_t idle; /* idle sw_upconn_t, most recent at the tail */
   unsigned nidle;
   unsigned inflight;    /* exchanges bound to this server */
+  unsigned tunnels;     /* of which upgraded (WebSocket) tunnels */
   sw_health_t *health;  /* active checker, NULL when checks are off */
   int health_failed;    /* checks are configured but could not start */
   uint64_t by_class[6]; /* responses by status class (0: other) */
@@ -199,6 +200,7 @@ typedef struct sw_req_s {
   int rid_idx;         /* incoming X-Request-Id header, or -1 */
   sw_list_t hold_link; /* on the hold barrier's queue (sw_hold.h) */
   uint64_t t_held;     /* hrtime it was queued there */
+  uint32_t hold_gen;   /* which hold queued it */
 } sw_req_t;
 
 /* Upstream connection flags. */

@@ -10,6 +10,9 @@
 
 #define STDERR_TO_STDOUT "exec 2>&1\n"
 
+/* How long the output may stay open after the shell exited. */
+#define LINGER_MS 1000
+
 /* A line longer than this is logged in pieces. */
 #define LINE_MAX_BYTES 512
 
@@ -74,6 +77,8 @@ static void maybe_done(sw_command_t *c) {
   uv_close((uv_handle_t *)&c->out, on_closed);
 }
 
+static void output_over(sw_command_t *c);
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   static char chunk[4096];
   (void)h;
@@ -84,9 +89,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   sw_command_t *c = s->data;
   if (n < 0) {
-    uv_read_stop(s);
-    c->out_done = 1;
-    maybe_done(c);
+    output_over(c);
     return;
   }
   for (ssize_t i = 0; i < n; i++) {
@@ -103,22 +106,51 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
+/* The output is over: what a process left behind that still holds the
+ * pipe no longer counts. */
+static void output_over(sw_command_t *c) {
+  if (c->out_done)
+    return;
+  uv_read_stop((uv_stream_t *)&c->out);
+  c->out_done = 1;
+  maybe_done(c);
+}
+
+static void on_linger(uv_timer_t *t) {
+  sw_command_t *c = t->data;
+  /* The shell exited, yet something it started still holds its output:
+   * the command's whole group goes. */
+  sw_warn(c->tag, 0,
+          "exited, but its output is still open after %d ms: "
+          "killing what it left running",
+          LINGER_MS);
+  (void)kill(-c->proc.pid, SIGKILL);
+  output_over(c);
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   sw_command_t *c = p->data;
   c->exited = 1;
   c->res.exit_status = sig != 0 ? -1 : status;
   c->res.term_signal = sig;
   c->res.elapsed_ms = uv_now(p->loop) - c->started;
+  /* The rest of its output comes now, unless a process it left in the
+   * background keeps the pipe open: that gets LINGER_MS. */
   uv_timer_stop(&c->timer);
+  if (!c->out_done)
+    uv_timer_start(&c->timer, on_linger, LINGER_MS, 0);
   maybe_done(c);
 }
 
 void sw_command_kill(sw_command_t *c) {
-  if (c == NULL || c->exited)
+  if (c == NULL)
     return;
-  /* The command ran in a session of its own: its pid is its group's. */
-  if (kill(-c->proc.pid, SIGKILL) != 0)
+  /* The command ran in a session of its own: its pid is its group's, and
+   * the group outlives the shell when it started something. */
+  if (kill(-c->proc.pid, SIGKILL) != 0 && !c->exited)
     (void)uv_process_kill(&c->proc, SIGKILL);
+  if (c->exited)
+    output_over(c);
 }
 
 static void on_deadline(uv_timer_t *t) {

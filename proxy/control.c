@@ -369,6 +369,8 @@ static void announce(const sw_switch_event_t *e) {
   }
 }
 
+static void after_verify(sw_colour_t c);
+
 static void on_verify(sw_verify_t *v,
                       const sw_verify_result_t *res,
                       void *data) {
@@ -409,6 +411,13 @@ static void on_verify(sw_verify_t *v,
   sw_switch_on_verify(&ctl.m, now_ms(), c, r, run->started, res->message, &a);
   free(run);
   perform(&a);
+  after_verify(c);
+}
+
+/* Whatever a finished verification of colour c decides beyond the
+ * machine's gate: a waiting rollback, the end of a reverse migration.
+ * Every way a verification ends comes here, the synchronous ones too. */
+static void after_verify(sw_colour_t c) {
   pending_rollback();
   if (ctl.mb_verifying && ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING &&
       c == other_colour(sw.live)) {
@@ -450,6 +459,7 @@ static void start_verify(sw_colour_t c, int for_gate) {
     sw_switch_on_verify(&ctl.m, now_ms(), c, SW_SWITCH_VERIFY_PASS, now_ms(),
                         "no requirements configured", &a);
     perform(&a);
+    after_verify(c);
     return;
   }
   reqs = calloc(uc->nrequires, sizeof(*reqs));
@@ -495,6 +505,7 @@ static void start_verify(sw_colour_t c, int for_gate) {
     sw_switch_on_verify(&ctl.m, now_ms(), c, SW_SWITCH_VERIFY_INCONCLUSIVE,
                         now_ms(), msg, &a);
     perform(&a);
+    after_verify(c);
   }
 }
 
@@ -614,23 +625,26 @@ static void perform(sw_switch_actions_t *a) {
     ctl.old_verify_at = now_ms();
     memset(&ctl.last_verdict, 0, sizeof(ctl.last_verdict));
   }
-  /* Held requests go to the colour that is live now, counted by the
-   * watch just armed, in the order they came. */
-  if ((a->flags & SW_SWITCH_ACT_FLIP) && sw_hold_active())
-    (void)sw_hold_release(SW_HOLD_END_FLIP);
-  if (a->flags & SW_SWITCH_ACT_HOLD)
-    hold_for_machine();
-  if (a->flags & SW_SWITCH_ACT_MIGRATE_BACK) {
-    ctl.mb_pending = 1;
-    ctl.mb_verifying = 0;
-    migrate_back_maybe_start();
-  }
   /* Announced once the flip and the watch are in place, so that what the
    * events and the webhook show is the state they describe. */
   for (size_t i = 0; i < a->nevents; i++)
     announce(&a->events[i]);
   if (a->flags & SW_SWITCH_ACT_PERSIST)
     persist();
+  /* Held requests go to the colour that is live now, counted by the
+   * watch just armed, in the order they came; after the records above,
+   * since what they cause (a trigger, a rollback) comes after them. */
+  if ((a->flags & SW_SWITCH_ACT_FLIP) && sw_hold_active())
+    (void)sw_hold_release(SW_HOLD_END_FLIP);
+  if (a->flags & SW_SWITCH_ACT_MIGRATE_BACK) {
+    ctl.mb_pending = 1; /* started once the hold below is quiet */
+    ctl.mb_verifying = 0;
+  }
+  if (a->flags & SW_SWITCH_ACT_HOLD)
+    hold_for_machine();
+  /* A hold that was quiet already (an operator's) reports no QUIET. */
+  if (a->flags & SW_SWITCH_ACT_MIGRATE_BACK)
+    migrate_back_maybe_start();
   if ((a->flags & SW_SWITCH_ACT_WATCH) &&
       has_requirements(other_colour(a->flip_to)) &&
       ctl.running[other_colour(a->flip_to)] == NULL &&
@@ -749,6 +763,8 @@ static json_t *hold_json(void) {
       h->active ? "" : sw_colour_name(h->released_to));
   if (o == NULL)
     return json_null();
+  json_object_set_new(o, "tunnels",
+                      json_integer((json_int_t)sw_hold_tunnels()));
   json_object_set_new(o, "quiet", json_boolean(h->quiet_ms != UINT64_MAX));
   if (h->quiet_ms != UINT64_MAX)
     json_object_set_new(o, "quiet_after_ms",
@@ -804,10 +820,29 @@ static void hold_for_machine(void) {
       sw_colour_name(rollback ? other_colour(sw.live) : ctl.m.gate.target));
   ctl.hold_mine = 1;
   err = sw_hold_start(max, by);
-  if (err == 0)
-    hold_started();
-  else if (err != UV_EBUSY)
-    sw_error("control", 0, "cannot hold requests: %s", uv_strerror(err));
+  if (err == 0 || err == UV_EBUSY) {
+    if (err == 0)
+      hold_started();
+    return;
+  }
+  /* Without the hold the migration would meet live traffic: it does not
+   * run, and the cutover or rollback it was for ends here. */
+  ctl.hold_mine = 0;
+  sw_error("control", 0, "cannot hold requests: %s", uv_strerror(err));
+  if (rollback) {
+    sw_switch_actions_t a;
+    char text[128];
+    ctl.mb_pending = 0;
+    snprintf(text, sizeof(text), "cannot hold requests: %s", uv_strerror(err));
+    sw_switch_rollback_migrated(&ctl.m, now_ms(), 0, text, &a);
+    perform(&a);
+    announce_rollback();
+  } else if (ctl.m.phase == SW_SWITCH_MIGRATING) {
+    sw_switch_actions_t a;
+    if (sw_switch_abort(&ctl.m, now_ms(), "switchd (cannot hold requests)",
+                        &a) == SW_SWITCH_R_NONE)
+      perform(&a);
+  }
 }
 
 static void on_migrate_back(const sw_command_result_t *r, void *data);
@@ -1904,7 +1939,9 @@ static const char *refusal_text(sw_switch_reason_t why) {
       return "the rollback window is over (forward fix only): --force "
              "overrides";
     case SW_SWITCH_R_IN_PROGRESS:
-      return "a cutover gate is running: abort it instead";
+      return ctl.m.phase == SW_SWITCH_ROLLBACK_MIGRATING
+                 ? "a rollback is under way: the reverse migration is running"
+                 : "a cutover gate is running: abort it instead";
     case SW_SWITCH_R_ALREADY_ROLLED_BACK:
       return "already rolled back";
     case SW_SWITCH_R_NOT_WATCHING:

@@ -26,6 +26,7 @@ static struct {
   sw_hold_cb cb;
   void *data;
   sw_list_t queue;
+  uint32_t gen;      /* +1 at every start and release */
   size_t cap;        /* the queue's bound, captured at the start */
   uint64_t start_hr; /* hrtime at the start */
   uint32_t *waits;   /* µs each released request waited, cap entries */
@@ -49,8 +50,19 @@ static uint64_t wall_ms(void) {
 uint64_t sw_hold_inflight(void) {
   const sw_pool_t *pool = &sw.pools[sw.live];
   uint64_t n = 0;
+  /* Upgraded tunnels (WebSocket) are left out: they last as long as
+   * their clients like, and a migration waiting on them would wait for
+   * hold_max every time. sw_hold_tunnels says how many there are. */
   for (size_t i = 0; i < pool->n; i++)
-    n += pool->servers[i]->inflight;
+    n += pool->servers[i]->inflight - pool->servers[i]->tunnels;
+  return n;
+}
+
+uint64_t sw_hold_tunnels(void) {
+  const sw_pool_t *pool = &sw.pools[sw.live];
+  uint64_t n = 0;
+  for (size_t i = 0; i < pool->n; i++)
+    n += pool->servers[i]->tunnels;
   return n;
 }
 
@@ -136,6 +148,8 @@ int sw_hold_start(uint64_t max_ms, const char *by) {
     return UV_EINVAL;
   if (h.st.active)
     return UV_EBUSY;
+  if (sw.stopping)
+    return UV_ECANCELED; /* nothing new waits on a stopping proxy */
   if (max_ms == 0)
     max_ms = sw.cfg->cutover.hold_max_ms;
   waits = malloc((cap > 0 ? cap : 1) * sizeof(*waits));
@@ -154,6 +168,7 @@ int sw_hold_start(uint64_t max_ms, const char *by) {
   h.st.released_to = sw.live;
   snprintf(h.st.by, sizeof(h.st.by), "%s", by ? by : "operator");
   h.start_hr = uv_hrtime();
+  h.gen++;
   h.tot.holds++;
   sw_hold_waiting = 1;
   uv_timer_start(&h.timer, on_expire, max_ms, 0);
@@ -172,36 +187,42 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 int sw_hold_release(sw_hold_end_t why) {
-  uint64_t held_ms;
+  uint64_t held_ms, now = uv_hrtime();
+  sw_list_t out;
 
   if (!h.st.active)
     return UV_ENOENT;
-  /* Inactive first: each dispatch below goes upstream, and a request that
-   * arrives while the queue is served goes straight on too. */
   h.st.active = 0;
   sw_hold_waiting = 0;
   uv_timer_stop(&h.timer);
+  uv_idle_stop(&h.quiet_check);
   h.st.end = why;
   h.st.released_to = sw.live;
+  /* The queue moves out and this hold's books close before any request
+   * goes upstream: a dispatch can fail at once, and what that causes (a
+   * trigger, a rollback, a new hold) must find this hold over. A request
+   * dispatched after a new hold began is held again, by that one. */
+  sw_list_init(&out);
   while (!sw_list_empty(&h.queue)) {
     sw_req_t *r = sw_container_of(h.queue.next, sw_req_t, hold_link);
-    uint64_t us = (uv_hrtime() - r->t_held) / 1000;
+    uint64_t us = (now - r->t_held) / 1000;
     sw_list_remove(&r->hold_link);
-    h.st.depth--;
+    sw_list_append(&out, &r->hold_link);
     h.st.released++;
     if (us > h.st.wait_max_us)
       h.st.wait_max_us = us;
     if (h.nwaits < h.cap)
       h.waits[h.nwaits++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    sw_upstream_dispatch(r);
   }
+  h.st.depth = 0;
+  h.gen++; /* what is on `out` belongs to no hold */
   if (h.nwaits > 0) {
     /* The nearest-rank 99th percentile. */
     size_t k = (h.nwaits * 99 + 99) / 100;
     qsort(h.waits, h.nwaits, sizeof(*h.waits), cmp_u32);
     h.st.wait_p99_us = h.waits[(k > 0 ? k : 1) - 1];
   }
-  held_ms = (uv_hrtime() - h.start_hr) / 1000000;
+  held_ms = (now - h.start_hr) / 1000000;
   h.tot.held_ms += held_ms;
   h.st.ended = wall_ms();
   sw_log(why == SW_HOLD_END_EXPIRED ? SW_LOG_WARN : SW_LOG_INFO, "hold", 0,
@@ -214,6 +235,11 @@ int sw_hold_release(sw_hold_end_t why) {
          (unsigned long long)h.st.rejected, (unsigned long long)h.st.gone);
   if (h.cb != NULL)
     h.cb(SW_HOLD_EV_ENDED, h.data);
+  while (!sw_list_empty(&out)) {
+    sw_req_t *r = sw_container_of(out.next, sw_req_t, hold_link);
+    sw_list_remove(&r->hold_link);
+    sw_upstream_dispatch(r);
+  }
   return 0;
 }
 
@@ -228,6 +254,7 @@ int sw_hold_admit(sw_req_t *r) {
     return 1;
   }
   r->t_held = uv_hrtime();
+  r->hold_gen = h.gen;
   sw_list_append(&h.queue, &r->hold_link);
   h.st.held++;
   h.tot.held++;
@@ -241,6 +268,9 @@ void sw_hold_forget(sw_req_t *r) {
   if (!sw_list_linked(&r->hold_link))
     return;
   sw_list_remove(&r->hold_link);
-  h.st.depth--;
-  h.st.gone++;
+  /* Off a released queue (being dispatched) it no longer counts. */
+  if (h.st.active && r->hold_gen == h.gen) {
+    h.st.depth--;
+    h.st.gone++;
+  }
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sw_tls.h"
+#include "sw_hold.h"
 #include "sw_log.h"
 #include "sw_proxy.h"
 
@@ -163,8 +164,12 @@ void sw_tunnel_start(sw_req_t *r) {
   sw_client_t *c = r->client;
   r->state = SW_REQ_TUNNEL;
   c->flags |= SW_CF_TUNNEL;
+  r->up->server->tunnels++;
   sw_timeq_add(&sw.tq[SW_TQ_TUNNEL], &c->tn);
   sw_timeq_del(&r->up->tn);
+  /* A tunnel does not keep a hold from being quiet: the hold may be it. */
+  if (sw_hold_waiting)
+    sw_hold_poke();
 }
 
 static void tunnel_close(sw_req_t *r) {

@@ -636,6 +636,7 @@ int sw_switch_restore(sw_switch_t *s,
         rb->to = other;
         rb->at = now;
         text_copy(rb->trigger, sizeof(rb->trigger), "restart");
+        s->rollbacks_blocked++;
         text_printf(rb->message, sizeof(rb->message),
                     "restart during the reverse migration: rollback to %s "
                     "blocked until an operator checks its schema; %s keeps "

@@ -297,6 +297,8 @@ static void unbind(sw_upconn_t *u) {
   r->up = NULL;
   u->req = NULL;
   u->server->inflight--;
+  if (r->state == SW_REQ_TUNNEL)
+    u->server->tunnels--;
   if (sw_hold_waiting)
     sw_hold_poke();
 }

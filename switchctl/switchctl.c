@@ -577,7 +577,8 @@ static int follow(uint64_t from_version,
 static int refused(int status, const char *body) {
   json_t *j = json_loads(body, 0, NULL);
   if (json_out) {
-    printf("%s", body);
+    /* On a line of its own: --json output is read line by line. */
+    printf("%s\n", body);
   } else if (str(j, "reason")[0] && str(j, "message")[0]) {
     /* A refusal that explains itself (rollback, commit): the reason for
      * scripts, the sentence for people. */

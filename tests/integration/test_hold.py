@@ -1122,3 +1122,47 @@ def test_hold_websocket_upgrade_held_then_tunnels(ctx):
         b"ping through the tunnel"
     c.close()
     assert_200_from(ctx.get(sw.port, "/after"))
+
+
+@timeout(60)
+def test_hold_rollback_migrate_background_child_does_not_hang(ctx):
+    """A reverse migration that leaves a process in the background holding
+    its output: switchd takes the shell's exit as the end (after a short
+    grace, killing what was left), the rollback goes on, and SIGTERM still
+    exits at once."""
+    go = ctx.path("go")
+    pg, sw, b, g = rollback_setup(ctx, "GO='%s'\n%s\nsleep 60 &\nexit 0\n" % (go, REVERSE))
+    open(go, "w").close()
+    t0 = time.time()
+    bg = Bg(sw, "rollback", timeout=40)
+    st = wait_for(lambda: (lambda s: s if s["phase"] == "rolled_back" else None)(
+        admin_status(sw.admin_socket)), 10 * SLOW, what="rolled_back")
+    took = time.time() - t0
+    assert st["live"] == "blue" and st["rollback_migrate"]["exit_status"] == 0, st
+    assert took < 5 * SLOW, "the rollback waited %.1f s for the background child" % took
+    bg.result(20 * SLOW)
+    assert "killing what it left running" in sw.stderr_text()
+    t1 = time.time()
+    sw.stop(timeout=10 * SLOW)
+    assert time.time() - t1 < 5 * SLOW
+
+
+@timeout(30)
+def test_hold_quiet_with_a_websocket_open(ctx):
+    """An open WebSocket tunnel on the live colour does not keep a hold from
+    being quiet (it may last for hours); status counts it apart."""
+    sw, b, g = start(ctx)
+    c = ctx.client(sw.port, timeout=5 * SLOW)
+    c.send(b"GET /ws HTTP/1.1\r\nHost: hold.test\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+    r = c.read_response(timeout=5 * SLOW)
+    assert r.status == 101, r
+    r = expect(ctl(sw, "hold", "--max", "10s", "--timeout", "3s"), 0, out=r"^quiet")
+    h = admin_status(sw.admin_socket)["hold"]
+    assert h["active"] and h["quiet"] and h["inflight"] == 0 and h["tunnels"] == 1, h
+    # The tunnel still carries bytes while the hold is on.
+    c.send(b"still open")
+    assert c.recv_exact(len(b"still open"), timeout=5 * SLOW) == b"still open"
+    expect(ctl(sw, "release"), 0)
+    c.close()
