@@ -721,6 +721,8 @@ static void on_lock_sample(sw_verify_t *v,
 /* One sample at a time, every LOCK_SAMPLE_MS while a hold runs: the
  * longest lock wait a migration caused is in the cutover report. */
 #define LOCK_SAMPLE_MS 50
+#define LOCK_SAMPLE_FAST_MS 10000
+#define LOCK_SAMPLE_SLOW_MS 1000
 
 static void lock_sample(uv_timer_t *t) {
   sw_verify_params_t p;
@@ -730,6 +732,12 @@ static void lock_sample(uv_timer_t *t) {
 
   if (ctl.lock_run != NULL || db->dsn == NULL || !sw_hold_active())
     return;
+  /* Each sample is a session of its own: after the first seconds (a
+   * migration's usual length) they come less often, so a long hold costs
+   * the database a connection a second, not twenty. */
+  if (uv_timer_get_repeat(&ctl.lock_timer) == LOCK_SAMPLE_MS &&
+      wall_ms() - sw_hold_stats()->started >= LOCK_SAMPLE_FAST_MS)
+    uv_timer_set_repeat(&ctl.lock_timer, LOCK_SAMPLE_SLOW_MS);
   memset(&p, 0, sizeof(p));
   p.dsn = db->dsn;
   p.connect_timeout_ms = db->connect_timeout_ms;
