@@ -729,6 +729,8 @@ static const sw_num_kind_t num_count = {parse_count, "invalid number", SIZE_MAX,
                                         8};
 static const sw_num_kind_t num_unsigned = {parse_count, "invalid number",
                                            UINT_MAX, sizeof(unsigned)};
+static const sw_num_kind_t num_hold_queue = {parse_count, "invalid number",
+                                             SW_MAX_HOLD_QUEUE, sizeof(size_t)};
 
 #define SW_NUMBER_SETTER(name, kind)                                    \
   static int name(sw_parser_t *p, const sw_directive_t *d, void *field, \
@@ -743,6 +745,7 @@ SW_NUMBER_SETTER(set_buffer, num_buffer)
 SW_NUMBER_SETTER(set_head_size, num_head)
 SW_NUMBER_SETTER(set_count, num_count)
 SW_NUMBER_SETTER(set_unsigned, num_unsigned)
+SW_NUMBER_SETTER(set_hold_queue, num_hold_queue)
 
 static int add_bind(sw_parser_t *p,
                     const sw_directive_t *d,
@@ -1122,27 +1125,14 @@ static int set_history(sw_parser_t *p,
 }
 
 /* A hold keeps clients waiting: at most an hour, and a queue of at most a
- * million requests (each holds a parsed request and its buffered body). */
+ * million requests (each holds a parsed request and its buffered body; see
+ * num_hold_queue). */
 static int set_hold_max(sw_parser_t *p,
                         const sw_directive_t *d,
                         void *field,
                         const char *arg,
                         const char *arg2) {
   return set_bounded_duration(p, d, field, arg, SW_MAX_HOLD);
-}
-
-static int set_hold_queue(sw_parser_t *p,
-                          const sw_directive_t *d,
-                          void *field,
-                          const char *arg,
-                          const char *arg2) {
-  uint64_t v = 0;
-  int rc = parse_count(arg, &v);
-
-  rc = check_range(p, d, "invalid number", arg, rc, v, SW_MAX_HOLD_QUEUE);
-  if (rc == 0)
-    *(size_t *)field = (size_t)v;
-  return rc;
 }
 
 /* A shell command line, run with /bin/sh -c as switchd's user. */
