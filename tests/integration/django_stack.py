@@ -73,10 +73,11 @@ REQUIREMENTS = {
 # timeout must be shorter than the interval. A probe waits in Gunicorn's
 # backlog behind the requests already there: when a hold releases a hundred
 # requests at once to 3 sync workers, the last probe of that burst waits
-# about 200-300 ms, and a 200 ms timeout took blue down for a moment (its
-# requests then got switchd's 503). 400 ms leaves room for the burst.
-HEALTH = {"health": "on", "health_path": "/health/", "health_interval": "500ms",
-          "health_timeout": "400ms", "health_rise": 2, "health_fall": 3}
+# about 200-300 ms on a quiet machine and over a second on a loaded one; a
+# 200 ms timeout took blue down for a moment (its requests then got
+# switchd's 503). 800 ms with fall 3 needs 3 s of no answer.
+HEALTH = {"health": "on", "health_path": "/health/", "health_interval": "1s",
+          "health_timeout": "800ms", "health_rise": 2, "health_fall": 3}
 
 
 class DjangoGunicorn:
