@@ -23,5 +23,8 @@ void sw_control_stop(void);
 void sw_control_health(sw_server_t *s, const sw_health_result_t *r);
 /* One exchange ended (for the metrics). */
 void sw_control_observe(const sw_req_t *r);
+/* An exchange left server s (called by upstream.c, deep in the data path:
+ * it only schedules work for the loop). */
+void sw_control_unbound(const sw_server_t *s);
 
 #endif

@@ -87,7 +87,10 @@ static struct {
   sw_watch_result_t last_verdict; /* verdict NONE until one */
   uint64_t last_verdict_wall;
   /* The hold barrier. */
-  int hold_open;        /* sw_hold_init done */
+  int hold_open; /* sw_hold_init done */
+  /* The drain's end is told from the loop turn its last request ended. */
+  uv_idle_t drain_idle;
+  int drain_idle_open;
   int hold_mine;        /* the machine asked for it (HOLD): its own end
                          * releases it */
   uint64_t cut_hold_ms; /* the hold a migrate cutover asked for; 0: config */
@@ -1324,6 +1327,27 @@ static void feed_colours(void) {
   }
 }
 
+/* --- the drain ------------------------------------------------------------ */
+
+static void on_drain_idle(uv_idle_t *t) {
+  sw_switch_actions_t a;
+  uv_idle_stop(t);
+  if (!ctl.started || !ctl.m.drain.active)
+    return;
+  sw_switch_on_inflight(&ctl.m, now_ms(), ctl.m.drain.colour,
+                        colour_inflight(ctl.m.drain.colour), &a);
+  if (a.nevents > 0 || a.flags != 0)
+    perform(&a);
+}
+
+void sw_control_unbound(const sw_server_t *s) {
+  /* The 100 ms tick would see it too, up to a tick late: the drain's end
+   * (and the report's "drain complete") would read late by as much. */
+  if (ctl.drain_idle_open && ctl.m.drain.active &&
+      s->colour == ctl.m.drain.colour && colour_inflight(s->colour) == 0)
+    uv_idle_start(&ctl.drain_idle, on_drain_idle);
+}
+
 /* --- metrics -------------------------------------------------------------- */
 
 void sw_control_observe(const sw_req_t *r) {
@@ -2438,6 +2462,10 @@ int sw_control_start(char *err, size_t errlen) {
     ctl.lock_timer_open = 1;
     e = sw_hold_init(on_hold_event, NULL);
   }
+  if (e == 0) {
+    e = uv_idle_init(sw.loop, &ctl.drain_idle);
+    ctl.drain_idle_open = e == 0;
+  }
   if (e != 0) {
     snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(e));
     return e;
@@ -2547,6 +2575,10 @@ void sw_control_stop(void) {
   if (ctl.lock_timer_open) {
     ctl.lock_timer_open = 0;
     uv_close((uv_handle_t *)&ctl.lock_timer, NULL);
+  }
+  if (ctl.drain_idle_open) {
+    ctl.drain_idle_open = 0;
+    uv_close((uv_handle_t *)&ctl.drain_idle, NULL);
   }
   if (ctl.lock_run != NULL)
     sw_verify_cancel(ctl.lock_run);

@@ -299,6 +299,8 @@ static void unbind(sw_upconn_t *u) {
   u->server->inflight--;
   if (r->state == SW_REQ_TUNNEL)
     u->server->tunnels--;
+  if (u->server->colour != sw.live)
+    sw_control_unbound(u->server);
   if (sw_hold_waiting)
     sw_hold_poke();
 }

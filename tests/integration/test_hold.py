@@ -355,13 +355,15 @@ def test_hold_ends_before_quiet_exit_6(ctx):
     sw, b, g = start(ctx)
     slow = Held(ctx, sw.port, "/delay/3000")
     wait_upstream_has(b, "/delay/3000")
-    bg = Bg(sw, "hold", "--max", "600ms")
+    # 1.5 s: room for the request below to arrive while held on a busy
+    # machine; the slow request still outlasts it.
+    bg = Bg(sw, "hold", "--max", "1500ms")
     wait_hold(sw, lambda h: h["active"], "hold active")
     x = Held(ctx, sw.port, "/w")
     r = bg.result(10 * SLOW)
     expect(r, 6, out=r"^the hold ended \(expired\) before it was quiet: 1 in flight on "
                      r"blue, 1 requests? released$")
-    assert r.elapsed < 2.5 * SLOW, r
+    assert r.elapsed < 2.8 * SLOW, r
     assert_200_from(x.read())
     h = hold_status(sw)
     assert h["end"] == "expired" and h["quiet"] is False and h["released"] == 1, h
