@@ -108,8 +108,12 @@ demo: all
 demo-simple: all
 	$(Q)/usr/bin/python3 conf/demo.py
 
+# Throughput, latency, instructions and memory against HAProxy and nginx,
+# then a cutover under load through each and switchd's rollback; QUICK=1
+# for a few seconds per cell. Reports and plots in bench/out/.
 bench: all
-	$(Q)bench/proxy-bench.sh
+	$(Q)bench/proxy-bench.sh $(if $(QUICK),--quick)
+	$(Q)/usr/bin/python3 bench/cutover-bench.py $(if $(QUICK),--quick)
 bench-tls: all ; $(Q)bench/tls-bench.sh $(if $(QUICK),--quick)
 
 # The binaries, the man pages, and conf/switchd.conf as an example config (it

@@ -18,6 +18,7 @@ PACKAGES=(
   python3-django python3-psycopg2   # the reference Django app (examples/)
   openssl                           # test certificates, s_client (TLS tests)
   wrk haproxy nginx gnuplot-nox     # benchmarks
+  valgrind                          # instructions per request (bench)
   postgresql                        # verification tests (later milestones)
   clang-format                      # make format-check
 )
